@@ -1,0 +1,30 @@
+# One-command set-up: every target creates .venv and installs the project when needed.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
+
+.PHONY: setup test demo bench dev clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -U pip setuptools wheel
+	# torch first, pinned with torchvision, so nothing later can swap it
+	$(PIP) torch==2.14.1 torchvision==0.29.1
+	$(PIP) -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: setup
+	$(PY) -m pytest
+
+demo: setup
+	$(PY) -m video_assets.demo
+
+bench: setup
+	$(PY) -m bench.sampling
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,17 @@
+"""Typed errors of the project. Every message names the input it is about and the cause."""
+
+
+class VideoAssetsError(Exception):
+    """Base class for errors raised on purpose by video_assets."""
+
+
+class VideoSourceError(VideoAssetsError):
+    """The source cannot be reached or read: missing file, 404, unreachable host, bad base64, empty object."""
+
+
+class VideoDecodeError(VideoAssetsError):
+    """The bytes were read but hold no decodable video: random bytes, truncated header, audio-only, still image."""
+
+
+class ModelLoadError(VideoAssetsError):
+    """A CLIP model cannot be resolved or loaded (unknown name, missing local folder, no network)."""

@@ -1,0 +1,13 @@
+"""Video input: sources, sampling plans and frame-accurate decoding (no Dagster, no torch)."""
+
+from video_assets.errors import VideoDecodeError, VideoSourceError
+from video_assets.video.plan import SAMPLE_MODES, SamplePlan, make_plan, select_positions
+from video_assets.video.reader import VideoReader
+from video_assets.video.sampler import SampledFrames, TruncatedVideoWarning, sample_frames, sample_from_reader
+from video_assets.video.source import VideoSource, open_source
+
+__all__ = [
+    "SAMPLE_MODES", "SamplePlan", "SampledFrames", "TruncatedVideoWarning", "VideoDecodeError", "VideoReader",
+    "VideoSource", "VideoSourceError", "make_plan", "open_source", "sample_frames", "sample_from_reader",
+    "select_positions",
+]

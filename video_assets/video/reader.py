@@ -1,0 +1,297 @@
+"""Frame-accurate, seek-aware decoding of chosen frames with PyAV.
+
+How frames are found:
+1. A demux-only scan (no decoding; ~20 ms for a minute of 720p) lists every packet's presentation timestamp and
+   keyframe flag. Sorting the timestamps gives each frame's index and time in presentation order, from the
+   decoded stream's own timestamps (edit lists, VFR and non-zero start times included), not container counts.
+2. The wanted frames are fetched in ascending order. Before each one the reader either continues decoding forward
+   or seeks to the keyframe at or before it, whichever decodes fewer frames (a seek pays off only when that
+   keyframe lies beyond the current decoding position).
+3. On the way to a wanted frame, packets whose frames are not wanted are decoded with ``skip_frame=NONREF``: the
+   decoder drops non-reference frames (most B-frames), which nothing later needs. Only wanted frames are
+   converted to RGB, so memory is bounded by the frames returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Iterator
+
+import av
+import numpy as np
+
+from video_assets.errors import VideoDecodeError
+from video_assets.video.source import OpenedSource
+
+log = logging.getLogger(__name__)
+
+# Formats FFmpeg opens as one-picture "videos"; a still image is not a video for this project.
+_IMAGE_FORMAT_SUFFIXES = ("_pipe",)
+_IMAGE_FORMATS = {"image2", "gif", "apng", "webp"}
+# Seeking flushes the decoder and its frame threads; continuing forward through a few frames is cheaper.
+_SEEK_MIN_GAIN_FRAMES = 4
+
+
+@dataclass
+class FrameIndex:
+    """Presentation-order index of a video stream, built from packet timestamps."""
+
+    pts: np.ndarray  # int64, ascending: presentation timestamps of every frame
+    keyframe: np.ndarray  # bool, aligned with pts
+    time_base: Fraction
+    times: np.ndarray = field(init=False)  # seconds from the first frame
+
+    def __post_init__(self):
+        first = int(self.pts[0]) if len(self.pts) else 0
+        self.times = (self.pts - first).astype(np.float64) * float(self.time_base)
+
+    def __len__(self) -> int:
+        return len(self.pts)
+
+    def keyframe_at_or_before(self, position: int) -> int:
+        kf = np.flatnonzero(self.keyframe[: position + 1])
+        return int(kf[-1]) if len(kf) else 0
+
+
+@dataclass
+class DecodeStats:
+    frames_decoded: int = 0  # frames the decoder returned (skipped non-reference frames not counted)
+    packets_sent: int = 0
+    seeks: int = 0
+    decode_errors: int = 0
+
+
+class VideoReader:
+    """An open video stream: metadata, its frame index, and exact frame fetches. Use as a context manager."""
+
+    def __init__(self, opened: OpenedSource, thread_type: str = "AUTO", thread_count: int = 0):
+        self.description = opened.description
+        self.size_bytes = opened.size
+        self.truncated = False
+        self.warnings: list[str] = []
+        self.stats = DecodeStats()
+        self.container = self._open(opened)
+        try:
+            self._check_is_video()
+            self.stream = self.container.streams.video[0]
+            self.stream.thread_type = thread_type  # FFmpeg frame + slice threading
+            self.stream.thread_count = thread_count
+            self.index = self._scan()
+        except BaseException:
+            self.container.close()
+            raise
+        if len(self.index) == 0:
+            self.container.close()
+            raise VideoDecodeError(f"{self.description}: video stream has no frames")
+        self.duration = self._duration()
+
+    def _open(self, opened: OpenedSource):
+        # FFmpeg probes the content; the caller's format hint is only a fallback for unprobeable input.
+        formats = [None] + ([opened.format_hint] if opened.format_hint else [])
+        error: BaseException | None = None
+        for fmt in formats:
+            if hasattr(opened.file, "seek"):
+                opened.file.seek(0)
+            try:
+                return av.open(opened.file, mode="r", format=fmt, metadata_errors="ignore")
+            except av.error.FileNotFoundError:
+                raise VideoDecodeError(f"{self.description}: file not found") from None
+            except (av.error.FFmpegError, UnicodeDecodeError, OSError, ValueError) as e:
+                error = e if error is None else error
+        raise VideoDecodeError(f"{self.description}: not a readable video container ({_reason(error)})")
+
+    # -- metadata -------------------------------------------------------------------------------------------
+    def _check_is_video(self) -> None:
+        fmt = self.container.format.name or ""
+        if fmt in _IMAGE_FORMATS or fmt.endswith(_IMAGE_FORMAT_SUFFIXES):
+            raise VideoDecodeError(f"{self.description}: a still image ({fmt}), not a video")
+        if not self.container.streams.video:
+            kinds = sorted({s.type for s in self.container.streams}) or ["no streams"]
+            raise VideoDecodeError(f"{self.description}: no video stream (contains: {', '.join(kinds)})")
+
+    @property
+    def width(self) -> int:
+        return int(self.stream.codec_context.width or 0)
+
+    @property
+    def height(self) -> int:
+        return int(self.stream.codec_context.height or 0)
+
+    @property
+    def codec(self) -> str:
+        return self.stream.codec_context.name
+
+    @property
+    def fps(self) -> float:
+        """Average frame rate measured from the index (frames over the span of their timestamps)."""
+        if len(self.index) < 2:
+            rate = self.stream.average_rate or self.stream.guessed_rate
+            return float(rate) if rate else 0.0
+        return (len(self.index) - 1) / float(self.index.times[-1]) if self.index.times[-1] > 0 else 0.0
+
+    def _scan(self) -> FrameIndex:
+        pts, key = [], []
+        stream = self.stream
+        try:
+            for packet in self.container.demux(stream):
+                if packet.size == 0 or packet.is_discard:
+                    continue  # flush packet at EOF, or a frame an edit list hides
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if ts is None:
+                    continue
+                pts.append(ts)
+                key.append(packet.is_keyframe)
+        except av.error.FFmpegError as e:
+            self.truncated = True
+            self.warnings.append(f"stream ends early after {len(pts)} packets ({_reason(e)}); "
+                                 "sampling the frames before that point")
+        expected = self._expected_frame_count()
+        if not self.truncated and expected is not None and expected > len(pts):
+            self.truncated = True
+            self.warnings.append(f"the container lists {expected} frames but only {len(pts)} are present "
+                                 "(file cut short?); sampling the frames that are there")
+        if not pts:
+            return FrameIndex(np.empty(0, np.int64), np.empty(0, bool), stream.time_base or Fraction(1, 1))
+        pts_a = np.asarray(pts, dtype=np.int64)
+        key_a = np.asarray(key, dtype=bool)
+        order = np.argsort(pts_a, kind="stable")
+        pts_a, key_a = pts_a[order], key_a[order]
+        keep = np.concatenate([[True], np.diff(pts_a) > 0])  # duplicate timestamps cannot be told apart
+        pts_a, key_a = pts_a[keep], key_a[keep]
+        if not key_a[0]:
+            key_a[0] = True  # decoding must start somewhere; FFmpeg recovers from the first packet
+        return FrameIndex(pts_a, key_a, stream.time_base)
+
+    def _expected_frame_count(self) -> int | None:
+        """Frames the container's own index promises (MP4/MOV list every sample), if it knows."""
+        try:
+            entries = self.stream.index_entries
+            n = sum(1 for e in entries if not e.is_discard)
+        except Exception:
+            return None
+        return n if n > 1 else None
+
+    def _duration(self) -> float:
+        """Span of the stream in seconds: last frame's time plus one frame duration."""
+        times = self.index.times
+        if len(times) >= 2:
+            step = float(np.median(np.diff(times[-min(len(times), 32):])))
+        else:
+            rate = self.stream.average_rate or self.stream.guessed_rate
+            step = 1.0 / float(rate) if rate else 0.0
+        return float(times[-1] + step)
+
+    # -- decoding -----------------------------------------------------------------------------------------
+    def fetch(self, positions: np.ndarray, rgb: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(position, frame)`` for each wanted position (ascending), frame as HxWx3 uint8 RGB.
+
+        Positions whose frame cannot be decoded (truncated or corrupt data) are skipped, recorded in
+        ``warnings`` and ``truncated``.
+        """
+        wanted = np.unique(np.asarray(positions, dtype=np.int64))
+        if len(wanted) == 0:
+            return
+        if wanted[0] < 0 or wanted[-1] >= len(self.index):
+            raise IndexError(f"{self.description}: frame positions out of range 0..{len(self.index) - 1}")
+        idx = self.index
+        want_pts = idx.pts[wanted]
+        cc = self.stream.codec_context
+        i = 0
+        fed_pos = None  # presentation position of the newest packet sent to the decoder
+        demux = None
+        missing: list[int] = []
+        retry_from = None  # set when a seek landed after the wanted frame: seek to an earlier keyframe
+        while i < len(wanted):
+            kf = idx.keyframe_at_or_before(int(wanted[i]))
+            if retry_from is not None:
+                kf, retry_from = retry_from, None
+            elif demux is not None and kf <= fed_pos + _SEEK_MIN_GAIN_FRAMES:
+                kf = None  # keep decoding forward
+            just_seeked = kf is not None
+            if just_seeked:
+                self._seek_to(kf)
+                demux = self.container.demux(self.stream)
+                fed_pos = kf - 1
+            progressed = False
+            reached_eof = True
+            try:
+                for packet in demux:
+                    if packet.is_discard:
+                        continue
+                    ts = packet.pts if packet.pts is not None else packet.dts
+                    if ts is not None:
+                        # Frames before the next wanted one are only needed if other frames reference them.
+                        cc.skip_frame = "NONREF" if ts < want_pts[i] else "DEFAULT"
+                        fed_pos = max(fed_pos, int(np.searchsorted(idx.pts, ts)))
+                    else:
+                        cc.skip_frame = "DEFAULT"  # the flush packet at EOF
+                    self.stats.packets_sent += 1
+                    try:
+                        frames = packet.decode()
+                    except av.error.FFmpegError:
+                        self.stats.decode_errors += 1
+                        continue
+                    for frame in frames:
+                        self.stats.frames_decoded += 1
+                        fpts = frame.pts
+                        if fpts is None:
+                            continue
+                        if just_seeked and fpts > want_pts[i] and kf > 0:
+                            # Container seek indexes by decode time and can land one GOP late (B-frames).
+                            retry_from = idx.keyframe_at_or_before(kf - 1)
+                            break
+                        just_seeked = False
+                        while i < len(wanted) and want_pts[i] < fpts:
+                            missing.append(int(wanted[i]))  # the decoder passed it without producing it
+                            i += 1
+                        if i < len(wanted) and want_pts[i] == fpts:
+                            yield int(wanted[i]), (frame.to_ndarray(format="rgb24") if rgb else frame)
+                            i += 1
+                            progressed = True
+                    if retry_from is not None or i >= len(wanted):
+                        reached_eof = False
+                        break
+                    if progressed:
+                        next_kf = idx.keyframe_at_or_before(int(wanted[i]))
+                        if next_kf > fed_pos + _SEEK_MIN_GAIN_FRAMES:
+                            reached_eof = False
+                            break  # cheaper to seek than to decode forward to the next wanted frame
+            except av.error.FFmpegError as e:
+                self.warnings.append(f"demuxing failed ({_reason(e)})")
+            if reached_eof:
+                missing.extend(int(p) for p in wanted[i:])
+                break
+        cc.skip_frame = "DEFAULT"
+        if missing:
+            self.truncated = True
+            self.warnings.append(f"{len(missing)} wanted frame(s) could not be decoded (truncated or corrupt "
+                                 f"data), first at index {missing[0]}")
+
+    def _seek_to(self, position: int) -> None:
+        self.stats.seeks += 1
+        target = int(self.index.pts[position])
+        try:
+            if position == 0:
+                # Timestamp seeks can land one GOP late (MPEG-TS); the start is always reachable this way.
+                self.container.seek(0, backward=True)
+            else:
+                self.container.seek(target, stream=self.stream, backward=True, any_frame=False)
+        except av.error.FFmpegError as e:
+            raise VideoDecodeError(f"{self.description}: seek failed ({_reason(e)})") from None
+        self.stream.codec_context.flush_buffers()
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _reason(e: BaseException) -> str:
+    msg = getattr(e, "strerror", None) or str(e)
+    return msg.split(": '", 1)[0] if msg else type(e).__name__

@@ -1,0 +1,74 @@
+"""Shared fixtures. Environment first: tests must never reach a cloud metadata address or the model hub."""
+
+import os
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("VIDEO_ASSETS_CLIP_MODEL", "video-assets/tiny-clip")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from video_assets_tests.servers import http_file_server, moto_s3_server  # noqa: E402
+from video_assets_tests.videos import encode_video  # noqa: E402
+
+# name -> encode_video keyword arguments; every video has 60 frames unless it says otherwise
+VIDEO_SPECS = {
+    "h264_bframes.mp4": dict(codec="libx264", gop=12, bframes=3),
+    "hevc.mkv": dict(codec="libx265", gop=15, bframes=2),
+    "vp9.webm": dict(codec="libvpx-vp9", gop=15, bframes=None),
+    "mpeg4.avi": dict(codec="mpeg4", gop=10, bframes=None),
+    "start_offset.ts": dict(codec="libx264", gop=12, bframes=2, start_seconds=3.0),
+    "start_offset.mp4": dict(codec="libx264", gop=12, bframes=2, start_seconds=2.0),
+    "vfr.mkv": dict(codec="libx264", gop=12, bframes=2,
+                    pts_seconds=[i * 0.04 if i < 20 else 0.8 + (i - 20) * 0.1 for i in range(60)]),
+    "short_gop.mp4": dict(codec="libx264", gop=3, bframes=2),
+    "long_gop.mp4": dict(codec="libx264", gop=250, bframes=3, n_frames=300),
+}
+
+
+@pytest.fixture(scope="session")
+def video_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("videos")
+    for name, spec in VIDEO_SPECS.items():
+        encode_video(d / name, **spec)
+    return d
+
+
+@pytest.fixture(scope="session")
+def videos(video_dir) -> dict[str, Path]:
+    return {name: video_dir / name for name in VIDEO_SPECS}
+
+
+@pytest.fixture(scope="session")
+def http_server(video_dir):
+    with http_file_server(video_dir) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def http_base(http_server) -> str:
+    host, port = http_server.server_address[:2]
+    return f"http://{host}:{port}"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    with moto_s3_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, request):
+    """A fresh bucket on moto's server; yields its name."""
+    import boto3
+
+    name = "test-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:40]
+    name = "".join(ch for ch in name if ch.isalnum() or ch == "-").strip("-")
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=name)
+    yield name

@@ -1,0 +1,292 @@
+"""The frame sampler: exact frame choice, every container/codec, every source kind, and bad input."""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+from video_assets.errors import VideoDecodeError, VideoSourceError
+from video_assets.video import TruncatedVideoWarning, sample_frames
+from video_assets_tests.conftest import VIDEO_SPECS
+from video_assets_tests.videos import encode_audio_only, encode_video, read_index, stream_times
+
+
+def expected_positions(times, duration, mode, start=0.0, end=None, count_k=8, interval_sec=None,
+                       interval_frames=None, target_fps=None, timestamps_sec=None, max_frames=None):
+    """The issue's rules written out literally, loop by loop, independent of the implementation."""
+    end = duration if end is None else end
+
+    def shown_at(t):
+        best = 0
+        for i, ti in enumerate(times):
+            if ti <= t + 1e-6:
+                best = i
+        return best
+
+    if mode == "by_interval_frames":
+        window = [i for i, t in enumerate(times) if start <= t < end]
+        chosen = window[::interval_frames]
+    else:
+        if mode == "by_count_uniform":
+            targets = [start + (j + 0.5) * (end - start) / count_k for j in range(count_k)]
+        elif mode == "by_interval_time":
+            targets, j = [], 0
+            while start + j * interval_sec < end:
+                targets.append(start + j * interval_sec)
+                j += 1
+        elif mode == "by_fps":
+            targets, j = [], 0
+            while start + j / target_fps < end:
+                targets.append(start + j / target_fps)
+                j += 1
+        else:
+            targets = [t for t in timestamps_sec if start <= t < end]
+        chosen = sorted({shown_at(t) for t in targets})
+    if max_frames is not None and len(chosen) > max_frames:
+        n = len(chosen)
+        chosen = [chosen[(j * n) // max_frames] for j in range(max_frames)]
+    return chosen
+
+
+def truth(path):
+    times = stream_times(path)
+    step = float(np.median(np.diff(times[-32:])))
+    return times, times[-1] + step
+
+
+MODES = [
+    ("by_count_uniform", dict(count_k=8)),
+    ("by_count_uniform", dict(count_k=3, start_time_sec=0.5, end_time_sec=1.5)),
+    ("by_count_uniform", dict(count_k=500)),  # more targets than frames: duplicates collapse
+    ("by_interval_time", dict(interval_sec=0.25)),
+    ("by_interval_time", dict(interval_sec=0.3, start_time_sec=0.2, max_frames=3)),
+    ("by_fps", dict(target_fps=2.0)),
+    ("by_fps", dict(target_fps=7.5, start_time_sec=1.0, end_time_sec=1.9)),
+    ("by_interval_frames", dict(interval_frames=7)),
+    ("by_interval_frames", dict(interval_frames=4, start_time_sec=0.3, end_time_sec=1.2, max_frames=2)),
+    ("by_timestamps", dict(timestamps_sec=[1.5, 0.0, 0.51, 99.0, 0.5])),
+    ("by_timestamps", dict(timestamps_sec=[0.1, 0.9, 1.1], start_time_sec=0.5, end_time_sec=1.0)),
+]
+
+
+def _check(path, mode, kw):
+    times, duration = truth(path)
+    s = sample_frames(path, mode, **kw)
+    exp_kw = {("start" if k == "start_time_sec" else "end" if k == "end_time_sec" else k): v for k, v in kw.items()}
+    assert s.indices == expected_positions(times, duration, mode, **exp_kw)
+    assert s.frames.dtype == np.uint8 and s.frames.shape[1:] == (64, 96, 3)
+    assert len(s.frames) == len(s.indices) == len(s.timestamps)
+    assert [read_index(f) for f in s.frames] == s.indices  # the right pixels, not just the right count
+    assert s.timestamps == pytest.approx([times[i] for i in s.indices], abs=1e-6)
+    assert not s.truncated
+    return s
+
+
+@pytest.mark.parametrize("name", list(VIDEO_SPECS))
+@pytest.mark.parametrize("mode,kw", MODES, ids=[f"{m}-{i}" for i, (m, _) in enumerate(MODES)])
+def test_exact_frames_every_format_and_mode(videos, name, mode, kw):
+    _check(videos[name], mode, kw)
+
+
+def test_first_timestamp_is_zero_for_offset_streams(videos):
+    for name in ("start_offset.ts", "start_offset.mp4"):
+        s = sample_frames(videos[name], "by_timestamps", timestamps_sec=[0.0, 1.0])
+        assert s.timestamps[0] == 0.0 and s.indices == [0, 30]
+        assert s.duration == pytest.approx(2.0, abs=1e-3)
+
+
+def test_variable_frame_rate_uses_real_timestamps(videos):
+    # frames 0..19 are 40 ms apart, then 100 ms apart: time 1.0 s shows frame 22 (t=1.0), not frame 30
+    s = sample_frames(videos["vfr.mkv"], "by_timestamps", timestamps_sec=[0.5, 1.0, 1.05])
+    assert s.indices == [12, 22]
+    assert s.timestamps == pytest.approx([0.48, 1.0])
+
+
+def test_long_gop_sparse_plan_does_not_decode_everything(videos):
+    s = sample_frames(videos["long_gop.mp4"], "by_timestamps", timestamps_sec=[0.1, 9.0])
+    assert s.indices == [3, 270]
+    assert s.stats.seeks >= 2  # jumped to the second keyframe instead of decoding 250 frames forward
+    assert s.stats.frames_decoded < 150
+
+
+def test_short_gop_seeks_to_keyframes(videos):
+    s = sample_frames(videos["short_gop.mp4"], "by_interval_frames", interval_frames=30)
+    assert s.indices == [0, 30]
+    assert s.stats.frames_decoded < 10
+
+
+def test_skips_non_reference_frames_on_the_way(videos):
+    # dense-ish plan inside one long GOP: B-frames before each wanted frame are not decoded
+    s = sample_frames(videos["long_gop.mp4"], "by_interval_frames", interval_frames=50)
+    assert s.indices == list(range(0, 300, 50))
+    assert s.stats.frames_decoded < 250
+
+
+# ---- every source kind ----------------------------------------------------------------------------------
+
+def test_source_kinds_local(videos):
+    path = videos["h264_bframes.mp4"]
+    ref = sample_frames(path, count_k=4)
+    data = path.read_bytes()
+    for src, fmt in [(str(path), None), (path, None), ("file://" + str(path), None), (data, "mp4"),
+                     (bytearray(data), None), (base64.b64encode(data).decode(), "mp4"),
+                     ("data:video/mp4;base64," + base64.b64encode(data).decode(), None),
+                     (base64.urlsafe_b64encode(data).decode().rstrip("="), "mp4")]:
+        s = sample_frames(src, count_k=4, video_format=fmt)
+        assert s.indices == ref.indices
+        assert np.array_equal(s.frames, ref.frames)
+
+
+def test_bytes_need_no_hint_for_probeable_formats(videos):
+    for name in ("vp9.webm", "hevc.mkv", "mpeg4.avi"):
+        s = sample_frames(videos[name].read_bytes(), count_k=2, default_video_format="mp4")
+        assert [read_index(f) for f in s.frames] == s.indices
+
+
+def test_http_source(videos, http_base):
+    s = sample_frames(f"{http_base}/long_gop.mp4", "by_timestamps", timestamps_sec=[0.5, 9.5])
+    assert [read_index(f) for f in s.frames] == s.indices == [15, 285]
+
+
+def test_s3_and_tos_sources(videos, s3_bucket, s3_endpoint, monkeypatch):
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.put_object(Bucket=s3_bucket, Key="in/v.webm", Body=videos["vp9.webm"].read_bytes())
+    s = sample_frames(f"s3://{s3_bucket}/in/v.webm", count_k=5)
+    assert [read_index(f) for f in s.frames] == s.indices and len(s.indices) == 5
+    monkeypatch.setenv("VIDEO_ASSETS_TOS_ENDPOINT", s3_endpoint)
+    t = sample_frames(f"tos://{s3_bucket}/in/v.webm", count_k=5)
+    assert t.indices == s.indices
+
+
+# ---- parameters ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw,param", [
+    (dict(sample_mode="sometimes"), "sample_mode"),
+    (dict(count_k=0), "count_k"),
+    (dict(count_k=2.5), "count_k"),
+    (dict(sample_mode="by_interval_time"), "interval_sec"),
+    (dict(sample_mode="by_interval_time", interval_sec=0), "interval_sec"),
+    (dict(sample_mode="by_fps", target_fps=-1), "target_fps"),
+    (dict(sample_mode="by_fps"), "target_fps"),
+    (dict(sample_mode="by_interval_frames", interval_frames=0), "interval_frames"),
+    (dict(sample_mode="by_timestamps"), "timestamps_sec"),
+    (dict(sample_mode="by_timestamps", timestamps_sec=[1.0, float("nan")]), "timestamps_sec"),
+    (dict(start_time_sec=2.0, end_time_sec=1.0), "end_time_sec"),
+    (dict(start_time_sec=-1.0), "start_time_sec"),
+    (dict(max_frames=0), "max_frames"),
+])
+def test_wrong_parameters_raise_before_io(kw, param):
+    with pytest.raises(ValueError, match=param):
+        sample_frames("/nonexistent/never-opened.mp4", **kw)  # a ValueError, not a source error: no I/O
+
+
+def test_window_past_the_end_returns_no_frames(videos):
+    s = sample_frames(videos["h264_bframes.mp4"], start_time_sec=50.0)
+    assert s.indices == [] and s.frames.shape == (0, 64, 96, 3)
+
+
+# ---- bad input -----------------------------------------------------------------------------------------
+
+def test_missing_file(tmp_path):
+    with pytest.raises(VideoSourceError, match=r"nope\.mp4.*not found"):
+        sample_frames(tmp_path / "nope.mp4")
+
+
+def test_directory(tmp_path):
+    with pytest.raises(VideoSourceError, match="directory"):
+        sample_frames(tmp_path)
+
+
+def test_404(http_base):
+    with pytest.raises(VideoSourceError, match=r"missing\.mp4.*not found"):
+        sample_frames(f"{http_base}/missing.mp4")
+
+
+def test_unreachable_url():
+    with pytest.raises(VideoSourceError, match=r"127\.0\.0\.1:9/v\.mp4"):
+        sample_frames("http://127.0.0.1:9/v.mp4")
+
+
+def test_missing_s3_object(s3_bucket):
+    with pytest.raises(VideoSourceError, match=r"s3://.*/nothing\.mp4.*not found"):
+        sample_frames(f"s3://{s3_bucket}/nothing.mp4")
+
+
+def test_empty_inputs(tmp_path, s3_bucket, s3_endpoint):
+    import boto3
+
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(VideoSourceError, match=r"empty\.mp4.*empty"):
+        sample_frames(empty)
+    with pytest.raises(VideoSourceError, match="empty"):
+        sample_frames(b"")
+    boto3.client("s3", endpoint_url=s3_endpoint).put_object(Bucket=s3_bucket, Key="zero.mp4", Body=b"")
+    with pytest.raises(VideoSourceError, match=r"zero\.mp4.*empty"):
+        sample_frames(f"s3://{s3_bucket}/zero.mp4")
+
+
+def test_random_bytes(tmp_path):
+    p = tmp_path / "noise.mp4"
+    p.write_bytes(np.random.default_rng(1).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+    with pytest.raises(VideoDecodeError, match=r"noise\.mp4"):
+        sample_frames(p)
+    with pytest.raises(VideoDecodeError, match="bytes"):
+        sample_frames(p.read_bytes())
+
+
+def test_invalid_base64():
+    with pytest.raises(VideoSourceError, match="base64"):
+        sample_frames("A" * 65 + "=A", video_format="mp4")  # padding in the middle
+
+
+def test_base64_of_garbage():
+    garbage = base64.b64encode(b"not a video at all " * 10).decode()
+    with pytest.raises(VideoDecodeError, match="base64"):
+        sample_frames(garbage, video_format="mp4")
+
+
+def test_truncated_without_index(videos, tmp_path):
+    data = videos["h264_bframes.mp4"].read_bytes()  # moov atom at the end: cutting it loses the index
+    p = tmp_path / "cut.mp4"
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(VideoDecodeError, match=r"cut\.mp4"):
+        sample_frames(p)
+
+
+def test_truncated_with_index_returns_what_it_has(tmp_path):
+    full = encode_video(tmp_path / "fast.mp4", n_frames=60, gop=12, container_options={"movflags": "faststart"})
+    data = full.read_bytes()
+    p = tmp_path / "fast_cut.mp4"
+    p.write_bytes(data[: int(len(data) * 0.6)])
+    with pytest.warns(TruncatedVideoWarning, match="fast_cut"):
+        s = sample_frames(p, "by_interval_frames", interval_frames=5)
+    assert s.truncated and s.warnings
+    assert 0 < len(s.indices) < 12
+    assert [read_index(f) for f in s.frames] == s.indices
+
+
+def test_audio_only(tmp_path):
+    p = encode_audio_only(tmp_path / "tone.m4a")
+    with pytest.raises(VideoDecodeError, match=r"tone\.m4a.*no video stream.*audio"):
+        sample_frames(p)
+
+
+def test_still_image(tmp_path):
+    from PIL import Image
+
+    p = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(p)
+    with pytest.raises(VideoDecodeError, match=r"photo\.png.*still image"):
+        sample_frames(p)
+    j = tmp_path / "photo.mp4"  # wrong extension does not fool it
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(j, format="JPEG")
+    with pytest.raises(VideoDecodeError, match=r"photo\.mp4.*still image"):
+        sample_frames(j)
