@@ -1,0 +1,135 @@
+"""CLIP image preprocessing as tensor operations on the model's device.
+
+Equivalent to open_clip's eval transform (``Resize(size, bicubic)`` of the short side on a PIL image,
+``CenterCrop(size)``, ``ToTensor()``, ``Normalize(mean, std)``) without a PIL round trip per frame:
+
+1. uint8 RGB frames ``(N, H, W, 3)`` (numpy or torch) are moved to the device as uint8, then made float;
+2. the short side is resized to ``image_size`` (long side ``int(size * long / short)``, torchvision's rule)
+   with bicubic interpolation and ``antialias=True`` (torch's anti-aliased kernels follow PIL's), one axis
+   at a time, horizontal first, each pass clamped to [0, 255] and rounded, as PIL does when it writes uint8
+   pixels;
+3. centre crop ``image_size x image_size`` (torchvision's offsets: ``int(round((h - size) / 2))``);
+4. divide by 255 - exactly once; the input must be uint8, floats are refused so that frames already in [0, 1]
+   cannot be rescaled a second time;
+5. ``(x - mean) / std`` with the model's mean/std, cast to the model dtype, channels_last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+Frames = Union[np.ndarray, torch.Tensor, Sequence[Union[np.ndarray, torch.Tensor]]]
+
+# float32 elements per resize chunk (about 256 MB): bounds device memory for long batches of large frames
+_CHUNK_ELEMENTS = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"  # "bicubic" | "bilinear"
+    resize_mode: str = "shortest"  # "shortest" (short side + centre crop) | "squash" (resize to square)
+
+    def __post_init__(self):
+        if self.interpolation not in ("bicubic", "bilinear"):
+            raise ValueError(f"unsupported interpolation {self.interpolation!r} (bicubic or bilinear)")
+        if self.resize_mode not in ("shortest", "squash"):
+            raise ValueError(f"unsupported resize_mode {self.resize_mode!r} (shortest or squash)")
+
+
+def resized_size(h: int, w: int, size: int) -> tuple[int, int]:
+    """``Resize(size)``'s output size: short side -> size, long side ``int(size * long / short)``"""
+    if h <= w:
+        return size, int(size * w / h)
+    return int(size * h / w), size
+
+
+def _check_frame_tensor(t: torch.Tensor, what: str) -> torch.Tensor:
+    if t.dtype != torch.uint8:
+        raise TypeError(f"{what}: expected uint8 RGB pixels in [0, 255], got dtype {t.dtype}; convert "
+                        "floats in [0, 1] with (x * 255).round().to(uint8): pixels are scaled to [0, 1] "
+                        "exactly once, here")
+    if t.ndim == 3:
+        t = t.unsqueeze(0)
+    if t.ndim != 4 or t.shape[-1] != 3:
+        raise ValueError(f"{what}: expected frames shaped (N, H, W, 3) or (H, W, 3), got {tuple(t.shape)}")
+    if t.shape[1] < 1 or t.shape[2] < 1:
+        raise ValueError(f"{what}: empty frame size {tuple(t.shape[1:3])}")
+    return t
+
+
+def as_frame_batches(frames: Frames) -> list[torch.Tensor]:
+    """Frames as a list of uint8 ``(n, H, W, 3)`` tensors, one per run of equally sized frames, in order."""
+    if isinstance(frames, np.ndarray):
+        return [_check_frame_tensor(torch.from_numpy(np.ascontiguousarray(frames)), "frames")]
+    if isinstance(frames, torch.Tensor):
+        return [_check_frame_tensor(frames, "frames")]
+    if isinstance(frames, (list, tuple)):
+        out: list[torch.Tensor] = []
+        for i, f in enumerate(frames):
+            t = torch.from_numpy(np.ascontiguousarray(f)) if isinstance(f, np.ndarray) else f
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(
+                    f"frames[{i}]: expected a numpy array or torch tensor, got {type(f).__name__}")
+            t = _check_frame_tensor(t, f"frames[{i}]")
+            if out and out[-1].shape[1:] == t.shape[1:] and out[-1].device == t.device:
+                out[-1] = torch.cat([out[-1], t])
+            else:
+                out.append(t)
+        return out
+    raise TypeError(f"frames: expected a numpy array, a torch tensor or a sequence of them, "
+                    f"got {type(frames).__name__}")
+
+
+def count_frames(frames: Frames) -> int:
+    return sum(int(b.shape[0]) for b in as_frame_batches(frames))
+
+
+def _resize_crop(x: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
+    """float (n, 3, H, W) in [0, 255] -> float (n, 3, S, S) in [0, 255]."""
+    s = spec.image_size
+    h, w = x.shape[-2:]
+    out_h, out_w = (s, s) if spec.resize_mode == "squash" else resized_size(h, w, s)
+    # PIL resamples separably, horizontal pass first, and stores each pass as uint8 (clamped and rounded); do
+    # the same so that bicubic overshoot is clipped where PIL clips it. An unchanged side is left untouched.
+    mode = spec.interpolation
+    if out_w != w:
+        x = F.interpolate(x, size=(h, out_w), mode=mode, align_corners=False, antialias=True)
+        x = x.clamp_(0.0, 255.0).round_()
+    if out_h != h:
+        x = F.interpolate(x, size=(out_h, out_w), mode=mode, align_corners=False, antialias=True)
+        x = x.clamp_(0.0, 255.0).round_()
+    top = int(round((out_h - s) / 2.0))
+    left = int(round((out_w - s) / 2.0))
+    return x[..., top:top + s, left:left + s]
+
+
+def preprocess_frames(frames: Frames, spec: PreprocessSpec, device: torch.device,
+                      dtype: torch.dtype) -> torch.Tensor:
+    """uint8 RGB frames -> normalised ``(N, 3, S, S)`` tensor on ``device`` in ``dtype`` (channels_last)."""
+    batches = as_frame_batches(frames)
+    s = spec.image_size
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    outs: list[torch.Tensor] = []
+    for batch in batches:
+        n, h, w, _ = batch.shape
+        per_chunk = max(1, _CHUNK_ELEMENTS // max(1, 3 * h * w))
+        for start in range(0, n, per_chunk):
+            x = batch[start:start + per_chunk].to(device, non_blocking=True)  # still uint8: 4x less to copy
+            x = x.permute(0, 3, 1, 2).float()
+            x = _resize_crop(x, spec)
+            x = x / 255.0  # the one and only rescale to [0, 1]
+            x = (x - mean) / std
+            outs.append(x.to(dtype))
+    if not outs:
+        return torch.empty((0, 3, s, s), dtype=dtype, device=device)
+    out = torch.cat(outs) if len(outs) > 1 else outs[0]
+    return out.contiguous(memory_format=torch.channels_last)
