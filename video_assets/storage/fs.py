@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from urllib.parse import urlsplit, urlunsplit
 
 import fsspec
@@ -74,3 +75,21 @@ def describe_uri(uri: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[-1]
     query = "<redacted>" if parts.query else ""
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def write_bytes(uri: str, data: bytes, storage_options: dict | None = None) -> None:
+    """Write ``data`` to ``uri`` so that no reader sees a half-written object.
+
+    Local files go to a temporary name in the same folder and are renamed into place; object stores publish a
+    PUT atomically already.
+    """
+    fs, path = filesystem_for(uri, storage_options)
+    if scheme_of(os.fspath(uri)) in ("", "file"):
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+        return
+    fs.pipe_file(path, data)

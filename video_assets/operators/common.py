@@ -1,0 +1,99 @@
+"""Pieces both operators share: inputs, default model names, devices, stable video ids."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from video_assets.video.source import decode_base64, describe_source
+
+log = logging.getLogger(__name__)
+
+# Overrides both operators' default model (e.g. "video-assets/tiny-clip" for offline machines and tests).
+MODEL_ENV = "VIDEO_ASSETS_CLIP_MODEL"
+MODEL_PATH_ENV = "VIDEO_ASSETS_MODEL_PATH"
+_said_no_gpu = False
+
+
+def default_model_name(explicit: str | None, default: str) -> str:
+    return explicit or os.environ.get(MODEL_ENV) or default
+
+
+def default_model_path(explicit: str | None) -> str:
+    return explicit if explicit is not None else os.environ.get(MODEL_PATH_ENV, "")
+
+
+def default_decode_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class VideoInput:
+    """One input video: what to open, its container hint, a log-safe name and a stable id."""
+
+    source: Any  # path/URI str or bytes
+    video_format: str | None
+    description: str
+    video_id: str
+    error: str | None = None  # set when the input is unusable before any I/O (bad base64, None)
+
+
+def stable_video_id(source: Any) -> str:
+    """16 hex chars of SHA-1 over the URI string, or over the content for bytes/base64 inputs."""
+    h = hashlib.sha1()
+    h.update(bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source).encode())
+    return h.hexdigest()[:16]
+
+
+def make_inputs(sources: Sequence[Any], formats: Sequence[str | None] | None, default_format: str,
+                kind: str = "auto") -> list[VideoInput]:
+    """Normalise a list of sources. ``kind`` is "auto", "video_url", "video_base64" or "video_binary"."""
+    if isinstance(sources, (str, bytes)):
+        raise ValueError("pass a list of videos, not a single one")
+    sources = list(sources)
+    if formats is not None and len(formats) != len(sources):
+        raise ValueError(f"video_formats has {len(formats)} entries for {len(sources)} videos")
+    out = []
+    for i, src in enumerate(sources):
+        fmt = (formats[i] if formats is not None else None) or default_format
+        if src is None or (isinstance(src, str) and not src.strip()):
+            out.append(VideoInput(None, fmt, f"<video #{i}>", "none", f"<video #{i}>: empty source"))
+            continue
+        if kind == "video_base64" and isinstance(src, str):
+            desc = f"<base64 video #{i}, {len(src)} chars>"
+            try:
+                src = decode_base64(src, desc)
+            except Exception as e:  # keep the row: it becomes a null result with this error
+                out.append(VideoInput(None, fmt, desc, stable_video_id(src), str(e)))
+                continue
+        elif kind == "video_binary" and not isinstance(src, (bytes, bytearray, memoryview)):
+            raise ValueError(f"video #{i}: video_src_type='video_binary' needs bytes, got {type(src).__name__}")
+        elif kind == "video_url" and not isinstance(src, (str, os.PathLike)):
+            raise ValueError(f"video #{i}: video_src_type='video_url' needs a path or URI, got {type(src).__name__}")
+        if isinstance(src, os.PathLike):
+            src = os.fspath(src)
+        out.append(VideoInput(src, fmt, describe_source(src), stable_video_id(src)))
+    return out
+
+
+def resolve_device(device: str | None, rank: int = 0) -> str:
+    """``device`` if given (a CUDA request without a GPU falls back to CPU with a warning), else cuda:rank or cpu."""
+    import torch
+
+    from video_assets.models import resolve_device as check_device
+
+    if device:
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            log.warning("device=%r requested but no GPU is available: running on the CPU (float32)", device)
+            return "cpu"
+        return str(check_device(device))
+    if torch.cuda.is_available():
+        return str(check_device(f"cuda:{rank}"))
+    global _said_no_gpu
+    if not _said_no_gpu:  # once per process, not once per operator
+        _said_no_gpu = True
+        log.info("no GPU available: running on the CPU (float32)")
+    return "cpu"

@@ -1,0 +1,147 @@
+"""VideoQualityScore: CLIP-IQA over frames sampled from each video, reduced to one score in 0..1."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from video_assets.errors import VideoSourceError
+from video_assets.models import ClipModel, load_clip
+from video_assets.operators.batching import Outcome, Progress, run_overlapped
+from video_assets.operators.common import (VideoInput, default_decode_workers, default_model_name,
+                                           default_model_path, make_inputs, resolve_device)
+from video_assets.scoring import clip_iqa_probs, parse_prompts, prompt_label, reduce_scores
+from video_assets.scoring.clip_iqa import REDUCE_MODES
+from video_assets.video import make_plan, sample_frames
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUALITY_MODEL = "openai/clip-vit-large-patch14"
+
+
+class VideoQualityScore:
+    """Score videos with CLIP-IQA.
+
+    Parameters keep the names, defaults and meanings of the LAS "视频质量评分" operator:
+
+    - ``model_path``: base folder of local models (``{model_path}/{clip_model_name}`` is loaded when present, else
+      it is the download cache; empty: the hub's default cache). Default: ``$VIDEO_ASSETS_MODEL_PATH`` or "".
+    - ``clip_model_name``: default ``openai/clip-vit-large-patch14`` (``$VIDEO_ASSETS_CLIP_MODEL`` overrides the
+      default, e.g. ``video-assets/tiny-clip`` offline).
+    - ``prompt``: a named pair ("quality", "sharpness", ... 16 names), a (positive, negative) pair, a
+      "positive|negative" string, or a list of those (then each video gets one score per prompt).
+    - ``device``: "cuda" (default when a GPU exists; falls back to CPU with a warning when none), "cuda:N", "cpu".
+      ``dtype``: default float16 on GPU, float32 on CPU. ``batch_size``: frames per forward pass, gathered across
+      videos.
+    - sampling: ``sample_mode``, ``start_time_sec``, ``end_time_sec``, ``count_k``, ``interval_sec``,
+      ``interval_frames``, ``target_fps``, ``timestamps_sec``, ``max_frames`` — see
+      :func:`video_assets.video.sample_frames`.
+    - ``reduce_mode``: "avg", "max", "min" (or "median") over the sampled frames.
+    - ``default_video_format``: container hint for bytes/base64 inputs.
+    - ``decode_workers``: parallel decode threads feeding the model (default min(4, CPUs)).
+
+    ``op(video_paths=[...])`` or ``op(video_binaries=[...], video_formats=[...])`` returns one score (or list
+    of scores) per input, in input order; None when the video cannot be read or scored — see
+    :meth:`score_details` for the reason.
+    """
+
+    def __init__(self, model_path: str | None = None, clip_model_name: str | None = None,
+                 prompt: Any = "quality", device: str | None = None, sample_mode: str = "by_count_uniform",
+                 start_time_sec: float = 0.0, end_time_sec: float | None = None, count_k: int | None = 8,
+                 interval_sec: float | None = None, interval_frames: int | None = None,
+                 target_fps: float | None = None, timestamps_sec: Sequence[float] | None = None,
+                 max_frames: int | None = None, reduce_mode: str = "avg", default_video_format: str = "mp4",
+                 dtype: str | None = None, batch_size: int = 32, decode_workers: int | None = None,
+                 storage_options: dict | None = None):
+        # Validate everything before loading anything.
+        self.plan = make_plan(sample_mode, start_time_sec, end_time_sec, count_k, interval_sec, interval_frames,
+                              target_fps, timestamps_sec, max_frames)
+        self.pairs, self.multi_prompt = parse_prompts(prompt)
+        if reduce_mode not in REDUCE_MODES:
+            raise ValueError(f"reduce_mode must be one of {', '.join(REDUCE_MODES)}; got {reduce_mode!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.reduce_mode = reduce_mode
+        self.model_path = default_model_path(model_path)
+        self.clip_model_name = default_model_name(clip_model_name, DEFAULT_QUALITY_MODEL)
+        self.device = resolve_device(device)
+        self.dtype = dtype or ("float16" if self.device.startswith("cuda") else "float32")
+        self.batch_size = batch_size
+        self.default_video_format = default_video_format
+        self.decode_workers = decode_workers or default_decode_workers()
+        self.storage_options = storage_options
+        self._model: ClipModel | None = None
+
+    @property
+    def model(self) -> ClipModel:
+        """The CLIP model, loaded on first use and shared process-wide with other operators."""
+        if self._model is None:
+            self._model = load_clip(self.clip_model_name, self.model_path or None, self.device, self.dtype,
+                                    self.batch_size)
+        return self._model
+
+    @property
+    def prompt_labels(self) -> list[str]:
+        return [prompt_label(p) for p in self.pairs]
+
+    def __call__(self, video_paths: Sequence[Any] | None = None, video_binaries: Sequence[Any] | None = None,
+                 video_formats: Sequence[str | None] | None = None) -> list:
+        return [d["score"] for d in self.score_details(video_paths, video_binaries, video_formats)]
+
+    def score_details(self, video_paths: Sequence[Any] | None = None, video_binaries: Sequence[Any] | None = None,
+                      video_formats: Sequence[str | None] | None = None,
+                      progress: Progress | None = None) -> list[dict]:
+        """Per input, in order: ``score`` (float, list of floats for a prompt list, or None), ``frame_scores``,
+        ``frame_indices``, ``timestamps``, ``error`` (None when fine), plus ``video_id``, ``source``,
+        ``truncated``, ``warnings``, ``prompts``, ``scored_at``."""
+        if (video_paths is None) == (video_binaries is None):
+            raise ValueError("pass exactly one of video_paths or video_binaries")
+        kind = "video_url" if video_paths is not None else "auto"
+        inputs = make_inputs(video_paths if video_paths is not None else video_binaries, video_formats,
+                             self.default_video_format, kind)
+        model = self.model
+        texts = [t for pair in self.pairs for t in pair]
+        text_features = model.encode_text(texts)
+        outcomes = run_overlapped(
+            inputs, describe=lambda it: it.description, prepare=lambda it, emit: self._prepare(model, it, emit),
+            embed=model.encode_pixels,
+            finish=lambda it, meta, feats: self._finish(meta, feats, text_features, model.logit_scale),
+            batch_size=self.batch_size, decode_workers=self.decode_workers,
+            progress=progress or Progress(len(inputs), "quality"))
+        return [self._row(it, out) for it, out in zip(inputs, outcomes)]
+
+    # -- steps -----------------------------------------------------------------------------------------------
+    def _prepare(self, model: ClipModel, item: VideoInput, emit) -> Any:
+        if item.error:
+            raise VideoSourceError(item.error)
+        s = sample_frames(item.source, plan=self.plan, video_format=item.video_format,
+                          storage_options=self.storage_options)
+        emit(model.preprocess(s.frames) if len(s) else s.frames[:0])
+        return replace(s, frames=s.frames[:0])  # metadata only: frames are not needed after preprocessing
+
+    def _finish(self, sample, feats: torch.Tensor, text_features: torch.Tensor, logit_scale: float) -> dict:
+        if len(sample.indices) == 0:
+            raise ValueError(f"{sample.source}: no frames in the sampling window "
+                             f"(duration {sample.duration:.2f}s, start {self.plan.start_time_sec}s)")
+        probs = clip_iqa_probs(feats, text_features, logit_scale).cpu().numpy().astype(np.float64)  # (n, p)
+        score = reduce_scores(probs, self.reduce_mode)
+        return {"sample": sample, "frame_scores": probs, "score": score}
+
+    def _row(self, item: VideoInput, out: Outcome) -> dict:
+        row = {"video_id": item.video_id, "source": item.description, "prompts": self.prompt_labels,
+               "score": None, "frame_scores": [], "frame_indices": [], "timestamps": [], "error": out.error,
+               "truncated": False, "warnings": [], "scored_at": datetime.now(timezone.utc).isoformat()}
+        if out.value is not None:
+            v, s = out.value, out.value["sample"]
+            scores = [float(x) for x in v["score"]]
+            per_frame = v["frame_scores"]
+            row.update(score=scores if self.multi_prompt else scores[0],
+                       frame_scores=per_frame.tolist() if self.multi_prompt else per_frame[:, 0].tolist(),
+                       frame_indices=list(s.indices), timestamps=list(s.timestamps), truncated=s.truncated,
+                       warnings=list(s.warnings))
+        return row
