@@ -76,7 +76,8 @@ class VideoAdaptiveKeyframesSampling:
             raise ValueError(f"max_candidates must be >= 1, got {max_candidates!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        make_plan("by_fps", target_fps=fps)  # validates fps
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < float("inf"):
+            raise ValueError(f"fps must be a finite number > 0, got {fps!r}")
         aks_select([0.0], max_num_frames, t1, t2, all_depth, budget)  # validates the AKS parameters
         self.text, self.fps, self.max_candidates = text, float(fps), max_candidates
         self.aks = dict(max_num_frames=max_num_frames, t1=t1, t2=t2, all_depth=all_depth, budget=budget)
