@@ -5,9 +5,10 @@ Equivalent to open_clip's eval transform (``Resize(size, bicubic)`` of the short
 
 1. uint8 RGB frames ``(N, H, W, 3)`` (numpy or torch) are moved to the device as uint8, then made float;
 2. the short side is resized to ``image_size`` (long side ``int(size * long / short)``, torchvision's rule)
-   with bicubic interpolation and ``antialias=True`` (torch's anti-aliased kernels follow PIL's), one axis
-   at a time, horizontal first, each pass clamped to [0, 255] and rounded, as PIL does when it writes uint8
-   pixels;
+   with bicubic interpolation and ``antialias=True`` (torch's anti-aliased kernels follow PIL's). On the CPU
+   the resize runs on uint8 pixels, where torch implements PIL's algorithm itself (separable passes rounded to
+   uint8); on a GPU it runs in float, one axis at a time, horizontal first, each pass clamped to [0, 255] and
+   rounded, as PIL does when it writes uint8 pixels;
 3. centre crop ``image_size x image_size`` (torchvision's offsets: ``int(round((h - size) / 2))``);
 4. divide by 255 - exactly once; the input must be uint8, floats are refused so that frames already in [0, 1]
    cannot be rescaled a second time;
@@ -93,19 +94,25 @@ def count_frames(frames: Frames) -> int:
 
 
 def _resize_crop(x: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
-    """float (n, 3, H, W) in [0, 255] -> float (n, 3, S, S) in [0, 255]."""
+    """(n, 3, H, W) uint8, or float in [0, 255] -> same dtype (n, 3, S, S) in [0, 255]."""
     s = spec.image_size
     h, w = x.shape[-2:]
     out_h, out_w = (s, s) if spec.resize_mode == "squash" else resized_size(h, w, s)
     # PIL resamples separably, horizontal pass first, and stores each pass as uint8 (clamped and rounded); do
     # the same so that bicubic overshoot is clipped where PIL clips it. An unchanged side is left untouched.
     mode = spec.interpolation
-    if out_w != w:
-        x = F.interpolate(x, size=(h, out_w), mode=mode, align_corners=False, antialias=True)
-        x = x.clamp_(0.0, 255.0).round_()
-    if out_h != h:
-        x = F.interpolate(x, size=(out_h, out_w), mode=mode, align_corners=False, antialias=True)
-        x = x.clamp_(0.0, 255.0).round_()
+    if x.dtype == torch.uint8:
+        # torch's uint8 anti-aliased CPU kernels are PIL's algorithm (separable, rounded to uint8 after each
+        # pass) and on channels_last input about 6x faster than the float path: 1.3 ms vs 8 ms per 360p frame.
+        if (out_h, out_w) != (h, w):
+            x = F.interpolate(x, size=(out_h, out_w), mode=mode, align_corners=False, antialias=True)
+    else:
+        if out_w != w:
+            x = F.interpolate(x, size=(h, out_w), mode=mode, align_corners=False, antialias=True)
+            x = x.clamp_(0.0, 255.0).round_()
+        if out_h != h:
+            x = F.interpolate(x, size=(out_h, out_w), mode=mode, align_corners=False, antialias=True)
+            x = x.clamp_(0.0, 255.0).round_()
     top = int(round((out_h - s) / 2.0))
     left = int(round((out_w - s) / 2.0))
     return x[..., top:top + s, left:left + s]
@@ -124,8 +131,11 @@ def preprocess_frames(frames: Frames, spec: PreprocessSpec, device: torch.device
         per_chunk = max(1, _CHUNK_ELEMENTS // max(1, 3 * h * w))
         for start in range(0, n, per_chunk):
             x = batch[start:start + per_chunk].to(device, non_blocking=True)  # still uint8: 4x less to copy
-            x = x.permute(0, 3, 1, 2).float()
-            x = _resize_crop(x, spec)
+            x = x.permute(0, 3, 1, 2)  # NCHW view with channels_last strides
+            if x.device.type == "cpu":
+                x = _resize_crop(x, spec).float()  # resize in uint8 (see _resize_crop)
+            else:
+                x = _resize_crop(x.float(), spec)
             x = x / 255.0  # the one and only rescale to [0, 1]
             x = (x - mean) / std
             outs.append(x.to(dtype))

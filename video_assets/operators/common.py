@@ -30,6 +30,15 @@ def default_decode_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def decoder_threads_for(decode_workers: int) -> int:
+    """FFmpeg threads per video when ``decode_workers`` videos decode at once: the cores shared out.
+
+    Parallelism across videos is cheaper than frame threading inside one (seeks flush the thread pipeline),
+    so with 2 cores and 2 workers each decoder gets one thread.
+    """
+    return max(1, (os.cpu_count() or 1) // max(1, decode_workers))
+
+
 @dataclass(frozen=True)
 class VideoInput:
     """One input video: what to open, its container hint, a log-safe name and a stable id."""

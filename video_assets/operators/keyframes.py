@@ -17,8 +17,8 @@ from video_assets.errors import VideoSourceError
 from video_assets.keyframes import aks_select
 from video_assets.models import ClipModel, load_clip
 from video_assets.operators.batching import Progress, error_message, run_overlapped
-from video_assets.operators.common import (VideoInput, default_decode_workers, default_model_name,
-                                           default_model_path, make_inputs, resolve_device)
+from video_assets.operators.common import (VideoInput, decoder_threads_for, default_decode_workers,
+                                           default_model_name, default_model_path, make_inputs, resolve_device)
 from video_assets.storage import join_uri, write_bytes
 from video_assets.storage.fs import scheme_of
 from video_assets.video import VideoReader, make_plan, open_source, select_positions
@@ -157,7 +157,7 @@ class VideoAdaptiveKeyframesSampling:
         if item.error:
             raise VideoSourceError(item.error)
         with open_source(item.source, item.video_format, self.storage_options) as opened, \
-                VideoReader(opened) as reader:
+                VideoReader(opened, thread_count=decoder_threads_for(self.decode_workers)) as reader:
             positions, fps = self._candidates(reader)
             got: list[int] = []
             chunk: list[np.ndarray] = []
@@ -191,7 +191,7 @@ class VideoAdaptiveKeyframesSampling:
         encode and write them."""
         frames: dict[int, np.ndarray] = {}
         with open_source(item.source, item.video_format, self.storage_options) as opened, \
-                VideoReader(opened) as reader:
+                VideoReader(opened, thread_count=decoder_threads_for(self.decode_workers)) as reader:
             for pos, rgb in reader.fetch(np.asarray(frame_ids)):
                 frames[pos] = rgb
         missing = [f for f in frame_ids if f not in frames]

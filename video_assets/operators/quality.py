@@ -13,8 +13,8 @@ import torch
 from video_assets.errors import VideoSourceError
 from video_assets.models import ClipModel, load_clip
 from video_assets.operators.batching import Outcome, Progress, run_overlapped
-from video_assets.operators.common import (VideoInput, default_decode_workers, default_model_name,
-                                           default_model_path, make_inputs, resolve_device)
+from video_assets.operators.common import (VideoInput, decoder_threads_for, default_decode_workers,
+                                           default_model_name, default_model_path, make_inputs, resolve_device)
 from video_assets.scoring import clip_iqa_probs, parse_prompts, prompt_label, reduce_scores
 from video_assets.scoring.clip_iqa import REDUCE_MODES
 from video_assets.video import make_plan, sample_frames
@@ -120,7 +120,8 @@ class VideoQualityScore:
         if item.error:
             raise VideoSourceError(item.error)
         s = sample_frames(item.source, plan=self.plan, video_format=item.video_format,
-                          storage_options=self.storage_options)
+                          storage_options=self.storage_options,
+                          decoder_threads=decoder_threads_for(self.decode_workers))
         emit(model.preprocess(s.frames) if len(s) else s.frames[:0])
         return replace(s, frames=s.frames[:0])  # metadata only: frames are not needed after preprocessing
 

@@ -48,7 +48,7 @@ def sample_frames(source: VideoSource, sample_mode: str = "by_count_uniform", *,
                   target_fps: float | None = None, timestamps_sec: Sequence[float] | None = None,
                   max_frames: int | None = None, video_format: str | None = None,
                   default_video_format: str = "mp4", storage_options: dict | None = None,
-                  plan: SamplePlan | None = None) -> SampledFrames:
+                  plan: SamplePlan | None = None, decoder_threads: int = 0) -> SampledFrames:
     """Sample frames from a video.
 
     ``source``: a local path (str or Path), ``file://``, ``http(s)://``, ``s3://bucket/key``, ``tos://bucket/key``
@@ -75,13 +75,14 @@ def sample_frames(source: VideoSource, sample_mode: str = "by_count_uniform", *,
     still has decodable frames returns them with ``truncated=True`` and a TruncatedVideoWarning.
 
     Decoding seeks to keyframes for sparse plans and decodes forward for dense ones, skipping non-reference
-    frames that are not wanted; only the chosen frames are converted to RGB and kept.
+    frames that are not wanted; only the chosen frames are converted to RGB and kept. ``decoder_threads``:
+    FFmpeg threads for this video (0 = one per core; callers decoding several videos at once pass fewer).
     """
     if plan is None:
         plan = make_plan(sample_mode, start_time_sec, end_time_sec, count_k, interval_sec, interval_frames,
                          target_fps, timestamps_sec, max_frames)
     with open_source(source, video_format or default_video_format, storage_options) as opened:
-        with VideoReader(opened) as reader:
+        with VideoReader(opened, thread_count=decoder_threads) as reader:
             return sample_from_reader(reader, plan)
 
 
