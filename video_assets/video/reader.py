@@ -228,8 +228,20 @@ class VideoReader:
                     else:
                         cc.skip_frame = "DEFAULT"  # the flush packet at EOF
                     self.stats.packets_sent += 1
+                    drain = False
+                    i_before = i
+                    if ts is not None:
+                        if ts == want_pts[i]:
+                            # This packet holds the next wanted frame; its references were sent before it and
+                            # every earlier wanted frame is out already, so draining loses nothing.
+                            drain = (i + 1 >= len(wanted) or idx.keyframe_at_or_before(int(wanted[i + 1]))
+                                     > fed_pos + _SEEK_MIN_GAIN_FRAMES)
                     try:
                         frames = packet.decode()
+                        if drain:
+                            # the next wanted frame is reached by a seek (or there is none): drain the decoder
+                            # now instead of decoding the following packets just to push this frame out
+                            frames = list(frames) + list(cc.decode(None))
                     except av.error.FFmpegError:
                         self.stats.decode_errors += 1
                         continue
@@ -253,6 +265,16 @@ class VideoReader:
                     if retry_from is not None or i >= len(wanted):
                         reached_eof = False
                         break
+                    if drain:
+                        if i == i_before and just_seeked and kf > 0:
+                            # Nothing decoded since the seek: it landed mid-GOP (MPEG-TS). Start earlier.
+                            retry_from = idx.keyframe_at_or_before(kf - 1)
+                        elif i == i_before:  # drained without producing it: corrupt data
+                            missing.append(int(wanted[i]))
+                            i += 1
+                        reached_eof = False
+                        demux = None  # the decoder is drained: the next wanted frame needs a seek
+                        break
                     if progressed:
                         next_kf = idx.keyframe_at_or_before(int(wanted[i]))
                         if next_kf > fed_pos + _SEEK_MIN_GAIN_FRAMES:
@@ -260,6 +282,10 @@ class VideoReader:
                             break  # cheaper to seek than to decode forward to the next wanted frame
             except av.error.FFmpegError as e:
                 self.warnings.append(f"demuxing failed ({_reason(e)})")
+            if reached_eof and just_seeked and kf > 0:
+                # The seek landed past the last keyframe (MPEG-TS seeks can land one GOP late): start earlier.
+                retry_from = idx.keyframe_at_or_before(kf - 1)
+                continue
             if reached_eof:
                 missing.extend(int(p) for p in wanted[i:])
                 break
