@@ -20,8 +20,14 @@ setup: $(STAMP)
 test: setup
 	$(PY) -m pytest
 
+# Real default models when they can be loaded (local VIDEO_ASSETS_MODEL_PATH or the hub); otherwise it says why
+# and runs with the built-in tiny model. VIDEO_ASSETS_CLIP_MODEL=... make demo picks a model and never falls back.
 demo: setup
-	$(PY) -m video_assets.demo
+	$(PY) -m video_assets.demo --fallback-tiny
+
+# dagster dev on http://127.0.0.1:3000 with the project's instance settings (dagster_home/dagster.yaml)
+dev: setup
+	DAGSTER_HOME=$(CURDIR)/dagster_home $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: setup
 	$(PY) -m bench.sampling

@@ -1,5 +1,29 @@
-"""Dagster code location (loaded by workspace.yaml). The pipeline's assets arrive with the Dagster issue."""
+"""Dagster code location (loaded by workspace.yaml): ``defs``.
+
+Runs use the in-process executor: the GPU steps are serialised by the ``gpu`` pool anyway, and one process per
+run imports torch and loads each model once instead of once per step.
+"""
 
 import dagster as dg
 
-defs = dg.Definitions(assets=[])
+from video_assets.orchestration.assets import ASSETS
+from video_assets.orchestration.checks import CHECKS
+from video_assets.orchestration.jobs import video_assets_job
+from video_assets.orchestration.resources import ClipModelResource, WarehouseResource
+from video_assets.orchestration.schedules import SCHEDULES
+from video_assets.orchestration.sensors import SENSORS
+
+
+def resources() -> dict:
+    return {"clip": ClipModelResource(), "warehouse": WarehouseResource.from_env()}
+
+
+defs = dg.Definitions(
+    assets=ASSETS,
+    asset_checks=CHECKS,
+    jobs=[video_assets_job],
+    sensors=SENSORS,
+    schedules=SCHEDULES,
+    resources=resources(),
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,329 @@
+"""The three assets, one Parquet file per manifest partition. Each asset resolves its configuration, calls
+:mod:`video_assets.pipeline.runner`, writes its table and reports what a person wants to see in the UI."""
+
+import json
+import logging
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Iterator, List, Optional
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+from pydantic import Field
+
+from video_assets.errors import ModelLoadError
+from video_assets.orchestration.partitions import video_manifests
+from video_assets.orchestration.resources import ClipModelResource, WarehouseResource
+from video_assets.pipeline import report
+from video_assets.pipeline.manifests import ManifestError
+from video_assets.pipeline.runner import (build_manifest_table, extract_keyframes, remove_orphan_keyframes,
+                                          score_quality)
+from video_assets.pipeline.settings import KeyframeSettings, ManifestSettings, ModelSettings, QualitySettings
+from video_assets.pipeline.tables import (KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET, read_frame,
+                                          table_exists, write_table)
+from video_assets.storage import describe_uri
+from video_assets.storage.fs import is_remote_uri
+
+log = logging.getLogger(__name__)
+
+PROGRESS_ENV = "VIDEO_ASSETS_PROGRESS_EVERY_SEC"
+GROUP = "video"
+
+# Transient storage/network errors are retried; configuration, manifest and model errors fail at once
+# (they are raised as dg.Failure(allow_retries=False)).
+STORAGE_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL,
+                               jitter=dg.Jitter.PLUS_MINUS)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# run configuration (Launchpad): mirrors the operators' parameters
+
+
+class ManifestConfig(dg.Config):
+    probe: bool = Field(default=True, description="Open every video and record duration, fps, size, codec "
+                                                  "(a packet scan, no decoding).")
+    probe_workers: Optional[int] = Field(default=None, description="Parallel probes; empty: min(4, CPUs).")
+
+    def to_settings(self) -> ManifestSettings:
+        return ManifestSettings(probe=self.probe, probe_workers=self.probe_workers)
+
+
+_Q = QualitySettings()
+
+
+class QualityConfig(dg.Config):
+    """VideoQualityScore (CLIP-IQA) parameters."""
+
+    prompt: str = Field(default=_Q.prompt, description=(
+        "A named antonym pair (quality, sharpness, brightness, noisiness, contrast, colorfullness, ...) or "
+        "'positive text|negative text'."))
+    sample_mode: str = Field(default=_Q.sample_mode, description=(
+        "by_count_uniform | by_interval_time | by_fps | by_interval_frames | by_timestamps"))
+    start_time_sec: float = Field(default=_Q.start_time_sec, description="Window start (seconds).")
+    end_time_sec: Optional[float] = Field(default=_Q.end_time_sec, description="Window end; empty: the end.")
+    count_k: Optional[int] = Field(default=_Q.count_k, description="by_count_uniform: frames per video.")
+    interval_sec: Optional[float] = Field(default=_Q.interval_sec, description="by_interval_time: seconds.")
+    interval_frames: Optional[int] = Field(default=_Q.interval_frames, description="by_interval_frames: n.")
+    target_fps: Optional[float] = Field(default=_Q.target_fps, description="by_fps: frames per second.")
+    timestamps_sec: Optional[List[float]] = Field(default=None, description="by_timestamps: times (s).")
+    max_frames: Optional[int] = Field(default=_Q.max_frames, description="Cap on sampled frames per video.")
+    reduce_mode: str = Field(default=_Q.reduce_mode, description="avg | max | min | median over frames.")
+    default_video_format: str = Field(default=_Q.default_video_format, description="Container hint.")
+
+    def to_settings(self) -> QualitySettings:
+        d = self.model_dump()
+        d["timestamps_sec"] = tuple(d["timestamps_sec"]) if d["timestamps_sec"] is not None else None
+        return QualitySettings(**d)
+
+
+_K = KeyframeSettings()
+
+
+class KeyframesConfig(dg.Config):
+    """VideoAdaptiveKeyframesSampling (AKS) parameters."""
+
+    text: str = Field(default=_K.text, description="The query; empty: spread keyframes over the video.")
+    fps: float = Field(default=_K.fps, description="Candidate sampling rate (frames per second).")
+    max_num_frames: int = Field(default=_K.max_num_frames, description="Keyframes per video (AKS budget M).")
+    t1: float = Field(default=_K.t1, description="AKS split threshold t1.")
+    t2: float = Field(default=_K.t2, description="AKS split threshold t2.")
+    all_depth: int = Field(default=_K.all_depth, description="AKS recursion depth.")
+    budget: str = Field(default=_K.budget, description="'exact': always min(max_num_frames, candidates).")
+    max_candidates: Optional[int] = Field(default=_K.max_candidates, description="Cap on candidates (long "
+                                                                                 "videos get a lower fps).")
+    img_type: str = Field(default=_K.img_type, description=".jpg or .png")
+    jpeg_quality: int = Field(default=_K.jpeg_quality, description="JPEG quality of the exported keyframes.")
+    video_src_type: str = Field(default=_K.video_src_type, description="video_url (manifests hold URIs).")
+    video_format: str = Field(default=_K.video_format, description="Container hint.")
+
+    def to_settings(self) -> KeyframeSettings:
+        return KeyframeSettings(**self.model_dump())
+
+
+# code_version: default settings + default model (from the environment) + the pipeline version; changing
+# any of them marks materialised partitions stale in the UI and for the refresh schedule.
+_DEFAULT_MODELS = ModelSettings()
+MANIFEST_CODE_VERSION = ManifestSettings().fingerprint()
+QUALITY_CODE_VERSION = QualitySettings().fingerprint(_DEFAULT_MODELS.quality_model)
+KEYFRAMES_CODE_VERSION = KeyframeSettings().fingerprint(_DEFAULT_MODELS.keyframes_model)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# helpers
+
+
+@contextmanager
+def fail_fast() -> Iterator[None]:
+    """Errors that a retry cannot fix become a non-retriable Failure with the original message."""
+    try:
+        yield
+    except (ManifestError, ModelLoadError) as e:
+        raise dg.Failure(description=str(e), allow_retries=False) from e
+    except (ValueError, TypeError) as e:
+        raise dg.Failure(description=f"{type(e).__name__}: {e}", allow_retries=False) from e
+
+
+def _progress_logger(context: dg.AssetExecutionContext, label: str):
+    def cb(done: int, total: int, rate: float) -> None:
+        eta = (total - done) / rate if rate > 0 else float("inf")
+        context.log.info(f"{label}: {done}/{total} videos, {rate:.2f} videos/s, ETA {eta:.0f}s")
+    return cb
+
+
+def _progress_every() -> float:
+    try:
+        return float(os.environ.get(PROGRESS_ENV, "10"))
+    except ValueError:
+        return 10.0
+
+
+def _path_value(uri: str) -> dg.MetadataValue:
+    return dg.MetadataValue.url(uri) if is_remote_uri(uri) else dg.MetadataValue.path(uri)
+
+
+def _column_schema(table: pa.Table) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(name=f.name, type=str(f.type)) for f in table.schema])
+
+
+def _preview(frame: pd.DataFrame, columns: list[str], limit: int = 10) -> dg.MetadataValue:
+    """The first rows as a table the UI renders inline."""
+    records = report.preview_records(frame, columns, limit)
+    cols = [c for c in columns if c in frame.columns]
+
+    def kind(c: str) -> str:
+        vals = [r[c] for r in records if r[c] is not None]
+        if vals and all(isinstance(v, bool) for v in vals):
+            return "bool"
+        if vals and all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+            return "int"
+        if vals and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            return "float"
+        return "string"
+
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord(r) for r in records],
+        schema=dg.TableSchema(columns=[dg.TableColumn(name=c, type=kind(c)) for c in cols]))
+
+
+def _common_metadata(table: pa.Table, frame: pd.DataFrame, uri: str, elapsed: float, failed: int,
+                     preview_cols: list[str]) -> dict:
+    rows = table.num_rows
+    return {
+        "dagster/row_count": dg.MetadataValue.int(rows),
+        "dagster/column_schema": _column_schema(table),
+        "failed": dg.MetadataValue.int(failed),
+        "failed_share": dg.MetadataValue.float(round(failed / rows, 4) if rows else 0.0),
+        "top_errors": dg.MetadataValue.md(report.errors_markdown(frame)),
+        "preview": _preview(frame, preview_cols),
+        "path": _path_value(uri),
+        "elapsed_s": dg.MetadataValue.float(round(elapsed, 3)),
+        "throughput_videos_per_s": dg.MetadataValue.float(round(rows / elapsed, 3) if elapsed > 0 else 0.0),
+    }
+
+
+def _read_manifest_table(warehouse: WarehouseResource, key: str) -> pd.DataFrame:
+    uri = warehouse.table_uri(MANIFEST_ASSET, key)
+    if not table_exists(uri):
+        raise dg.Failure(description=f"{describe_uri(uri)} does not exist: materialise video_manifest for "
+                                     f"partition {key!r} first", allow_retries=False)
+    return read_frame(uri)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# assets
+
+
+@dg.asset(
+    partitions_def=video_manifests, group_name=GROUP, code_version=MANIFEST_CODE_VERSION,
+    retry_policy=STORAGE_RETRY, kinds={"parquet"},
+    description="The manifest, normalised (resolved URIs, video ids, duplicates marked, user columns kept), "
+                "with probed metadata: duration, fps, width, height, frames, codec, size, readable, error.",
+)
+def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
+                   warehouse: WarehouseResource) -> dg.MaterializeResult:
+    key = context.partition_key
+    t0 = time.monotonic()
+    with fail_fast():
+        manifest_uri = warehouse.registry().manifest_uri_for(key, warehouse.manifests_uri)
+        context.log.info(f"partition {key!r}: manifest {describe_uri(manifest_uri)}")
+        table, manifest = build_manifest_table(manifest_uri, key, config.to_settings(),
+                                               progress_callback=_progress_logger(context, "probe"),
+                                               progress_every_sec=_progress_every())
+    for w in manifest.warnings:
+        context.log.warning(f"{describe_uri(manifest_uri)}: {w}")
+    uri = warehouse.table_uri(MANIFEST_ASSET, key)
+    size = write_table(table, uri)
+    elapsed = time.monotonic() - t0
+    frame = table.to_pandas()
+    uniq = frame[frame["duplicate_of"].isna()]
+    failed = int((uniq["readable"] == False).sum()) if config.probe else 0  # noqa: E712
+    md = _common_metadata(table, uniq, uri, elapsed, failed,
+                          ["row", "video_id", "source_uri", "duration_sec", "fps", "width", "height", "codec",
+                           "size_bytes", "readable", "error"])
+    md["failed_share"] = dg.MetadataValue.float(round(failed / len(uniq), 4) if len(uniq) else 0.0)
+    md.update({
+        "videos": dg.MetadataValue.int(len(uniq)),
+        "duplicates": dg.MetadataValue.int(manifest.num_duplicates),
+        "manifest": _path_value(manifest.uri),
+        "manifest_format": manifest.format,
+        "manifest_sha256": manifest.sha256,
+        "user_columns": dg.MetadataValue.json(manifest.user_columns),
+        "total_duration_s": dg.MetadataValue.float(round(float(uniq["duration_sec"].fillna(0).sum()), 3)),
+        "bytes_written": dg.MetadataValue.int(size),
+    })
+    if manifest.warnings:
+        md["warnings"] = dg.MetadataValue.md("\n".join(f"- {w}" for w in manifest.warnings))
+    return dg.MaterializeResult(metadata=md)
+
+
+@dg.asset(
+    partitions_def=video_manifests, group_name=GROUP, deps=[video_manifest], pool="gpu",
+    code_version=QUALITY_CODE_VERSION, retry_policy=STORAGE_RETRY, kinds={"pytorch", "parquet"},
+    description="CLIP-IQA quality score per video (VideoQualityScore): score in [0, 1] (null when the video "
+                "cannot be read), per-frame scores, frame indices, timestamps, settings, error.",
+)
+def video_quality_scores(context: dg.AssetExecutionContext, config: QualityConfig, clip: ClipModelResource,
+                         warehouse: WarehouseResource) -> dg.MaterializeResult:
+    key = context.partition_key
+    manifest = _read_manifest_table(warehouse, key)
+    settings = config.to_settings()
+    t0 = time.monotonic()
+    with fail_fast():
+        table = score_quality(manifest, settings, clip.settings(), partition_key=key,
+                              progress_callback=_progress_logger(context, "quality"),
+                              progress_every_sec=_progress_every())
+    uri = warehouse.table_uri(QUALITY_ASSET, key)
+    write_table(table, uri)
+    elapsed = time.monotonic() - t0
+    frame = table.to_pandas()
+    scores = frame["quality_score"].dropna()
+    failed = int(frame["quality_score"].isna().sum())
+    md = _common_metadata(table, frame, uri, elapsed, failed,
+                          ["video_id", "quality_score", "frame_indices", "truncated", "error"])
+    md.update({
+        "score_histogram": dg.MetadataValue.md(report.inline_histogram_markdown(list(scores))),
+        "score_histogram_large": dg.MetadataValue.md(report.markdown_image(
+            report.histogram_png(list(scores), title="quality_score"), "quality score histogram")),
+        "model": str(frame["model"].iloc[0]) if len(frame) else "",
+        "device": str(frame["device"].iloc[0]) if len(frame) else "",
+        "settings": dg.MetadataValue.json(json.loads(json.dumps(asdict(settings), default=list))),
+        "settings_hash": str(frame["settings_hash"].iloc[0]) if len(frame) else "",
+    })
+    if len(scores):
+        md.update({f"score_{k}": dg.MetadataValue.float(round(float(getattr(scores, k)()), 4))
+                   for k in ("mean", "median", "min", "max")})
+    return dg.MaterializeResult(metadata=md)
+
+
+@dg.asset(
+    partitions_def=video_manifests, group_name=GROUP, deps=[video_manifest], pool="gpu",
+    code_version=KEYFRAMES_CODE_VERSION, retry_policy=STORAGE_RETRY, kinds={"pytorch", "parquet"},
+    description="Query-relevant keyframes per video (VideoAdaptiveKeyframesSampling, AKS with CLIP): image "
+                "paths under {warehouse}/keyframes/{partition}/, frame ids, timestamps, scores, settings, "
+                "error.",
+)
+def video_keyframes(context: dg.AssetExecutionContext, config: KeyframesConfig, clip: ClipModelResource,
+                    warehouse: WarehouseResource) -> dg.MaterializeResult:
+    key = context.partition_key
+    manifest = _read_manifest_table(warehouse, key)
+    settings = config.to_settings()
+    t0 = time.monotonic()
+    with fail_fast():
+        table = extract_keyframes(manifest, settings, warehouse.warehouse_uri, key, clip.settings(),
+                                  progress_callback=_progress_logger(context, "keyframes"),
+                                  progress_every_sec=_progress_every())
+    uri = warehouse.table_uri(KEYFRAMES_ASSET, key)
+    write_table(table, uri)
+    elapsed = time.monotonic() - t0
+    frame = table.to_pandas()
+    keep = {p for paths in frame["keyframe_paths"].dropna() for p in paths}
+    removed = remove_orphan_keyframes(warehouse.warehouse_uri, key, keep)
+    if removed:
+        context.log.info(f"removed {removed} keyframe image(s) of an earlier materialisation")
+    failed = int(frame["error"].notna().sum())
+    md = _common_metadata(table, frame, uri, elapsed, failed,
+                          ["video_id", "num_keyframes", "num_candidates", "timestamps", "error"])
+    ok = frame[frame["error"].isna()]
+    sheet = report.contact_sheet_png(
+        [(vid, list(paths), list(ts)) for vid, paths, ts in zip(ok["video_id"], ok["keyframe_paths"],
+                                                                ok["timestamps"]) if paths is not None])
+    md.update({
+        "contact_sheet": dg.MetadataValue.md(report.markdown_image(sheet, "keyframes") if sheet
+                                             else "no keyframes to show"),
+        "keyframes_total": dg.MetadataValue.int(int(frame["num_keyframes"].fillna(0).sum())),
+        "keyframes_dir": _path_value(warehouse.keyframes_dir(key)),
+        "model": str(frame["model"].iloc[0]) if len(frame) else "",
+        "device": str(frame["device"].iloc[0]) if len(frame) else "",
+        "settings": dg.MetadataValue.json(asdict(settings)),
+        "settings_hash": str(frame["settings_hash"].iloc[0]) if len(frame) else "",
+    })
+    return dg.MaterializeResult(metadata=md)
+
+
+ASSETS = [video_manifest, video_quality_scores, video_keyframes]
+CODE_VERSIONS = {dg.AssetKey(MANIFEST_ASSET): MANIFEST_CODE_VERSION,
+                 dg.AssetKey(QUALITY_ASSET): QUALITY_CODE_VERSION,
+                 dg.AssetKey(KEYFRAMES_ASSET): KEYFRAMES_CODE_VERSION}

@@ -1,0 +1,132 @@
+"""Dagster resources: where the warehouse and the inbox live, and how CLIP models run.
+
+Both read their defaults from the environment when the code location loads (:meth:`from_env`), and every field
+can be changed per run in the Launchpad ("resources" section) or in ``definitions.py``.
+"""
+
+import os
+from typing import Optional
+
+import dagster as dg
+from pydantic import Field
+
+from video_assets.operators.common import MODEL_ENV, MODEL_PATH_ENV
+from video_assets.pipeline.registry import ManifestRegistry, UploadLedger
+from video_assets.pipeline.settings import ModelSettings
+from video_assets.pipeline.tables import keyframes_dir, table_uri
+from video_assets.storage import join_uri
+from video_assets.storage.fs import scheme_of
+
+WAREHOUSE_ENV = "VIDEO_ASSETS_WAREHOUSE"
+INBOX_ENV = "VIDEO_ASSETS_INBOX"
+DEFAULT_WAREHOUSE = "data/warehouse"
+DEFAULT_INBOX = "data/inbox"
+
+
+def _absolute(uri: str) -> str:
+    """Local paths become absolute (relative ones resolve against the working directory); URIs stay."""
+    uri = os.fspath(uri).strip()
+    if scheme_of(uri) in ("", "file"):
+        path = uri[len("file://"):] if uri.startswith("file://") else uri
+        return os.path.abspath(os.path.expanduser(path))
+    return uri.rstrip("/")
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """Where tables, keyframe images and the manifest registry are written, and the inbox the sensors watch.
+    Local folders or object-store prefixes (``s3://bucket/prefix``, ``tos://...``); S3 endpoint and
+    credentials come from the usual AWS environment (``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``, ...)."""
+
+    warehouse: str = Field(default=DEFAULT_WAREHOUSE, description=(
+        f"Base URI of the tables: {{warehouse}}/{{asset}}/{{partition}}.parquet (env {WAREHOUSE_ENV})."))
+    inbox: str = Field(default=DEFAULT_INBOX, description=(
+        f"Inbox watched by the sensors: {{inbox}}/manifests/ and {{inbox}}/videos/ (env {INBOX_ENV})."))
+    upload_batch_size: int = Field(default=100,
+                                   description="video_upload_sensor: videos per generated manifest.")
+    max_manifests_per_tick: int = Field(default=10, description=(
+        "video_upload_sensor: manifests written per evaluation at most (the rest wait for the next one)."))
+    max_runs_per_tick: int = Field(default=50, description=(
+        "manifest_sensor: manifests registered (runs requested) per evaluation at most."))
+    lookback_seconds: float = Field(default=600.0, description=(
+        "Sensors: objects that appear late in a listing with a modification time up to this much older than "
+        "the newest one seen are still picked up."))
+    settle_seconds: float = Field(default=5.0, description=(
+        "Sensors: files modified less than this long ago wait for the next evaluation (copies in progress)."))
+
+    @classmethod
+    def from_env(cls, **overrides) -> "WarehouseResource":
+        kwargs = {"warehouse": os.environ.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE,
+                  "inbox": os.environ.get(INBOX_ENV) or DEFAULT_INBOX}
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    @property
+    def warehouse_uri(self) -> str:
+        return _absolute(self.warehouse)
+
+    @property
+    def inbox_uri(self) -> str:
+        return _absolute(self.inbox)
+
+    @property
+    def manifests_uri(self) -> str:
+        return join_uri(self.inbox_uri, "manifests")
+
+    @property
+    def videos_uri(self) -> str:
+        return join_uri(self.inbox_uri, "videos")
+
+    def table_uri(self, asset: str, partition_key: str) -> str:
+        return table_uri(self.warehouse_uri, asset, partition_key)
+
+    def keyframes_dir(self, partition_key: str) -> str:
+        return keyframes_dir(self.warehouse_uri, partition_key)
+
+    def registry(self) -> ManifestRegistry:
+        return ManifestRegistry(self.warehouse_uri)
+
+    def upload_ledger(self) -> UploadLedger:
+        return UploadLedger(self.warehouse_uri)
+
+
+class ClipModelResource(dg.ConfigurableResource):
+    """How the CLIP models run. Models are loaded once per process by the core's cache (keyed by name, folder,
+    device and dtype) and shared by every step and operator in that process."""
+
+    device: Optional[str] = Field(default=None, description=(
+        "'cuda', 'cuda:N' or 'cpu'; empty: cuda when a GPU exists, else cpu."))
+    dtype: Optional[str] = Field(default=None, description=(
+        "'float16', 'bfloat16', 'float32'; empty: float16 on GPU, float32 on CPU."))
+    model_path: Optional[str] = Field(default=None, description=(
+        f"Folder of local models ({{model_path}}/{{model name}}); empty: env {MODEL_PATH_ENV}, else the hub "
+        "cache."))
+    quality_model_name: Optional[str] = Field(default=None, description=(
+        f"CLIP for quality scores; empty: env {MODEL_ENV}, else openai/clip-vit-large-patch14."))
+    keyframes_model_name: Optional[str] = Field(default=None, description=(
+        f"CLIP for keyframes; empty: env {MODEL_ENV}, else openai/clip-vit-base-patch32."))
+    quality_batch_size: int = Field(default=32, description="Frames per forward pass (quality).")
+    keyframes_batch_size: int = Field(default=16, description="Frames per forward pass (keyframes).")
+    decode_workers: Optional[int] = Field(default=None, description=(
+        "Parallel decode threads feeding the model; empty: min(4, CPUs)."))
+
+    def settings(self) -> ModelSettings:
+        return ModelSettings(device=self.device or None, dtype=self.dtype or None,
+                             model_path=self.model_path or None,
+                             quality_model_name=self.quality_model_name or None,
+                             keyframes_model_name=self.keyframes_model_name or None,
+                             quality_batch_size=self.quality_batch_size,
+                             keyframes_batch_size=self.keyframes_batch_size,
+                             decode_workers=self.decode_workers)
+
+    def load(self, which: str = "quality"):
+        """Load (or get from the process-wide cache) the quality or keyframes model; raises ModelLoadError
+        with the loader's message when the weights cannot be found."""
+        from video_assets.models import load_clip
+        from video_assets.operators.common import resolve_device
+
+        s = self.settings()
+        name = s.quality_model if which == "quality" else s.keyframes_model
+        device = resolve_device(s.device)
+        dtype = s.dtype or ("float16" if device.startswith("cuda") else "float32")
+        return load_clip(name, s.resolved_model_path or None, device, dtype,
+                         s.quality_batch_size if which == "quality" else s.keyframes_batch_size)

@@ -1,0 +1,60 @@
+"""Probe video metadata: open each video and scan its packets (no decoding) with the project's VideoReader."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Sequence
+
+from video_assets.errors import VideoAssetsError
+from video_assets.operators.batching import Progress
+from video_assets.operators.common import default_decode_workers
+from video_assets.storage import describe_uri
+from video_assets.video import VideoReader, open_source
+
+log = logging.getLogger(__name__)
+
+PROBE_FIELDS = ("duration_sec", "fps", "width", "height", "num_frames", "codec", "size_bytes", "readable",
+                "error", "probed_at")
+
+
+def probe_video(uri: str, storage_options: dict | None = None) -> dict:
+    """``duration_sec``, ``fps``, ``width``, ``height``, ``num_frames``, ``codec``, ``size_bytes``,
+    ``readable``, ``error`` (None when readable), ``probed_at``. Never raises for a bad video: the error is on
+    the row."""
+    row: dict = {k: None for k in PROBE_FIELDS}
+    row["readable"] = False
+    try:
+        with open_source(uri, None, storage_options) as opened:
+            row["size_bytes"] = opened.size
+            with VideoReader(opened) as reader:
+                row.update(duration_sec=float(reader.duration), fps=float(reader.fps), width=reader.width,
+                           height=reader.height, num_frames=len(reader.index), codec=reader.codec,
+                           readable=True)
+                if reader.truncated:
+                    row["error"] = "; ".join(reader.warnings) or "truncated"
+    except VideoAssetsError as e:
+        row["error"] = str(e)
+    except Exception as e:  # noqa: BLE001 - one bad video never fails the table
+        row["error"] = f"{describe_uri(uri)}: {type(e).__name__}: {e}"
+    row["probed_at"] = datetime.now(timezone.utc)
+    return row
+
+
+def probe_videos(uris: Sequence[str], workers: int | None = None, storage_options: dict | None = None,
+                 progress: Progress | None = None) -> list[dict]:
+    """Probe in a thread pool (PyAV releases the GIL); results in input order."""
+    progress = progress or Progress(len(uris), "probe")
+    lock = threading.Lock()
+
+    def one(u: str) -> dict:
+        r = probe_video(u, storage_options)
+        with lock:
+            progress.step()
+        return r
+
+    with ThreadPoolExecutor(max_workers=max(1, workers or default_decode_workers()),
+                            thread_name_prefix="probe") as pool:
+        return list(pool.map(one, uris))

@@ -1,0 +1,166 @@
+"""The pipeline's steps as plain functions (no Dagster): what the Dagster assets call, and what another
+backend (Ray, a script) can call the same way.
+
+- :func:`build_manifest_table`: read a manifest, probe its videos, return the ``video_manifest`` table;
+- :func:`score_quality`: run :class:`VideoQualityScore` over the manifest's distinct videos, return the
+  ``video_quality_scores`` table;
+- :func:`extract_keyframes`: run :class:`VideoAdaptiveKeyframesSampling`, writing images under
+  ``{warehouse}/keyframes/{partition_key}/``, return the ``video_keyframes`` table.
+
+A bad video never fails a step: its row has nulls and an ``error``. Progress (videos done / total, videos/s,
+ETA) goes to ``progress_callback(done, total, rate)`` every ``progress_every_sec`` seconds and at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import Callable, Optional
+
+import pandas as pd
+import pyarrow as pa
+
+from video_assets.operators.batching import Progress
+from video_assets.pipeline.manifests import (CORE_COLUMNS, Manifest, manifest_identity, read_manifest,
+                                             unique_rows)
+from video_assets.pipeline.probe import PROBE_FIELDS, probe_videos
+from video_assets.pipeline.settings import KeyframeSettings, ManifestSettings, ModelSettings, QualitySettings
+from video_assets.pipeline.tables import (KEYFRAMES_SCHEMA, MANIFEST_SCHEMA, QUALITY_SCHEMA, RESERVED_COLUMNS,
+                                          build_table, keyframes_dir, user_columns_of)
+from video_assets.storage import filesystem_for
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int, float], None]
+
+
+def _progress(total: int, label: str, callback: Optional[ProgressCallback], every_sec: float) -> Progress:
+    return Progress(total, label, every_sec=every_sec, callback=callback)
+
+
+def build_manifest_table(manifest_uri: str, partition_key: str,
+                         settings: ManifestSettings = ManifestSettings(), *, data: bytes | None = None,
+                         storage_options: dict | None = None,
+                         progress_callback: Optional[ProgressCallback] = None,
+                         progress_every_sec: float = 10.0) -> tuple[pa.Table, Manifest]:
+    """The normalised manifest (every row, duplicates marked) with probed metadata; raises ManifestError for a
+    malformed manifest."""
+    manifest = read_manifest(manifest_uri, data=data, storage_options=storage_options,
+                             reserved_columns=RESERVED_COLUMNS)
+    frame = manifest.frame
+    uniq = manifest.unique
+    probes: dict[str, dict] = {}
+    if settings.probe:
+        rows = probe_videos(list(uniq["uri"]), settings.probe_workers, storage_options,
+                            _progress(len(uniq), "probe", progress_callback, progress_every_sec))
+        probes = dict(zip(uniq["uri"], rows))
+    out = []
+    for rec in frame[list(CORE_COLUMNS)].to_dict("records"):
+        p = probes.get(rec["uri"], {})
+        out.append({**rec, **{k: p.get(k) for k in PROBE_FIELDS}, "partition_key": partition_key,
+                    "manifest_uri": manifest_identity(manifest.uri), "manifest_sha256": manifest.sha256,
+                    "readable": p.get("readable") if settings.probe else None})
+    return build_table(MANIFEST_SCHEMA, out, frame[manifest.user_columns]), manifest
+
+
+def _distinct(manifest_df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The distinct videos of a manifest table and their user columns."""
+    if "duplicate_of" in manifest_df.columns:
+        uniq = unique_rows(manifest_df)
+    else:
+        uniq = manifest_df.reset_index(drop=True)
+    return uniq, uniq[user_columns_of(uniq, MANIFEST_SCHEMA)]
+
+
+def score_quality(manifest_df: pd.DataFrame, settings: QualitySettings = QualitySettings(),
+                  models: ModelSettings = ModelSettings(), *, partition_key: str,
+                  storage_options: dict | None = None, progress_callback: Optional[ProgressCallback] = None,
+                  progress_every_sec: float = 10.0) -> pa.Table:
+    """One row per distinct video of ``manifest_df`` (a ``video_manifest`` table or a frame with ``uri``,
+    ``video_id``): CLIP-IQA score, per-frame scores, frame indices, timestamps, settings, error."""
+    from video_assets.operators.quality import VideoQualityScore
+
+    uniq, user = _distinct(manifest_df)
+    op = VideoQualityScore(model_path=models.model_path, clip_model_name=models.quality_model,
+                           device=models.device, dtype=models.dtype, batch_size=models.quality_batch_size,
+                           decode_workers=models.decode_workers, storage_options=storage_options,
+                           **settings.operator_kwargs())
+    progress = _progress(len(uniq), "quality", progress_callback, progress_every_sec)
+    details = op.score_details(video_paths=list(uniq["uri"]), progress=progress)
+    sample = json.dumps(settings.sample_settings(), sort_keys=True)
+    fp = settings.fingerprint(op.clip_model_name)
+    rows = []
+    for (vid, uri), d in zip(zip(uniq["video_id"], uniq["uri"]), details):
+        ok = d["error"] is None
+        rows.append({
+            "partition_key": partition_key, "video_id": vid, "uri": uri, "quality_score": d["score"],
+            "frame_scores": d["frame_scores"] if ok else None,
+            "frame_indices": d["frame_indices"] if ok else None,
+            "timestamps": d["timestamps"] if ok else None,
+            "truncated": d["truncated"], "warnings": d["warnings"], "model": op.clip_model_name,
+            "device": op.device, "prompt": op.prompt_labels[0], "reduce_mode": settings.reduce_mode,
+            "sample_mode": settings.sample_mode, "sample_settings": sample, "settings_hash": fp,
+            "error": d["error"], "scored_at": datetime.fromisoformat(d["scored_at"]),
+        })
+    return build_table(QUALITY_SCHEMA, rows, user)
+
+
+def extract_keyframes(manifest_df: pd.DataFrame, settings: KeyframeSettings = KeyframeSettings(),
+                      warehouse: str = "data/warehouse", partition_key: str = "default",
+                      models: ModelSettings = ModelSettings(), *, storage_options: dict | None = None,
+                      progress_callback: Optional[ProgressCallback] = None, progress_every_sec: float = 10.0
+                      ) -> pa.Table:
+    """One row per distinct video: keyframe image paths (under ``{warehouse}/keyframes/{partition_key}/``),
+    frame ids, timestamps, scores, settings, error."""
+    from video_assets.operators.keyframes import VideoAdaptiveKeyframesSampling
+
+    uniq, user = _distinct(manifest_df)
+    kwargs = settings.operator_kwargs()
+    if models.dtype:
+        kwargs["dtype"] = models.dtype
+    op = VideoAdaptiveKeyframesSampling(model_path=models.model_path, clip_model_name=models.keyframes_model,
+                                        device=models.device, batch_size=models.keyframes_batch_size,
+                                        decode_workers=models.decode_workers, storage_options=storage_options,
+                                        output_tos_dir=keyframes_dir(warehouse, partition_key),
+                                        return_keyframes=False, **kwargs)
+    details = op.details(list(uniq["uri"]),
+                         progress=_progress(len(uniq), "keyframes", progress_callback, progress_every_sec))
+    settings_json = json.dumps(asdict(settings), sort_keys=True)
+    fp = settings.fingerprint(op.clip_model_name)
+    now = datetime.now(timezone.utc)
+    rows = []
+    for (vid, uri), d in zip(zip(uniq["video_id"], uniq["uri"]), details):
+        ok = d["error"] is None
+        rows.append({
+            "partition_key": partition_key, "video_id": vid, "uri": uri,
+            "keyframe_paths": d["tos_paths"] if ok else None, "frame_ids": d["frame_ids"] if ok else None,
+            "timestamps": d["timestamps"] if ok else None, "scores": d["scores"] if ok else None,
+            "num_keyframes": len(d["frame_ids"]) if ok else None,
+            "num_candidates": d["num_candidates"] if ok else None, "effective_fps": d["effective_fps"],
+            "truncated": d["truncated"], "warnings": d["warnings"], "text": settings.text,
+            "model": op.clip_model_name, "device": op.device, "settings": settings_json, "settings_hash": fp,
+            "error": d["error"], "extracted_at": now,
+        })
+    return build_table(KEYFRAMES_SCHEMA, rows, user)
+
+
+def remove_orphan_keyframes(warehouse: str, partition_key: str, keep: set[str],
+                            storage_options: dict | None = None) -> int:
+    """Delete images under the partition's keyframe folder that the current table does not list (left by an
+    earlier materialisation with other settings or videos). Call after the new table is written."""
+    folder = keyframes_dir(warehouse, partition_key)
+    fs, root = filesystem_for(folder, storage_options)
+    try:
+        found = fs.find(root, withdirs=False)
+    except FileNotFoundError:
+        return 0
+    keep_paths = {filesystem_for(p, storage_options)[1] for p in keep}
+    stale = [p for p in found if p not in keep_paths]
+    for p in stale:
+        try:
+            fs.rm_file(p)
+        except FileNotFoundError:
+            pass
+    return len(stale)

@@ -1,0 +1,173 @@
+"""The three tables: explicit Arrow schemas, atomic Parquet writes to ``{warehouse}/{asset}/{key}.parquet``.
+
+A write goes through :func:`video_assets.storage.write_bytes`: a local file is written under a temporary name
+and renamed into place, an object store publishes the PUT atomically, so a reader never sees half a file and
+re-materialising a partition replaces its file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from video_assets.storage import filesystem_for, join_uri, write_bytes
+
+log = logging.getLogger(__name__)
+
+MANIFEST_ASSET = "video_manifest"
+QUALITY_ASSET = "video_quality_scores"
+KEYFRAMES_ASSET = "video_keyframes"
+ASSETS = (MANIFEST_ASSET, QUALITY_ASSET, KEYFRAMES_ASSET)
+
+_TS = pa.timestamp("us", tz="UTC")
+
+MANIFEST_SCHEMA = pa.schema([
+    pa.field("partition_key", pa.string(), nullable=False),
+    pa.field("row", pa.int64(), nullable=False),  # line (CSV/JSONL/text) or row (Parquet) in the manifest
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("uri", pa.string(), nullable=False),  # resolved
+    pa.field("source_uri", pa.string(), nullable=False),  # as written in the manifest
+    pa.field("duplicate_of", pa.string()),  # video_id of the first row naming the same video
+    pa.field("duration_sec", pa.float64()),
+    pa.field("fps", pa.float64()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("num_frames", pa.int64()),
+    pa.field("codec", pa.string()),
+    pa.field("size_bytes", pa.int64()),
+    pa.field("readable", pa.bool_()),  # null when not probed
+    pa.field("error", pa.string()),
+    pa.field("probed_at", _TS),
+    pa.field("manifest_uri", pa.string(), nullable=False),
+    pa.field("manifest_sha256", pa.string(), nullable=False),
+])
+
+QUALITY_SCHEMA = pa.schema([
+    pa.field("partition_key", pa.string(), nullable=False),
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("uri", pa.string(), nullable=False),
+    pa.field("quality_score", pa.float64()),  # null when the video could not be scored
+    pa.field("frame_scores", pa.list_(pa.float64())),
+    pa.field("frame_indices", pa.list_(pa.int64())),
+    pa.field("timestamps", pa.list_(pa.float64())),
+    pa.field("truncated", pa.bool_()),
+    pa.field("warnings", pa.list_(pa.string())),
+    pa.field("model", pa.string(), nullable=False),
+    pa.field("device", pa.string()),
+    pa.field("prompt", pa.string(), nullable=False),
+    pa.field("reduce_mode", pa.string(), nullable=False),
+    pa.field("sample_mode", pa.string(), nullable=False),
+    pa.field("sample_settings", pa.string(), nullable=False),  # JSON
+    pa.field("settings_hash", pa.string(), nullable=False),
+    pa.field("error", pa.string()),
+    pa.field("scored_at", _TS),
+])
+
+KEYFRAMES_SCHEMA = pa.schema([
+    pa.field("partition_key", pa.string(), nullable=False),
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("uri", pa.string(), nullable=False),
+    pa.field("keyframe_paths", pa.list_(pa.string())),
+    pa.field("frame_ids", pa.list_(pa.int64())),
+    pa.field("timestamps", pa.list_(pa.float64())),
+    pa.field("scores", pa.list_(pa.float64())),
+    pa.field("num_keyframes", pa.int32()),
+    pa.field("num_candidates", pa.int32()),
+    pa.field("effective_fps", pa.float64()),
+    pa.field("truncated", pa.bool_()),
+    pa.field("warnings", pa.list_(pa.string())),
+    pa.field("text", pa.string(), nullable=False),
+    pa.field("model", pa.string(), nullable=False),
+    pa.field("device", pa.string()),
+    pa.field("settings", pa.string(), nullable=False),  # JSON
+    pa.field("settings_hash", pa.string(), nullable=False),
+    pa.field("error", pa.string()),
+    pa.field("extracted_at", _TS),
+])
+
+SCHEMAS = {MANIFEST_ASSET: MANIFEST_SCHEMA, QUALITY_ASSET: QUALITY_SCHEMA, KEYFRAMES_ASSET: KEYFRAMES_SCHEMA}
+RESERVED_COLUMNS = frozenset(n for s in SCHEMAS.values() for n in s.names)
+
+
+def table_uri(warehouse: str, asset: str, partition_key: str) -> str:
+    return join_uri(warehouse, asset, f"{partition_key}.parquet")
+
+
+def keyframes_dir(warehouse: str, partition_key: str) -> str:
+    return join_uri(warehouse, "keyframes", partition_key)
+
+
+def build_table(schema: pa.Schema, rows: Sequence[dict], user: pd.DataFrame | None = None) -> pa.Table:
+    """Rows (dicts with the schema's fields) into a table with exactly ``schema``, then the user columns."""
+    clean = [{k: _none_if_nan(r.get(k)) for k in schema.names} for r in rows]
+    table = pa.Table.from_pylist(clean, schema=schema)
+    if user is not None and len(user.columns):
+        if len(user) != len(rows):
+            raise ValueError(f"{len(user)} user-column rows for {len(rows)} rows")
+        for col in user.columns:
+            table = table.append_column(str(col), user_column(user[col]))
+    return table
+
+
+def _none_if_nan(v: Any) -> Any:
+    """pandas marks missing values with NaN (also in string columns); Arrow wants None."""
+    return None if isinstance(v, float) and v != v else v
+
+
+def user_column(series: pd.Series) -> pa.Array:
+    """A user column as Arrow: its natural type when it has one, else JSON/str text (mixed JSON values)."""
+    values = series.tolist()
+    try:
+        arr = pa.array(values, from_pandas=True)
+        if pa.types.is_null(arr.type):
+            return arr.cast(pa.string())
+        return arr
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return pa.array([None if _isnull(v) else (v if isinstance(v, str) else json.dumps(v, default=str))
+                         for v in values], pa.string())
+
+
+def _isnull(v: Any) -> bool:
+    try:
+        return v is None or bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def write_table(table: pa.Table, uri: str, storage_options: dict | None = None) -> int:
+    """Write ``table`` as Parquet to ``uri`` atomically; returns the bytes written."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    data = buf.getvalue()
+    write_bytes(uri, data, storage_options)
+    return len(data)
+
+
+def read_table(uri: str, storage_options: dict | None = None,
+               columns: Iterable[str] | None = None) -> pa.Table:
+    fs, path = filesystem_for(uri, storage_options)
+    with fs.open(path, "rb") as f:
+        return pq.read_table(f, columns=list(columns) if columns is not None else None)
+
+
+def table_exists(uri: str, storage_options: dict | None = None) -> bool:
+    fs, path = filesystem_for(uri, storage_options)
+    return fs.exists(path)
+
+
+def read_frame(uri: str, storage_options: dict | None = None) -> pd.DataFrame:
+    return read_table(uri, storage_options).to_pandas()
+
+
+def user_columns_of(table_or_frame: Any, schema: pa.Schema) -> list[str]:
+    if isinstance(table_or_frame, pa.Table):
+        names = table_or_frame.column_names
+    else:
+        names = list(table_or_frame.columns)
+    return [n for n in names if n not in schema.names]

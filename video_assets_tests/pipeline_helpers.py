@@ -1,0 +1,89 @@
+"""Helpers shared by the pipeline tests: tiny videos, manifests, S3 uploads."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from video_assets_tests.videos import encode_video
+
+# Tiny videos: 24 frames at 12 fps (2 s), 96x64, libx264. Encoding them takes a few milliseconds each.
+TINY = dict(n_frames=24, fps=12, codec="libx264", bframes=0)
+
+
+def make_videos(folder: Path, names=("a.mp4", "b.mp4", "c.mp4")) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for i, name in enumerate(names):
+        # a different keyframe interval per video: distinct bytes, same frames
+        out[name] = encode_video(folder / name, options={"preset": "ultrafast"}, gop=6 + i, **TINY)
+    broken = folder / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(512))
+    out["broken.mp4"] = broken
+    return out
+
+
+DEMO_CSV = (
+    "video_id,uri,label,score_hint\n"
+    "a,videos/a.mp4,clean,1\n"
+    "b,videos/b.mp4,clean,2\n"
+    ",videos/c.mp4,other,3\n"
+    "bad,videos/broken.mp4,corrupt,4\n"
+    "a_again,./videos/../videos/a.mp4,dup,5\n"
+)
+
+
+def write_atomic(path: Path, data: bytes | str) -> Path:
+    """Write like a well-behaved uploader: temporary name, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+    return path
+
+
+def touch_later(path: Path, seconds: float = 1.0) -> None:
+    """Move a file's mtime forward (a re-upload) without waiting."""
+    st = path.stat()
+    os.utime(path, (st.st_atime + seconds, st.st_mtime + seconds))
+
+
+def s3_client(endpoint: str):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+
+
+def upload_tree(client, bucket: str, prefix: str, files: dict[str, bytes | Path]) -> None:
+    for rel, data in files.items():
+        body = data.read_bytes() if isinstance(data, Path) else data
+        client.put_object(Bucket=bucket, Key=f"{prefix}/{rel}".lstrip("/"), Body=body)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def materialize_partition(warehouse, manifest_uri: str, instance, run_config=None, selection=None):
+    """Register the manifest, add its partition, materialize the three assets and their checks."""
+    import dagster as dg
+
+    from video_assets.orchestration.assets import ASSETS
+    from video_assets.orchestration.checks import CHECKS
+    from video_assets.orchestration.partitions import PARTITIONS_NAME
+    from video_assets.orchestration.resources import ClipModelResource
+
+    key, _ = warehouse.registry().register_file(manifest_uri)
+    if not instance.has_dynamic_partition(PARTITIONS_NAME, key):
+        instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
+    result = dg.materialize(ASSETS + CHECKS, partition_key=key, instance=instance, raise_on_error=False,
+                            resources={"warehouse": warehouse, "clip": ClipModelResource(decode_workers=2)},
+                            run_config=run_config, selection=selection)
+    return key, result
