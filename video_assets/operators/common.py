@@ -106,3 +106,24 @@ def resolve_device(device: str | None, rank: int = 0) -> str:
         _said_no_gpu = True
         log.info("no GPU available: running on the CPU (float32)")
     return "cpu"
+
+
+class ClipOperator:
+    """Base of both operators: the CLIP model, loaded on first use and shared process-wide (same name, folder,
+    device and dtype give the same loaded model)."""
+
+    clip_model_name: str
+    model_path: str
+    device: str
+    dtype: str
+    batch_size: int
+    _model = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            from video_assets.models import load_clip
+
+            self._model = load_clip(self.clip_model_name, self.model_path or None, self.device, self.dtype,
+                                    self.batch_size)
+        return self._model

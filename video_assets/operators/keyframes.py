@@ -15,10 +15,11 @@ from PIL import Image
 
 from video_assets.errors import VideoSourceError
 from video_assets.keyframes import aks_select
-from video_assets.models import ClipModel, load_clip
+from video_assets.models import ClipModel
 from video_assets.operators.batching import Progress, error_message, run_overlapped
-from video_assets.operators.common import (VideoInput, decoder_threads_for, default_decode_workers,
-                                           default_model_name, default_model_path, make_inputs, resolve_device)
+from video_assets.operators.common import (ClipOperator, VideoInput, decoder_threads_for,
+                                           default_decode_workers, default_model_name, default_model_path,
+                                           make_inputs, resolve_device)
 from video_assets.storage import join_uri, write_bytes
 from video_assets.storage.fs import scheme_of
 from video_assets.video import VideoReader, make_plan, open_source, select_positions
@@ -32,7 +33,7 @@ IMG_TYPES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 _CHUNK_FRAMES = 32
 
 
-class VideoAdaptiveKeyframesSampling:
+class VideoAdaptiveKeyframesSampling(ClipOperator):
     """Select query-relevant keyframes with Adaptive Keyframe Sampling (AKS, CVPR 2025).
 
     Parameter names, defaults and meanings are those of the LAS "视频自适应关键帧抽取" operator:
@@ -93,14 +94,7 @@ class VideoAdaptiveKeyframesSampling:
         self.decode_workers = decode_workers or default_decode_workers()
         self.jpeg_quality = jpeg_quality
         self.storage_options = storage_options
-        self._model: ClipModel | None = None
 
-    @property
-    def model(self) -> ClipModel:
-        if self._model is None:
-            self._model = load_clip(self.clip_model_name, self.model_path or None, self.device, self.dtype,
-                                    self.batch_size)
-        return self._model
 
     def __call__(self, videos: Sequence[Any]) -> list[dict | None]:
         return [None if d["error"] else {k: d[k] for k in self._public_keys()} for d in self.details(videos)]

@@ -11,10 +11,11 @@ import numpy as np
 import torch
 
 from video_assets.errors import VideoSourceError
-from video_assets.models import ClipModel, load_clip
+from video_assets.models import ClipModel
 from video_assets.operators.batching import Outcome, Progress, run_overlapped
-from video_assets.operators.common import (VideoInput, decoder_threads_for, default_decode_workers,
-                                           default_model_name, default_model_path, make_inputs, resolve_device)
+from video_assets.operators.common import (ClipOperator, VideoInput, decoder_threads_for,
+                                           default_decode_workers, default_model_name, default_model_path,
+                                           make_inputs, resolve_device)
 from video_assets.scoring import clip_iqa_probs, parse_prompts, prompt_label, reduce_scores
 from video_assets.scoring.clip_iqa import REDUCE_MODES
 from video_assets.video import make_plan, sample_frames
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 DEFAULT_QUALITY_MODEL = "openai/clip-vit-large-patch14"
 
 
-class VideoQualityScore:
+class VideoQualityScore(ClipOperator):
     """Score videos with CLIP-IQA.
 
     Parameters keep the names, defaults and meanings of the LAS "视频质量评分" operator:
@@ -75,15 +76,7 @@ class VideoQualityScore:
         self.default_video_format = default_video_format
         self.decode_workers = decode_workers or default_decode_workers()
         self.storage_options = storage_options
-        self._model: ClipModel | None = None
 
-    @property
-    def model(self) -> ClipModel:
-        """The CLIP model, loaded on first use and shared process-wide with other operators."""
-        if self._model is None:
-            self._model = load_clip(self.clip_model_name, self.model_path or None, self.device, self.dtype,
-                                    self.batch_size)
-        return self._model
 
     @property
     def prompt_labels(self) -> list[str]:
