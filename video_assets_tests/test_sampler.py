@@ -290,3 +290,58 @@ def test_still_image(tmp_path):
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(j, format="JPEG")
     with pytest.raises(VideoDecodeError, match=r"photo\.mp4.*still image"):
         sample_frames(j)
+
+
+# ---- remote MP4: indexed from the header, read in parts ------------------------------------------------
+
+@pytest.mark.parametrize("name", ["h264_bframes.mp4", "start_offset.mp4", "short_gop.mp4", "long_gop.mp4"])
+def test_remote_mp4_indexed_from_header_gives_the_same_frames(videos, http_base, name):
+    local = sample_frames(videos[name], "by_interval_frames", interval_frames=7)
+    remote = sample_frames(f"{http_base}/{name}", "by_interval_frames", interval_frames=7)
+    assert remote.stats.indexed_from_header and not local.stats.indexed_from_header
+    assert remote.indices == local.indices and remote.timestamps == pytest.approx(local.timestamps)
+    assert remote.duration == pytest.approx(local.duration)
+    assert np.array_equal(remote.frames, local.frames)
+
+
+def test_remote_variable_frame_rate_mp4_is_still_exact(tmp_path):
+    from video_assets_tests.servers import http_file_server
+
+    times = [i * 0.04 if i < 20 else 0.8 + (i - 20) * 0.1 for i in range(60)]
+    path = encode_video(tmp_path / "vfr_b.mp4", pts_seconds=times, bframes=2, gop=12)
+    local = sample_frames(path, "by_timestamps", timestamps_sec=[0.5, 1.0, 3.0])
+    with http_file_server(tmp_path) as server:
+        host, port = server.server_address[:2]
+        remote = sample_frames(f"http://{host}:{port}/vfr_b.mp4", "by_timestamps", timestamps_sec=[0.5, 1.0, 3.0])
+    assert remote.indices == local.indices == [12, 22, 42]
+    assert [read_index(f) for f in remote.frames] == remote.indices
+
+
+def test_sparse_plan_on_remote_mp4_reads_only_parts(tmp_path):
+    import av
+
+    from video_assets_tests.servers import http_file_server
+
+    # 8 s of noisy 320x240 frames (several MB); faststart puts the sample table first, as streaming files do
+    path = tmp_path / "big.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as out:
+        st = out.add_stream("libx264", rate=25, options={"preset": "ultrafast", "crf": "18", "bf": "2"})
+        st.width, st.height, st.pix_fmt, st.gop_size = 320, 240, "yuv420p", 25
+        for i in range(200):
+            img = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+            for pkt in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(pkt)
+        for pkt in st.encode():
+            out.mux(pkt)
+    size = path.stat().st_size
+    assert size > 4_000_000, size
+    with http_file_server(tmp_path) as server:
+        host, port = server.server_address[:2]
+        s = sample_frames(f"http://{host}:{port}/big.mp4", "by_timestamps", timestamps_sec=[7.5],
+                          storage_options={"block_size": 256 * 1024})
+        sent = server.bytes_sent
+    local = sample_frames(path, "by_timestamps", timestamps_sec=[7.5])
+    assert s.indices == local.indices == [187] and s.stats.indexed_from_header
+    assert np.array_equal(s.frames, local.frames)
+    assert sent < 0.5 * size, (sent, size)  # ~1 MiB probe + the sample table + one GOP, not the file

@@ -61,6 +61,7 @@ class DecodeStats:
     packets_sent: int = 0
     seeks: int = 0
     decode_errors: int = 0
+    indexed_from_header: bool = False  # the index came from the MP4/MOV sample table, not a full scan
 
 
 class VideoReader:
@@ -78,7 +79,9 @@ class VideoReader:
             self.stream = self.container.streams.video[0]
             self.stream.thread_type = thread_type  # FFmpeg frame + slice threading
             self.stream.thread_count = thread_count
-            self.index = self._scan()
+            # A remote file would be read whole by the scan; MP4/MOV headers index it without the media data.
+            self.index = (opened.remote and self._index_from_header()) or self._scan()
+            self.stream.codec_context.flush_buffers()
         except BaseException:
             self.container.close()
             raise
@@ -94,8 +97,10 @@ class VideoReader:
         for fmt in formats:
             if hasattr(opened.file, "seek"):
                 opened.file.seek(0)
+            # Over the network, probe less than FFmpeg's default 5 MB before the first seek can help.
+            options = {"probesize": str(1 << 20)} if opened.remote else {}
             try:
-                return av.open(opened.file, mode="r", format=fmt, metadata_errors="ignore")
+                return av.open(opened.file, mode="r", format=fmt, metadata_errors="ignore", options=options)
             except av.error.FileNotFoundError:
                 raise VideoDecodeError(f"{self.description}: file not found") from None
             except (av.error.FFmpegError, UnicodeDecodeError, OSError, ValueError) as e:
@@ -163,6 +168,63 @@ class VideoReader:
         if not key_a[0]:
             key_a[0] = True  # decoding must start somewhere; FFmpeg recovers from the first packet
         return FrameIndex(pts_a, key_a, stream.time_base)
+
+    def _index_from_header(self) -> FrameIndex | None:
+        """The index of an MP4/MOV from its sample table alone, or None when it cannot be trusted.
+
+        The sample table gives every frame's decode timestamp and keyframe flag. Presentation timestamps are
+        the decode timestamps shifted by the reorder delay: exact when B-frame reordering has a constant delay
+        (every common encoder at a constant frame rate) or when there is no reordering. The first packets are
+        demuxed to measure the shift and to check the rule against real presentation timestamps; on any
+        mismatch the full scan runs instead.
+        """
+        fmt = self.container.format.name or ""
+        if "mov" not in fmt and "mp4" not in fmt:
+            return None
+        index = self._header_index()
+        if index is None:
+            self.container.seek(0, backward=True)  # the full scan starts from the beginning again
+        return index
+
+    def _header_index(self) -> FrameIndex | None:
+        try:
+            entries = [e for e in self.stream.index_entries if not e.is_discard]
+        except Exception:
+            return None
+        if len(entries) < 2:
+            return None
+        dts = np.fromiter((e.timestamp for e in entries), np.int64, len(entries))
+        key = np.fromiter((e.is_keyframe for e in entries), bool, len(entries))
+        probe_n = min(len(entries), 64)
+        seen: list[tuple[int, bool]] = []
+        try:
+            for packet in self.container.demux(self.stream):
+                if packet.size == 0 or packet.is_discard:
+                    continue
+                if packet.pts is None:
+                    return None
+                seen.append((packet.pts, packet.is_keyframe))
+                if len(seen) >= probe_n:
+                    break
+        except av.error.FFmpegError:
+            return None
+        if len(seen) < probe_n:
+            return None
+        shift = min(p for p, _ in seen) - int(dts[0])
+        pts = dts + shift
+        # Every keyframe must sit where the rule puts it, and the presentation times seen so far must be
+        # exactly the predicted ones (the last few may still be waiting behind reordering).
+        if any(k and p != int(pts[i]) for i, (p, k) in enumerate(seen)):
+            return None
+        margin = min(16, probe_n // 2)
+        if sorted(p for p, _ in seen)[: probe_n - margin] != sorted(pts[:probe_n].tolist())[: probe_n - margin]:
+            return None
+        order = np.argsort(pts, kind="stable")
+        pts, key = pts[order], key[order]
+        if np.any(np.diff(pts) <= 0):
+            return None
+        self.stats.indexed_from_header = True
+        return FrameIndex(pts, key, self.stream.time_base)
 
     def _expected_frame_count(self) -> int | None:
         """Frames the container's own index promises (MP4/MOV list every sample), if it knows."""

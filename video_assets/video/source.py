@@ -38,6 +38,7 @@ class OpenedSource:
     description: str  # safe to log: no credentials, no raw bytes
     format_hint: str | None  # container format for bytes/base64 inputs ("mp4", "webm", ...)
     size: int | None
+    remote: bool = False  # bytes come over the network: read as little as possible
 
 
 def describe_source(source: VideoSource) -> str:
@@ -84,7 +85,8 @@ def open_source(source: VideoSource, video_format: str | None = None,
     """Open ``source`` for reading. Raises VideoSourceError naming the source when it cannot be read.
 
     ``video_format`` is a container hint used for bytes and base64 inputs (FFmpeg probes the content anyway;
-    the hint only matters for formats that cannot be probed reliably).
+    the hint only matters for formats that cannot be probed reliably). ``storage_options`` go to fsspec, except
+    ``block_size``: bytes per remote range request (default 4 MiB).
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
@@ -110,7 +112,9 @@ def open_source(source: VideoSource, video_format: str | None = None,
     scheme = scheme_of(source)
     if scheme not in ("", "file", "http", "https", "s3", "s3a", "tos"):
         raise VideoSourceError(f"{desc}: unsupported URI scheme '{scheme}://'")
-    fs, path = filesystem_for(source, storage_options)
+    opts = dict(storage_options or {})
+    block_size = int(opts.pop("block_size", _REMOTE_BLOCK_SIZE))
+    fs, path = filesystem_for(source, opts)
     if scheme in ("", "file"):
         if not os.path.exists(path):
             raise VideoSourceError(f"{desc}: file not found")
@@ -123,7 +127,7 @@ def open_source(source: VideoSource, video_format: str | None = None,
         return
 
     try:
-        f = fs.open(path, "rb", block_size=_REMOTE_BLOCK_SIZE, cache_type="readahead")
+        f = fs.open(path, "rb", block_size=block_size, cache_type="readahead")
     except FileNotFoundError:
         raise VideoSourceError(f"{desc}: not found (404 or no such object)") from None
     except PermissionError as e:
@@ -138,7 +142,7 @@ def open_source(source: VideoSource, video_format: str | None = None,
             # A server that does not report sizes or ranges gives a stream; spool it so PyAV can seek.
             with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as spool:
                 try:
-                    shutil.copyfileobj(f, spool, _REMOTE_BLOCK_SIZE)
+                    shutil.copyfileobj(f, spool, block_size)
                 except Exception as e:
                     raise VideoSourceError(f"{desc}: read failed ({type(e).__name__}: {e})") from None
                 size = spool.tell()
@@ -147,7 +151,7 @@ def open_source(source: VideoSource, video_format: str | None = None,
                 spool.seek(0)
                 yield OpenedSource(spool, desc, _format_hint(video_format), size)
             return
-        yield OpenedSource(f, desc, _format_hint(video_format), size)
+        yield OpenedSource(f, desc, _format_hint(video_format), size, remote=True)
 
 
 def _seekable(f) -> bool:
