@@ -239,6 +239,20 @@ def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
     return dg.MaterializeResult(metadata=md)
 
 
+def _model_step(context: dg.AssetExecutionContext, warehouse: WarehouseResource, asset: str, compute):
+    """Read the partition's manifest table, run a model step on it with progress logging, write its table.
+    Returns (table, table as pandas, table URI, seconds)."""
+    key = context.partition_key
+    manifest = _read_manifest_table(warehouse, key)
+    t0 = time.monotonic()
+    with fail_fast():
+        table = compute(manifest, progress_callback=_progress_logger(context, asset),
+                        progress_every_sec=_progress_every())
+    uri = warehouse.table_uri(asset, key)
+    write_table(table, uri)
+    return table, table.to_pandas(), uri, time.monotonic() - t0
+
+
 @dg.asset(
     partitions_def=video_manifests, group_name=GROUP, deps=[video_manifest], pool="gpu",
     code_version=QUALITY_CODE_VERSION, retry_policy=STORAGE_RETRY, kinds={"pytorch", "parquet"},
@@ -248,17 +262,11 @@ def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
 def video_quality_scores(context: dg.AssetExecutionContext, config: QualityConfig, clip: ClipModelResource,
                          warehouse: WarehouseResource) -> dg.MaterializeResult:
     key = context.partition_key
-    manifest = _read_manifest_table(warehouse, key)
     settings = config.to_settings()
-    t0 = time.monotonic()
-    with fail_fast():
-        table = score_quality(manifest, settings, clip.settings(), partition_key=key,
-                              progress_callback=_progress_logger(context, "quality"),
-                              progress_every_sec=_progress_every())
-    uri = warehouse.table_uri(QUALITY_ASSET, key)
-    write_table(table, uri)
-    elapsed = time.monotonic() - t0
-    frame = table.to_pandas()
+    table, frame, uri, elapsed = _model_step(
+        context, warehouse, QUALITY_ASSET,
+        lambda manifest, **progress: score_quality(manifest, settings, clip.settings(), partition_key=key,
+                                                   **progress))
     scores = frame["quality_score"].dropna()
     failed = int(frame["quality_score"].isna().sum())
     md = _common_metadata(table, frame, uri, elapsed, failed,
@@ -288,17 +296,11 @@ def video_quality_scores(context: dg.AssetExecutionContext, config: QualityConfi
 def video_keyframes(context: dg.AssetExecutionContext, config: KeyframesConfig, clip: ClipModelResource,
                     warehouse: WarehouseResource) -> dg.MaterializeResult:
     key = context.partition_key
-    manifest = _read_manifest_table(warehouse, key)
     settings = config.to_settings()
-    t0 = time.monotonic()
-    with fail_fast():
-        table = extract_keyframes(manifest, settings, warehouse.warehouse_uri, key, clip.settings(),
-                                  progress_callback=_progress_logger(context, "keyframes"),
-                                  progress_every_sec=_progress_every())
-    uri = warehouse.table_uri(KEYFRAMES_ASSET, key)
-    write_table(table, uri)
-    elapsed = time.monotonic() - t0
-    frame = table.to_pandas()
+    table, frame, uri, elapsed = _model_step(
+        context, warehouse, KEYFRAMES_ASSET,
+        lambda manifest, **progress: extract_keyframes(manifest, settings, warehouse.warehouse_uri, key,
+                                                       clip.settings(), **progress))
     keep = {p for paths in frame["keyframe_paths"].dropna() for p in paths}
     removed = remove_orphan_keyframes(warehouse.warehouse_uri, key, keep)
     if removed:
