@@ -9,13 +9,9 @@ import dagster as dg
 from video_assets.orchestration.assets import ASSETS
 from video_assets.orchestration.checks import CHECKS
 from video_assets.orchestration.jobs import video_assets_job
-from video_assets.orchestration.resources import ClipModelResource, WarehouseResource
+from video_assets.orchestration.resources import default_resources
 from video_assets.orchestration.schedules import SCHEDULES
 from video_assets.orchestration.sensors import SENSORS
-
-
-def resources() -> dict:
-    return {"clip": ClipModelResource(), "warehouse": WarehouseResource.from_env()}
 
 
 defs = dg.Definitions(
@@ -24,6 +20,6 @@ defs = dg.Definitions(
     jobs=[video_assets_job],
     sensors=SENSORS,
     schedules=SCHEDULES,
-    resources=resources(),
+    resources=default_resources(),
     executor=dg.in_process_executor,
 )

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from video_assets.orchestration.assets import ASSETS
     from video_assets.orchestration.checks import CHECKS
     from video_assets.orchestration.partitions import PARTITIONS_NAME
-    from video_assets.orchestration.resources import ClipModelResource, WarehouseResource
+    from video_assets.orchestration.resources import ClipModelResource, WarehouseResource, default_resources
     from video_assets.pipeline import report
     from video_assets.pipeline.manifests import ManifestError
     from video_assets.pipeline.tables import KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET, read_frame
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     level = "DEBUG" if args.verbose else "ERROR"
     t0 = time.monotonic()
     result = dg.materialize(ASSETS + CHECKS, partition_key=key, instance=instance,
-                            resources={"clip": clip, "warehouse": warehouse}, raise_on_error=False,
+                            resources=default_resources(clip=clip, warehouse=warehouse), raise_on_error=False,
                             run_config={"loggers": {"console": {"config": {"log_level": level}}}})
     elapsed = time.monotonic() - t0
     if not result.success:

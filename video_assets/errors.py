@@ -15,3 +15,13 @@ class VideoDecodeError(VideoAssetsError):
 
 class ModelLoadError(VideoAssetsError):
     """A CLIP model cannot be resolved or loaded (unknown name, missing local folder, no network)."""
+
+
+class SourcePolicyError(VideoSourceError):
+    """The source points somewhere the configured source policy does not allow (scheme, folder, bucket, host,
+    private or metadata address). Nothing was read."""
+
+
+class LimitExceededError(VideoAssetsError):
+    """A configured resource limit was exceeded for one video (bytes, duration, frame size, decoded frames,
+    wall-clock time)."""

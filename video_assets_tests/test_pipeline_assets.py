@@ -7,7 +7,7 @@ import pytest
 import dagster as dg
 from video_assets.orchestration.assets import ASSETS, QUALITY_CODE_VERSION
 from video_assets.orchestration.partitions import PARTITIONS_NAME
-from video_assets.orchestration.resources import ClipModelResource, WarehouseResource
+from video_assets.orchestration.resources import WarehouseResource, default_resources
 from video_assets.pipeline.tables import (KEYFRAMES_ASSET, KEYFRAMES_SCHEMA, MANIFEST_ASSET, MANIFEST_SCHEMA,
                                           QUALITY_ASSET, QUALITY_SCHEMA, read_table)
 from video_assets.storage import filesystem_for
@@ -159,7 +159,7 @@ def test_bad_settings_and_unknown_partition_fail_fast_without_retries(tmp_path, 
 
         instance.add_dynamic_partitions(PARTITIONS_NAME, ["ghost"])
         result = dg.materialize(ASSETS, partition_key="ghost", instance=instance, raise_on_error=False,
-                                resources={"warehouse": warehouse, "clip": ClipModelResource()})
+                                resources=default_resources(warehouse=warehouse))
         failure = next(e for e in result.all_events if e.is_step_failure)
         assert "no manifest is registered for partition 'ghost'" in failure.event_specific_data.error.message
         assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]

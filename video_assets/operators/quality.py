@@ -108,6 +108,12 @@ class VideoQualityScore(ClipOperator):
             progress=progress or Progress(len(inputs), "quality"))
         return [self._row(it, out) for it, out in zip(inputs, outcomes)]
 
+    def details(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
+                progress: Progress | None = None) -> list[dict]:
+        """:meth:`score_details` for URIs/paths, with the same signature as the keyframes operator's
+        ``details`` (what compute backends call)."""
+        return self.score_details(video_paths=videos, video_formats=video_formats, progress=progress)
+
     # -- steps -----------------------------------------------------------------------------------------------
     def _prepare(self, model: ClipModel, item: VideoInput, emit) -> Any:
         if item.error:

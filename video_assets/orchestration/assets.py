@@ -16,7 +16,7 @@ from pydantic import Field
 
 from video_assets.errors import ModelLoadError
 from video_assets.orchestration.partitions import video_manifests
-from video_assets.orchestration.resources import ClipModelResource, WarehouseResource
+from video_assets.orchestration.resources import ClipModelResource, ComputeResource, WarehouseResource
 from video_assets.pipeline import report
 from video_assets.pipeline.manifests import ManifestError
 from video_assets.pipeline.runner import (build_manifest_table, extract_keyframes, remove_orphan_keyframes,
@@ -260,13 +260,13 @@ def _model_step(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                 "cannot be read), per-frame scores, frame indices, timestamps, settings, error.",
 )
 def video_quality_scores(context: dg.AssetExecutionContext, config: QualityConfig, clip: ClipModelResource,
-                         warehouse: WarehouseResource) -> dg.MaterializeResult:
+                         warehouse: WarehouseResource, compute: ComputeResource) -> dg.MaterializeResult:
     key = context.partition_key
     settings = config.to_settings()
     table, frame, uri, elapsed = _model_step(
         context, warehouse, QUALITY_ASSET,
         lambda manifest, **progress: score_quality(manifest, settings, clip.settings(), partition_key=key,
-                                                   **progress))
+                                                   backend=compute.make(), **progress))
     scores = frame["quality_score"].dropna()
     failed = int(frame["quality_score"].isna().sum())
     md = _common_metadata(table, frame, uri, elapsed, failed,
@@ -294,13 +294,13 @@ def video_quality_scores(context: dg.AssetExecutionContext, config: QualityConfi
                 "error.",
 )
 def video_keyframes(context: dg.AssetExecutionContext, config: KeyframesConfig, clip: ClipModelResource,
-                    warehouse: WarehouseResource) -> dg.MaterializeResult:
+                    warehouse: WarehouseResource, compute: ComputeResource) -> dg.MaterializeResult:
     key = context.partition_key
     settings = config.to_settings()
     table, frame, uri, elapsed = _model_step(
         context, warehouse, KEYFRAMES_ASSET,
         lambda manifest, **progress: extract_keyframes(manifest, settings, warehouse.warehouse_uri, key,
-                                                       clip.settings(), **progress))
+                                                       clip.settings(), backend=compute.make(), **progress))
     keep = {p for paths in frame["keyframe_paths"].dropna() for p in paths}
     removed = remove_orphan_keyframes(warehouse.warehouse_uri, key, keep)
     if removed:

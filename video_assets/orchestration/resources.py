@@ -10,6 +10,7 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
+from video_assets.compute import BACKEND_ENV, ComputeBackend, make_backend
 from video_assets.operators.common import MODEL_ENV, MODEL_PATH_ENV
 from video_assets.pipeline.registry import ManifestRegistry, UploadLedger
 from video_assets.pipeline.settings import ModelSettings
@@ -130,3 +131,35 @@ class ClipModelResource(dg.ConfigurableResource):
         dtype = s.dtype or ("float16" if device.startswith("cuda") else "float32")
         return load_clip(name, s.resolved_model_path or None, device, dtype,
                          s.quality_batch_size if which == "quality" else s.keyframes_batch_size)
+
+
+class ComputeResource(dg.ConfigurableResource):
+    """Where the GPU steps run: ``local`` (this process; the default) or ``ray`` (a Ray cluster: each worker
+    holds one operator with its model loaded once, and processes batches of manifest rows)."""
+
+    backend: str = Field(default="local", description=(
+        f"'local' or 'ray' (env {BACKEND_ENV} sets the default when the code location loads)."))
+    address: str = Field(default="", description=(
+        "Ray: 'auto' (a running cluster), 'ray://host:10001', or empty to start a local Ray instance."))
+    num_workers: int = Field(default=1, description="Ray: concurrent workers (operator instances).")
+    num_gpus_per_worker: float = Field(default=0.0, description="Ray: GPUs per worker (0 on a CPU cluster).")
+    batch_size: int = Field(default=8, description="Ray: manifest rows per task handed to a worker.")
+
+    @classmethod
+    def from_env(cls, **overrides) -> "ComputeResource":
+        kwargs = {"backend": os.environ.get(BACKEND_ENV) or "local"}
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    def make(self) -> ComputeBackend:
+        return make_backend(self.backend, address=self.address, num_workers=self.num_workers,
+                            num_gpus_per_worker=self.num_gpus_per_worker, batch_size=self.batch_size)
+
+
+def default_resources(**overrides) -> dict:
+    """The resources every asset needs, with defaults from the environment; ``overrides`` replace any of them
+    by key (``clip``, ``warehouse``, ``compute``)."""
+    resources = {"clip": ClipModelResource(), "warehouse": WarehouseResource.from_env(),
+                 "compute": ComputeResource.from_env()}
+    resources.update(overrides)
+    return resources

@@ -9,6 +9,8 @@ backend (Ray, a script) can call the same way.
 
 A bad video never fails a step: its row has nulls and an ``error``. Progress (videos done / total, videos/s,
 ETA) goes to ``progress_callback(done, total, rate)`` every ``progress_every_sec`` seconds and at the end.
+The model steps run on a :mod:`video_assets.compute` backend (this process by default, or Ray); the rows and
+tables are built here, the same way for every backend.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import json
 import logging
 from dataclasses import asdict
 from datetime import datetime, timezone
+from functools import partial
 from typing import Callable, Optional
 
 import pandas as pd
 import pyarrow as pa
 
+from video_assets.compute import ComputeBackend, LocalBackend
 from video_assets.operators.batching import Progress
 from video_assets.pipeline.manifests import (CORE_COLUMNS, Manifest, manifest_identity, read_manifest,
                                              unique_rows)
@@ -77,18 +81,19 @@ def _distinct(manifest_df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def score_quality(manifest_df: pd.DataFrame, settings: QualitySettings = QualitySettings(),
                   models: ModelSettings = ModelSettings(), *, partition_key: str,
                   storage_options: dict | None = None, progress_callback: Optional[ProgressCallback] = None,
-                  progress_every_sec: float = 10.0) -> pa.Table:
+                  progress_every_sec: float = 10.0, backend: ComputeBackend | None = None) -> pa.Table:
     """One row per distinct video of ``manifest_df`` (a ``video_manifest`` table or a frame with ``uri``,
     ``video_id``): CLIP-IQA score, per-frame scores, frame indices, timestamps, settings, error."""
     from video_assets.operators.quality import VideoQualityScore
 
     uniq, user = _distinct(manifest_df)
-    op = VideoQualityScore(model_path=models.model_path, clip_model_name=models.quality_model,
-                           device=models.device, dtype=models.dtype, batch_size=models.quality_batch_size,
-                           decode_workers=models.decode_workers, storage_options=storage_options,
-                           **settings.operator_kwargs())
+    factory = partial(VideoQualityScore, model_path=models.model_path, clip_model_name=models.quality_model,
+                      device=models.device, dtype=models.dtype, batch_size=models.quality_batch_size,
+                      decode_workers=models.decode_workers, storage_options=storage_options,
+                      **settings.operator_kwargs())
+    op = factory()  # validates the settings here, before any work; the model loads lazily where it runs
     progress = _progress(len(uniq), "quality", progress_callback, progress_every_sec)
-    details = op.score_details(video_paths=list(uniq["uri"]), progress=progress)
+    details = (backend or LocalBackend()).map_details(factory, list(uniq["uri"]), progress)
     sample = json.dumps(settings.sample_settings(), sort_keys=True)
     fp = settings.fingerprint(op.clip_model_name)
     rows = []
@@ -110,8 +115,8 @@ def score_quality(manifest_df: pd.DataFrame, settings: QualitySettings = Quality
 def extract_keyframes(manifest_df: pd.DataFrame, settings: KeyframeSettings = KeyframeSettings(),
                       warehouse: str = "data/warehouse", partition_key: str = "default",
                       models: ModelSettings = ModelSettings(), *, storage_options: dict | None = None,
-                      progress_callback: Optional[ProgressCallback] = None, progress_every_sec: float = 10.0
-                      ) -> pa.Table:
+                      progress_callback: Optional[ProgressCallback] = None, progress_every_sec: float = 10.0,
+                      backend: ComputeBackend | None = None) -> pa.Table:
     """One row per distinct video: keyframe image paths (under ``{warehouse}/keyframes/{partition_key}/``),
     frame ids, timestamps, scores, settings, error."""
     from video_assets.operators.keyframes import VideoAdaptiveKeyframesSampling
@@ -120,13 +125,14 @@ def extract_keyframes(manifest_df: pd.DataFrame, settings: KeyframeSettings = Ke
     kwargs = settings.operator_kwargs()
     if models.dtype:
         kwargs["dtype"] = models.dtype
-    op = VideoAdaptiveKeyframesSampling(model_path=models.model_path, clip_model_name=models.keyframes_model,
-                                        device=models.device, batch_size=models.keyframes_batch_size,
-                                        decode_workers=models.decode_workers, storage_options=storage_options,
-                                        output_tos_dir=keyframes_dir(warehouse, partition_key),
-                                        return_keyframes=False, **kwargs)
-    details = op.details(list(uniq["uri"]),
-                         progress=_progress(len(uniq), "keyframes", progress_callback, progress_every_sec))
+    factory = partial(VideoAdaptiveKeyframesSampling, model_path=models.model_path,
+                      clip_model_name=models.keyframes_model, device=models.device,
+                      batch_size=models.keyframes_batch_size, decode_workers=models.decode_workers,
+                      storage_options=storage_options, output_tos_dir=keyframes_dir(warehouse, partition_key),
+                      return_keyframes=False, **kwargs)
+    op = factory()  # validates the settings here, before any work; the model loads lazily where it runs
+    progress = _progress(len(uniq), "keyframes", progress_callback, progress_every_sec)
+    details = (backend or LocalBackend()).map_details(factory, list(uniq["uri"]), progress)
     settings_json = json.dumps(asdict(settings), sort_keys=True)
     fp = settings.fingerprint(op.clip_model_name)
     now = datetime.now(timezone.utc)

@@ -1,0 +1,50 @@
+"""The backend interface and the local backend (no extra dependencies)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Protocol, Sequence
+
+from video_assets.operators.batching import Progress
+
+BACKEND_ENV = "VIDEO_ASSETS_COMPUTE_BACKEND"
+BACKENDS = ("local", "ray")
+
+
+class VideoOperator(Protocol):
+    def details(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
+                progress: Progress | None = None) -> list[dict]: ...
+
+
+OperatorFactory = Callable[[], VideoOperator]
+
+
+class ComputeBackend(Protocol):
+    name: str
+
+    def map_details(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress) -> list[dict]:
+        """One detail dict per video, in input order; a bad video gives a dict with ``error`` set, never an
+        exception."""
+        ...
+
+
+class LocalBackend:
+    """One operator in this process: decode workers and the model overlap inside it."""
+
+    name = "local"
+
+    def map_details(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress) -> list[dict]:
+        return factory().details(list(videos), progress=progress)
+
+
+def make_backend(backend: str | None = None, **options) -> ComputeBackend:
+    """``backend`` "local" or "ray" (empty: ``$VIDEO_ASSETS_COMPUTE_BACKEND``, else "local"); ``options`` go to
+    the Ray backend (address, num_workers, num_gpus_per_worker, batch_size) and are ignored by "local"."""
+    name = (backend or os.environ.get(BACKEND_ENV) or "local").strip().lower()
+    if name == "local":
+        return LocalBackend()
+    if name == "ray":
+        from video_assets.compute.ray_backend import RayBackend  # optional extra: imported only when chosen
+
+        return RayBackend(**{k: v for k, v in options.items() if v is not None})
+    raise ValueError(f"compute backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
