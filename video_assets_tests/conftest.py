@@ -31,6 +31,19 @@ VIDEO_SPECS = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def allow_test_folders(tmp_path_factory):
+    """The pipeline's strict source policy allows the inbox tree and data/ only; test videos live in pytest's
+    temporary folders, which are allowed as a deployment would allow a mounted media folder."""
+    old = os.environ.get("VIDEO_ASSETS_ALLOWED_ROOTS")
+    os.environ["VIDEO_ASSETS_ALLOWED_ROOTS"] = str(tmp_path_factory.getbasetemp())
+    yield
+    if old is None:
+        os.environ.pop("VIDEO_ASSETS_ALLOWED_ROOTS", None)
+    else:
+        os.environ["VIDEO_ASSETS_ALLOWED_ROOTS"] = old
+
+
 @pytest.fixture(scope="session")
 def video_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("videos")
@@ -72,3 +85,18 @@ def s3_bucket(s3_endpoint, request):
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     client.create_bucket(Bucket=name)
     yield name
+
+
+@pytest.fixture
+def fault_server(video_dir):
+    """A fresh HTTP file server over the test videos, for scripting faults (servers.FaultHTTPServer)."""
+    with http_file_server(video_dir) as server:
+        yield server
+
+
+@pytest.fixture
+def loopback_policy():
+    """Tests that read from a server on 127.0.0.1 opt in to private networks explicitly."""
+    from video_assets.storage.policy import SourcePolicy
+
+    return SourcePolicy(allow_private_networks=True)

@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from video_assets.storage.policy import SourcePolicy
+from video_assets.video.limits import DEFAULT_LIMITS, ReadLimits
 from video_assets.video.source import decode_base64, describe_source
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,20 @@ def default_model_name(explicit: str | None, default: str) -> str:
 
 def default_model_path(explicit: str | None) -> str:
     return explicit if explicit is not None else os.environ.get(MODEL_PATH_ENV, "")
+
+
+def resolve_source_policy(policy: SourcePolicy | None) -> SourcePolicy:
+    """The operators' policy: the given one, else :meth:`SourcePolicy.permissive` (a caller in Python
+    decides what it opens; the pipeline passes its configured, strict policy)."""
+    if policy is not None and not isinstance(policy, SourcePolicy):
+        raise ValueError(f"source_policy must be a SourcePolicy, got {type(policy).__name__}")
+    return policy if policy is not None else SourcePolicy.permissive()
+
+
+def resolve_limits(limits: ReadLimits | None) -> ReadLimits:
+    if limits is not None and not isinstance(limits, ReadLimits):
+        raise ValueError(f"limits must be a ReadLimits, got {type(limits).__name__}")
+    return limits if limits is not None else DEFAULT_LIMITS
 
 
 def default_decode_workers() -> int:

@@ -5,7 +5,7 @@ can be changed per run in the Launchpad ("resources" section) or in ``definition
 """
 
 import os
-from typing import Optional
+from typing import List, Optional
 
 import dagster as dg
 from pydantic import Field
@@ -13,15 +13,59 @@ from pydantic import Field
 from video_assets.compute import BACKEND_ENV, ComputeBackend, make_backend
 from video_assets.operators.common import MODEL_ENV, MODEL_PATH_ENV
 from video_assets.pipeline.registry import ManifestRegistry, UploadLedger
-from video_assets.pipeline.settings import ModelSettings
+from video_assets.pipeline.settings import ModelSettings, pipeline_source_policy
 from video_assets.pipeline.tables import keyframes_dir, table_uri
 from video_assets.storage import join_uri
 from video_assets.storage.fs import scheme_of
+from video_assets.storage.policy import ALL_SCHEMES, SourcePolicy
+from video_assets.video.limits import ReadLimits
 
 WAREHOUSE_ENV = "VIDEO_ASSETS_WAREHOUSE"
 INBOX_ENV = "VIDEO_ASSETS_INBOX"
 DEFAULT_WAREHOUSE = "data/warehouse"
 DEFAULT_INBOX = "data/inbox"
+_L = ReadLimits()
+
+# Source policy and limits: environment variable -> WarehouseResource field (read by from_env). Lists are
+# comma-separated; a limit set to "none" is switched off.
+SOURCE_ENV = {
+    "VIDEO_ASSETS_ALLOWED_SCHEMES": "allowed_schemes",
+    "VIDEO_ASSETS_ALLOWED_ROOTS": "allowed_local_roots",
+    "VIDEO_ASSETS_ALLOWED_BUCKETS": "allowed_buckets",
+    "VIDEO_ASSETS_ALLOWED_HOSTS": "allowed_hosts",
+    "VIDEO_ASSETS_ALLOW_PRIVATE_NETWORKS": "allow_private_networks",
+    "VIDEO_ASSETS_MAX_VIDEO_BYTES": "max_video_bytes",
+    "VIDEO_ASSETS_MAX_DURATION_SEC": "max_duration_sec",
+    "VIDEO_ASSETS_MAX_PIXELS": "max_pixels",
+    "VIDEO_ASSETS_MAX_DECODED_FRAMES": "max_decoded_frames",
+    "VIDEO_ASSETS_VIDEO_TIMEOUT_SEC": "video_timeout_sec",
+    "VIDEO_ASSETS_HTTP_CONNECT_TIMEOUT_SEC": "http_connect_timeout_sec",
+    "VIDEO_ASSETS_HTTP_READ_TIMEOUT_SEC": "http_read_timeout_sec",
+    "VIDEO_ASSETS_MAX_RETRIES": "max_retries",
+}
+_LIST_FIELDS = {"allowed_schemes", "allowed_local_roots", "allowed_buckets", "allowed_hosts"}
+
+
+def source_settings_from_env(environ=None) -> dict:
+    """WarehouseResource field values set by the VIDEO_ASSETS_* source-policy and limit variables."""
+    environ = os.environ if environ is None else environ
+    out: dict = {}
+    for var, field in SOURCE_ENV.items():
+        raw = environ.get(var)
+        if raw is None or not raw.strip():
+            continue
+        raw = raw.strip()
+        if field in _LIST_FIELDS:
+            out[field] = [v.strip() for v in raw.split(",") if v.strip()]
+        elif field == "allow_private_networks":
+            out[field] = raw.lower() in ("1", "true", "yes", "on")
+        elif raw.lower() == "none":
+            out[field] = None
+        elif field in ("max_video_bytes", "max_pixels", "max_decoded_frames", "max_retries"):
+            out[field] = int(raw)
+        else:
+            out[field] = float(raw)
+    return out
 
 
 def _absolute(uri: str) -> str:
@@ -54,12 +98,64 @@ class WarehouseResource(dg.ConfigurableResource):
     settle_seconds: float = Field(default=5.0, description=(
         "Sensors: files modified less than this long ago wait for the next evaluation (copies in progress)."))
 
+    # -- where manifest rows may point (docs/security.md) ---------------------------------------------------
+    allowed_schemes: List[str] = Field(default=list(ALL_SCHEMES), description=(
+        "Source schemes manifest rows may use: file (local paths), http, https, s3, tos "
+        "(env VIDEO_ASSETS_ALLOWED_SCHEMES)."))
+    allowed_local_roots: List[str] = Field(default=[], description=(
+        "Folders local videos may be in besides the inbox tree and data/ (env VIDEO_ASSETS_ALLOWED_ROOTS)."))
+    allowed_buckets: List[str] = Field(default=[], description=(
+        "s3/tos buckets videos may be in besides the inbox's and warehouse's (env VIDEO_ASSETS_ALLOWED_BUCKETS)."))
+    allowed_hosts: Optional[List[str]] = Field(default=None, description=(
+        "http(s) hosts videos may come from ('*.example.com' for subdomains); empty: any public host "
+        "(env VIDEO_ASSETS_ALLOWED_HOSTS)."))
+    allow_private_networks: bool = Field(default=False, description=(
+        "Allow http(s) sources on loopback, private and link-local addresses (cloud metadata addresses stay "
+        "blocked) (env VIDEO_ASSETS_ALLOW_PRIVATE_NETWORKS)."))
+    # -- what one video may cost -------------------------------------------------------------------------
+    max_video_bytes: Optional[int] = Field(default=_L.max_bytes, description=(
+        "Bytes read per video (env VIDEO_ASSETS_MAX_VIDEO_BYTES); empty: no limit."))
+    max_duration_sec: Optional[float] = Field(default=_L.max_duration_sec, description=(
+        "Longest video accepted, seconds (env VIDEO_ASSETS_MAX_DURATION_SEC)."))
+    max_pixels: Optional[int] = Field(default=_L.max_pixels, description=(
+        "Largest frame accepted, width x height, checked before decoding (env VIDEO_ASSETS_MAX_PIXELS)."))
+    max_decoded_frames: Optional[int] = Field(default=_L.max_decoded_frames, description=(
+        "Frames decoded per video at most (env VIDEO_ASSETS_MAX_DECODED_FRAMES)."))
+    video_timeout_sec: Optional[float] = Field(default=_L.timeout_sec, description=(
+        "Wall-clock time per video; a video past it is abandoned (env VIDEO_ASSETS_VIDEO_TIMEOUT_SEC)."))
+    http_connect_timeout_sec: Optional[float] = Field(default=_L.http_connect_timeout_sec, description=(
+        "HTTP/S3 connect timeout (env VIDEO_ASSETS_HTTP_CONNECT_TIMEOUT_SEC)."))
+    http_read_timeout_sec: Optional[float] = Field(default=_L.http_read_timeout_sec, description=(
+        "HTTP/S3 socket read timeout (env VIDEO_ASSETS_HTTP_READ_TIMEOUT_SEC)."))
+    max_retries: int = Field(default=_L.max_retries, description=(
+        "Retries of transient errors (HTTP 5xx, resets, S3 throttling) per request (env VIDEO_ASSETS_MAX_RETRIES)."))
+
     @classmethod
     def from_env(cls, **overrides) -> "WarehouseResource":
         kwargs = {"warehouse": os.environ.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE,
-                  "inbox": os.environ.get(INBOX_ENV) or DEFAULT_INBOX}
+                  "inbox": os.environ.get(INBOX_ENV) or DEFAULT_INBOX, **source_settings_from_env()}
         kwargs.update(overrides)
         return cls(**kwargs)
+
+    def source_policy(self) -> SourcePolicy:
+        """The strict pipeline policy: local roots = inbox tree + data/ + allowed_local_roots; buckets = the
+        inbox's and warehouse's + allowed_buckets; hosts = allowed_hosts or any public host."""
+        # The env lists add to the configured ones even on a resource built without from_env (deployment-wide
+        # extras, e.g. a mounted media folder).
+        env = source_settings_from_env()
+        return pipeline_source_policy(self.inbox_uri, self.warehouse_uri,
+                                      extra_roots=(*self.allowed_local_roots, *env.get("allowed_local_roots", ())),
+                                      extra_buckets=(*self.allowed_buckets, *env.get("allowed_buckets", ())),
+                                      hosts=tuple(self.allowed_hosts) if self.allowed_hosts else None,
+                                      schemes=tuple(self.allowed_schemes),
+                                      allow_private_networks=self.allow_private_networks)
+
+    def read_limits(self) -> ReadLimits:
+        return ReadLimits(max_bytes=self.max_video_bytes, max_duration_sec=self.max_duration_sec,
+                          max_pixels=self.max_pixels, max_decoded_frames=self.max_decoded_frames,
+                          timeout_sec=self.video_timeout_sec,
+                          http_connect_timeout_sec=self.http_connect_timeout_sec,
+                          http_read_timeout_sec=self.http_read_timeout_sec, max_retries=self.max_retries)
 
     @property
     def warehouse_uri(self) -> str:

@@ -11,7 +11,9 @@ from typing import Sequence
 from video_assets.errors import VideoAssetsError
 from video_assets.operators.batching import Progress
 from video_assets.operators.common import default_decode_workers
-from video_assets.storage import describe_uri
+from video_assets.storage import describe_uri, redact_text
+from video_assets.storage.policy import SourcePolicy
+from video_assets.video.limits import ReadLimits
 from video_assets.video import VideoReader, open_source
 
 log = logging.getLogger(__name__)
@@ -20,14 +22,15 @@ PROBE_FIELDS = ("duration_sec", "fps", "width", "height", "num_frames", "codec",
                 "error", "probed_at")
 
 
-def probe_video(uri: str, storage_options: dict | None = None) -> dict:
+def probe_video(uri: str, storage_options: dict | None = None, *, policy: SourcePolicy | None = None,
+                limits: ReadLimits | None = None) -> dict:
     """``duration_sec``, ``fps``, ``width``, ``height``, ``num_frames``, ``codec``, ``size_bytes``,
     ``readable``, ``error`` (None when readable), ``probed_at``. Never raises for a bad video: the error is on
     the row."""
     row: dict = {k: None for k in PROBE_FIELDS}
     row["readable"] = False
     try:
-        with open_source(uri, None, storage_options) as opened:
+        with open_source(uri, None, storage_options, policy=policy, limits=limits) as opened:
             row["size_bytes"] = opened.size
             with VideoReader(opened) as reader:
                 row.update(duration_sec=float(reader.duration), fps=float(reader.fps), width=reader.width,
@@ -38,19 +41,21 @@ def probe_video(uri: str, storage_options: dict | None = None) -> dict:
     except VideoAssetsError as e:
         row["error"] = str(e)
     except Exception as e:  # noqa: BLE001 - one bad video never fails the table
-        row["error"] = f"{describe_uri(uri)}: {type(e).__name__}: {e}"
+        row["error"] = f"{describe_uri(uri)}: {type(e).__name__}: {redact_text(str(e))}"
     row["probed_at"] = datetime.now(timezone.utc)
     return row
 
 
 def probe_videos(uris: Sequence[str], workers: int | None = None, storage_options: dict | None = None,
-                 progress: Progress | None = None) -> list[dict]:
-    """Probe in a thread pool (PyAV releases the GIL); results in input order."""
+                 progress: Progress | None = None, *, policy: SourcePolicy | None = None,
+                 limits: ReadLimits | None = None) -> list[dict]:
+    """Probe in a thread pool (PyAV releases the GIL); results in input order. ``policy`` (default permissive)
+    and ``limits`` (default limits) as in :func:`video_assets.video.open_source`."""
     progress = progress or Progress(len(uris), "probe")
     lock = threading.Lock()
 
     def one(u: str) -> dict:
-        r = probe_video(u, storage_options)
+        r = probe_video(u, storage_options, policy=policy, limits=limits)
         with lock:
             progress.step()
         return r

@@ -133,3 +133,24 @@ class StepStats:
     @property
     def videos_per_sec(self) -> float:
         return self.rows / self.elapsed_sec if self.elapsed_sec > 0 else 0.0
+
+
+def pipeline_source_policy(inbox: str, warehouse: str, *, extra_roots: tuple[str, ...] = (),
+                           extra_buckets: tuple[str, ...] = (), hosts: tuple[str, ...] | None = None,
+                           schemes: tuple[str, ...] | None = None, allow_private_networks: bool = False,
+                           data_dir: str = "data") -> "SourcePolicy":
+    """The strict policy the pipeline reads manifests' videos with: local paths only inside the inbox tree,
+    ``data_dir`` and ``extra_roots``; s3/tos only in the inbox's and the warehouse's buckets and
+    ``extra_buckets``; http(s) to ``hosts`` (None: any public host); private networks and cloud metadata
+    addresses blocked unless ``allow_private_networks``."""
+    from video_assets.storage.fs import scheme_of
+    from video_assets.storage.policy import ALL_SCHEMES, SourcePolicy, local_roots_from
+
+    roots = list(local_roots_from([inbox, data_dir, *extra_roots]))
+    buckets = [b for b in extra_buckets if b]
+    for uri in (inbox, warehouse):
+        if scheme_of(uri) in ("s3", "s3a", "tos"):
+            buckets.append(uri.split("://", 1)[1].split("/", 1)[0])
+    return SourcePolicy(schemes=tuple(schemes) if schemes else ALL_SCHEMES, local_roots=tuple(roots),
+                        buckets=tuple(dict.fromkeys(buckets)), hosts=tuple(hosts) if hosts is not None else None,
+                        allow_private_networks=allow_private_networks)

@@ -38,8 +38,15 @@ def _tos_options() -> dict:
     return opts
 
 
-def filesystem_for(uri: str, storage_options: dict | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """Return ``(filesystem, path)`` for ``uri``; ``path`` is what that filesystem's methods expect."""
+def filesystem_for(uri: str, storage_options: dict | None = None, *, policy=None,
+                   limits=None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Return ``(filesystem, path)`` for ``uri``; ``path`` is what that filesystem's methods expect.
+
+    ``policy`` (a :class:`~video_assets.storage.policy.SourcePolicy`): http(s) connections are checked against
+    it after DNS and on every redirect. ``limits`` (a :class:`~video_assets.video.limits.ReadLimits`): HTTP
+    connect/read timeouts and the retry budget of s3/tos requests. Both are optional; ``storage_options`` win
+    over anything set here.
+    """
     uri = os.fspath(uri)
     scheme = scheme_of(uri)
     opts = dict(storage_options or {})
@@ -49,10 +56,39 @@ def filesystem_for(uri: str, storage_options: dict | None = None) -> tuple[fsspe
     if scheme in ("s3", "s3a", "tos"):
         if scheme == "tos":
             opts = {**_tos_options(), **opts}
-        return fsspec.filesystem("s3", **opts), uri.split("://", 1)[1]
+        opts = _s3_retry_options(opts, limits)
+        fs = fsspec.filesystem("s3", **opts)
+        if limits is not None:
+            fs.retries = 1  # s3fs's own retry loop (5 by default) would multiply botocore's bounded attempts
+        return fs, uri.split("://", 1)[1]
     if scheme in ("http", "https"):
+        if policy is not None and "get_client" not in opts:
+            from video_assets.storage.policy import http_client_factory
+
+            connect = getattr(limits, "http_connect_timeout_sec", None)
+            read = getattr(limits, "http_read_timeout_sec", None)
+            opts["get_client"] = http_client_factory(policy, connect, read)
+            # bounded redirects (aiohttp's default is 10); every hop is checked by the client's hooks
+            opts.setdefault("max_redirects", max(1, policy.max_redirects + 1))
         return fsspec.filesystem(scheme, **opts), uri
     return fsspec.filesystem(scheme, **opts), uri
+
+
+def _s3_retry_options(opts: dict, limits) -> dict:
+    """Bounded retries for s3/tos: botocore's "standard" mode retries 5xx, throttling (SlowDown, 503) and
+    connection errors, never 403/404; s3fs's own retry loop is reduced to one attempt so the two do not
+    multiply. Timeouts come from ``limits`` when given."""
+    if limits is None:
+        return opts
+    opts = dict(opts)
+    config = dict(opts.get("config_kwargs") or {})
+    config.setdefault("retries", {"total_max_attempts": 1 + int(limits.max_retries), "mode": "standard"})
+    if limits.http_connect_timeout_sec is not None:
+        config.setdefault("connect_timeout", limits.http_connect_timeout_sec)
+    if limits.http_read_timeout_sec is not None:
+        config.setdefault("read_timeout", limits.http_read_timeout_sec)
+    opts["config_kwargs"] = config
+    return opts
 
 
 def join_uri(base: str, *parts: str) -> str:
@@ -71,10 +107,27 @@ def describe_uri(uri: str) -> str:
     uri = os.fspath(uri)
     if not scheme_of(uri):
         return uri
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # e.g. an invalid IPv6 literal: keep only the scheme
+        return f"{scheme_of(uri)}://<unparseable>"
     netloc = parts.netloc.rsplit("@", 1)[-1]
     query = "<redacted>" if parts.query else ""
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>()\[\]{}]+")
+# Signed-URL and token parameters that may appear without their URL (library messages, headers).
+_SECRET_PARAM = re.compile(r"(?i)\b(x-amz-signature|x-amz-credential|x-amz-security-token|signature|"
+                           r"awsaccesskeyid|access_token|token|sig|x-tos-signature|x-tos-credential|"
+                           r"x-tos-security-token)=[^&\s'\"]+")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every URL in it passed through :func:`describe_uri` and stray signature/token parameters
+    blanked: use on any message that may quote a library error."""
+    text = _URL_IN_TEXT.sub(lambda m: describe_uri(m.group(0)), str(text))
+    return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}=<redacted>", text)
 
 
 def write_bytes(uri: str, data: bytes, storage_options: dict | None = None) -> None:

@@ -1,13 +1,16 @@
 """Video input: sources, sampling plans and frame-accurate decoding (no Dagster, no torch)."""
 
-from video_assets.errors import VideoDecodeError, VideoSourceError
+from video_assets.errors import LimitExceededError, SourcePolicyError, VideoDecodeError, VideoSourceError
+from video_assets.storage.policy import SourcePolicy
+from video_assets.video.limits import ReadLimits
 from video_assets.video.plan import SAMPLE_MODES, SamplePlan, make_plan, select_positions
 from video_assets.video.reader import VideoReader
 from video_assets.video.sampler import SampledFrames, TruncatedVideoWarning, sample_frames, sample_from_reader
 from video_assets.video.source import VideoSource, open_source
 
 __all__ = [
-    "SAMPLE_MODES", "SamplePlan", "SampledFrames", "TruncatedVideoWarning", "VideoDecodeError", "VideoReader",
+    "LimitExceededError", "ReadLimits", "SAMPLE_MODES", "SamplePlan", "SourcePolicy", "SourcePolicyError",
+    "SampledFrames", "TruncatedVideoWarning", "VideoDecodeError", "VideoReader",
     "VideoSource", "VideoSourceError", "make_plan", "open_source", "sample_frames", "sample_from_reader",
     "select_positions",
 ]

@@ -23,6 +23,7 @@ import av
 import numpy as np
 
 from video_assets.errors import VideoDecodeError
+from video_assets.video.limits import Deadline, ReadLimits
 from video_assets.video.source import OpenedSource
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ _IMAGE_FORMAT_SUFFIXES = ("_pipe",)
 _IMAGE_FORMATS = {"image2", "gif", "apng", "webp"}
 # Seeking flushes the decoder and its frame threads; continuing forward through a few frames is cheaper.
 _SEEK_MIN_GAIN_FRAMES = 4
+# The deadline is checked every this many packets in the demux-only scan (a clock read per packet is cheap but
+# adds up over millions of packets).
+_SCAN_CHECK_EVERY = 256
 
 
 @dataclass
@@ -67,16 +71,24 @@ class DecodeStats:
 class VideoReader:
     """An open video stream: metadata, its frame index, and exact frame fetches. Use as a context manager."""
 
-    def __init__(self, opened: OpenedSource, thread_type: str = "AUTO", thread_count: int = 0):
+    def __init__(self, opened: OpenedSource, thread_type: str = "AUTO", thread_count: int = 0,
+                 limits: ReadLimits | None = None, deadline: Deadline | None = None):
         self.description = opened.description
         self.size_bytes = opened.size
         self.truncated = False
         self.warnings: list[str] = []
         self.stats = DecodeStats()
+        # The source's limits and deadline unless the caller gives others.
+        self.limits = limits or opened.limits
+        self.deadline = deadline or opened.deadline or self.limits.deadline(self.description)
+        self.deadline.check()
         self.container = self._open(opened)
         try:
             self._check_is_video()
             self.stream = self.container.streams.video[0]
+            if self.stream.codec_context is None:  # PyAV's sign that FFmpeg has no decoder for this codec
+                raise VideoDecodeError(f"{self.description}: unsupported video codec (no decoder available)")
+            self._check_header()
             self.stream.thread_type = thread_type  # FFmpeg frame + slice threading
             self.stream.thread_count = thread_count
             # A remote file would be read whole by the scan; MP4/MOV headers index it without the media data.
@@ -89,6 +101,11 @@ class VideoReader:
             self.container.close()
             raise VideoDecodeError(f"{self.description}: video stream has no frames")
         self.duration = self._duration()
+        try:
+            self.limits.check_duration(self.description, self.duration)
+        except BaseException:
+            self.container.close()
+            raise
 
     def _open(self, opened: OpenedSource):
         # FFmpeg probes the content; the caller's format hint is only a fallback for unprobeable input.
@@ -116,6 +133,27 @@ class VideoReader:
             kinds = sorted({s.type for s in self.container.streams}) or ["no streams"]
             raise VideoDecodeError(f"{self.description}: no video stream (contains: {', '.join(kinds)})")
 
+    def _check_header(self) -> None:
+        """Limits that the stream header alone decides, before any packet is decoded or any frame buffer
+        exists: frame size and declared duration."""
+        w, h = self.width, self.height
+        if w <= 0 or h <= 0:
+            # FFmpeg zeroes sizes it refuses (above ~16k x 16k) or cannot find; nothing could be decoded.
+            raise VideoDecodeError(f"{self.description}: the video stream has no valid frame size "
+                                   f"({w}x{h}) in its header")
+        self.limits.check_frame_size(self.description, w, h)
+        declared = self._declared_duration()
+        if declared is not None:
+            self.limits.check_duration(self.description, declared)
+
+    def _declared_duration(self) -> float | None:
+        s = self.stream
+        if s.duration is not None and s.time_base:
+            return float(s.duration * s.time_base)
+        if self.container.duration is not None:
+            return self.container.duration / av.time_base
+        return None
+
     @property
     def width(self) -> int:
         return int(self.stream.codec_context.width or 0)
@@ -139,6 +177,10 @@ class VideoReader:
     def _scan(self) -> FrameIndex:
         pts, key = [], []
         stream = self.stream
+        max_ts = None  # a stream that runs past max_duration_sec is stopped while it is being scanned
+        if self.limits.max_duration_sec is not None and stream.time_base:
+            max_ts = self.limits.max_duration_sec / float(stream.time_base)
+        first = None
         try:
             for packet in self.container.demux(stream):
                 if packet.size == 0 or packet.is_discard:
@@ -148,6 +190,11 @@ class VideoReader:
                     continue
                 pts.append(ts)
                 key.append(packet.is_keyframe)
+                if len(pts) % _SCAN_CHECK_EVERY == 0:
+                    self.deadline.check()
+                first = ts if first is None else min(first, ts)
+                if max_ts is not None and ts - first > max_ts:
+                    self.limits.check_duration(self.description, float((ts - first) * stream.time_base))
         except av.error.FFmpegError as e:
             self.truncated = True
             self.warnings.append(f"stream ends early after {len(pts)} packets ({_reason(e)}); "
@@ -280,6 +327,7 @@ class VideoReader:
             reached_eof = True
             try:
                 for packet in demux:
+                    self.deadline.check()
                     if packet.is_discard:
                         continue
                     ts = packet.pts if packet.pts is not None else packet.dts
@@ -309,6 +357,7 @@ class VideoReader:
                         continue
                     for frame in frames:
                         self.stats.frames_decoded += 1
+                        self.limits.check_decoded_frames(self.description, self.stats.frames_decoded)
                         fpts = frame.pts
                         if fpts is None:
                             continue
@@ -321,6 +370,8 @@ class VideoReader:
                             missing.append(int(wanted[i]))  # the decoder passed it without producing it
                             i += 1
                         if i < len(wanted) and want_pts[i] == fpts:
+                            # the header's size was checked; a stream can still switch to a larger one
+                            self.limits.check_frame_size(self.description, frame.width, frame.height)
                             yield int(wanted[i]), (frame.to_ndarray(format="rgb24") if rgb else frame)
                             i += 1
                             progressed = True
@@ -354,8 +405,7 @@ class VideoReader:
         cc.skip_frame = "DEFAULT"
         if missing:
             self.truncated = True
-            self.warnings.append(f"{len(missing)} wanted frame(s) could not be decoded (truncated or corrupt "
-                                 f"data), first at index {missing[0]}")
+            self.warnings.append(missing_frames_warning(missing))
 
     def _seek_to(self, position: int) -> None:
         self.stats.seeks += 1
@@ -378,6 +428,13 @@ class VideoReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def missing_frames_warning(missing: list[int]) -> str:
+    """The warning for wanted frames that could not be decoded (also used to attribute them per consumer when
+    one fetch serves several plans)."""
+    return (f"{len(missing)} wanted frame(s) could not be decoded (truncated or corrupt data), first at index "
+            f"{missing[0]}")
 
 
 def _reason(e: BaseException) -> str:

@@ -19,8 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator, Union
 
-from video_assets.errors import VideoSourceError
-from video_assets.storage.fs import describe_uri, filesystem_for, scheme_of
+from video_assets.errors import LimitExceededError, SourcePolicyError, VideoSourceError
+from video_assets.storage.fs import describe_uri, filesystem_for, redact_text, scheme_of
+from video_assets.storage.policy import SourcePolicy, find_policy_error
+from video_assets.storage.retry import call_with_retries, http_status
+from video_assets.video.limits import DEFAULT_LIMITS, Deadline, ReadLimits
 
 VideoSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
 
@@ -39,6 +42,12 @@ class OpenedSource:
     format_hint: str | None  # container format for bytes/base64 inputs ("mp4", "webm", ...)
     size: int | None
     remote: bool = False  # bytes come over the network: read as little as possible
+    limits: ReadLimits = DEFAULT_LIMITS
+    deadline: Deadline | None = None  # the video's wall-clock budget, started when the source was opened
+
+    def __post_init__(self):
+        if self.deadline is None:
+            self.deadline = self.limits.deadline(self.description)
 
 
 def describe_source(source: VideoSource) -> str:
@@ -80,20 +89,27 @@ def _format_hint(video_format: str | None) -> str | None:
 
 
 @contextmanager
-def open_source(source: VideoSource, video_format: str | None = None,
-                storage_options: dict | None = None) -> Iterator[OpenedSource]:
+def open_source(source: VideoSource, video_format: str | None = None, storage_options: dict | None = None, *,
+                policy: SourcePolicy | None = None, limits: ReadLimits | None = None) -> Iterator[OpenedSource]:
     """Open ``source`` for reading. Raises VideoSourceError naming the source when it cannot be read.
 
     ``video_format`` is a container hint used for bytes and base64 inputs (FFmpeg probes the content anyway;
     the hint only matters for formats that cannot be probed reliably). ``storage_options`` go to fsspec, except
     ``block_size``: bytes per remote range request (default 4 MiB).
+
+    ``policy`` (default :meth:`SourcePolicy.permissive`): checked before anything is opened; a violation
+    raises SourcePolicyError and nothing is read. Raw bytes and base64 are not subject to it. ``limits``
+    (default :class:`ReadLimits`): byte budget, HTTP timeouts and retries here; the reader applies the rest.
+    The per-video deadline starts now.
     """
+    limits = limits or DEFAULT_LIMITS
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         desc = f"<{len(data)} bytes>"
         if not data:
             raise VideoSourceError(f"{desc}: empty input (0 bytes)")
-        yield OpenedSource(io.BytesIO(data), desc, _format_hint(video_format), len(data))
+        limits.check_bytes(desc, len(data), "input size")
+        yield OpenedSource(io.BytesIO(data), desc, _format_hint(video_format), len(data), limits=limits)
         return
     if isinstance(source, Path):
         source = str(source)
@@ -105,16 +121,20 @@ def open_source(source: VideoSource, video_format: str | None = None,
         data = decode_base64(source, desc)
         if not data:
             raise VideoSourceError(f"{desc}: decodes to 0 bytes")
-        yield OpenedSource(io.BytesIO(data), desc, _format_hint(video_format), len(data))
+        limits.check_bytes(desc, len(data), "input size")
+        yield OpenedSource(io.BytesIO(data), desc, _format_hint(video_format), len(data), limits=limits)
         return
 
     desc = describe_uri(source)
     scheme = scheme_of(source)
     if scheme not in ("", "file", "http", "https", "s3", "s3a", "tos"):
         raise VideoSourceError(f"{desc}: unsupported URI scheme '{scheme}://'")
+    policy = policy or SourcePolicy.permissive()
+    policy.check(source)  # before any I/O: a rejected source is never opened
+    deadline = limits.deadline(desc)
     opts = dict(storage_options or {})
     block_size = int(opts.pop("block_size", _REMOTE_BLOCK_SIZE))
-    fs, path = filesystem_for(source, opts)
+    fs, path = filesystem_for(source, opts, policy=policy, limits=limits)
     if scheme in ("", "file"):
         if not os.path.exists(path):
             raise VideoSourceError(f"{desc}: file not found")
@@ -123,35 +143,131 @@ def open_source(source: VideoSource, video_format: str | None = None,
         size = os.path.getsize(path)
         if size == 0:
             raise VideoSourceError(f"{desc}: empty file (0 bytes)")
-        yield OpenedSource(path, desc, _format_hint(video_format), size)
+        # FFmpeg reads local files itself; a file larger than the byte budget is refused before reading.
+        limits.check_bytes(desc, size, "file size")
+        yield OpenedSource(path, desc, _format_hint(video_format), size, limits=limits, deadline=deadline)
         return
 
+    http = scheme in ("http", "https")
+
+    def do_open():
+        deadline.check()
+        return fs.open(path, "rb", block_size=block_size, cache_type="readahead")
+
     try:
-        f = fs.open(path, "rb", block_size=block_size, cache_type="readahead")
-    except FileNotFoundError:
-        raise VideoSourceError(f"{desc}: not found (404 or no such object)") from None
-    except PermissionError as e:
-        raise VideoSourceError(f"{desc}: access denied ({e})") from None
+        # s3/tos requests are retried inside botocore; http(s) here.
+        f = call_with_retries(do_open, desc, limits.max_retries if http else 0, limits.retry_backoff_sec,
+                              deadline.remaining)
+    except LimitExceededError:
+        raise
     except Exception as e:  # network errors come in many library-specific types
-        raise VideoSourceError(f"{desc}: cannot open ({type(e).__name__}: {e})") from None
+        raise source_error(desc, e, "cannot open") from None
     with f:
         size = getattr(f, "size", None)
         if size == 0:
             raise VideoSourceError(f"{desc}: empty object (0 bytes)")
+        if size is not None:
+            limits.check_bytes(desc, size, "object size")
+        guarded = GuardedFile(f, desc, limits, deadline, retry=http)
         if not _seekable(f):
             # A server that does not report sizes or ranges gives a stream; spool it so PyAV can seek.
             with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as spool:
                 try:
-                    shutil.copyfileobj(f, spool, block_size)
+                    shutil.copyfileobj(guarded, spool, block_size)
+                except (LimitExceededError, SourcePolicyError):
+                    raise
                 except Exception as e:
-                    raise VideoSourceError(f"{desc}: read failed ({type(e).__name__}: {e})") from None
+                    raise source_error(desc, e, "read failed") from None
                 size = spool.tell()
                 if size == 0:
                     raise VideoSourceError(f"{desc}: empty object (0 bytes)")
                 spool.seek(0)
-                yield OpenedSource(spool, desc, _format_hint(video_format), size)
+                yield OpenedSource(spool, desc, _format_hint(video_format), size, limits=limits,
+                                   deadline=deadline)
             return
-        yield OpenedSource(f, desc, _format_hint(video_format), size, remote=True)
+        yield OpenedSource(guarded, desc, _format_hint(video_format), size, remote=True, limits=limits,
+                           deadline=deadline)
+
+
+def source_error(desc: str, e: BaseException, action: str) -> VideoSourceError:
+    """A VideoSourceError for a failed open/read: policy violations keep their type, HTTP statuses are named,
+    and nothing from the library's message can leak a credential."""
+    policy_error = find_policy_error(e)
+    if policy_error is not None:
+        msg = str(policy_error)
+        return SourcePolicyError(msg if msg.startswith(desc) else f"{desc}: {redact_text(msg)}")
+    status = http_status(e)
+    cause = e.__cause__
+    # fsspec's HTTP info() turns every failure into FileNotFoundError; the cause says what really happened.
+    network_cause = (isinstance(e, FileNotFoundError) and cause is not None
+                     and not isinstance(cause, FileNotFoundError)
+                     and (type(cause).__module__.startswith("aiohttp") or isinstance(cause, (OSError, TimeoutError))))
+    if status == 404 or (status is None and isinstance(e, FileNotFoundError) and not network_cause):
+        return VideoSourceError(f"{desc}: not found (404 or no such object)")
+    if status in (401, 403) or isinstance(e, PermissionError):
+        return VideoSourceError(f"{desc}: access denied" + (f" (HTTP {status})" if status else ""))
+    if status is not None:
+        return VideoSourceError(f"{desc}: {action}: HTTP {status}")
+    shown = cause if network_cause else e
+    return VideoSourceError(f"{desc}: {action} ({type(shown).__name__}: {redact_text(str(shown))})")
+
+
+class GuardedFile(io.RawIOBase):
+    """A remote file object as PyAV sees it: counts bytes against ``max_bytes``, checks the deadline on every
+    read, and retries transient read errors (http) from the same position."""
+
+    def __init__(self, f, description: str, limits: ReadLimits, deadline: Deadline, retry: bool):
+        super().__init__()
+        self._f = f
+        self.description = description
+        self.limits = limits
+        self.deadline = deadline
+        self.retry = retry
+        self.bytes_read = 0
+        self.size = getattr(f, "size", None)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return _seekable(self._f)
+
+    def read(self, n: int = -1) -> bytes:
+        self.deadline.check()
+        pos = self._f.tell() if self.retry and self.seekable() else None
+
+        def attempt() -> bytes:
+            return self._f.read(n)
+
+        def rewind() -> None:
+            if pos is not None:
+                self._f.seek(pos)
+
+        try:
+            data = call_with_retries(attempt, self.description,
+                                     self.limits.max_retries if (self.retry and pos is not None) else 0,
+                                     self.limits.retry_backoff_sec, self.deadline.remaining, rewind)
+        except (LimitExceededError, SourcePolicyError):
+            raise
+        except Exception as e:  # noqa: BLE001 - named and redacted for the row's error
+            raise source_error(self.description, e, "read failed") from None
+        self.bytes_read += len(data)
+        self.limits.check_bytes(self.description, self.bytes_read)
+        return data
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def close(self) -> None:
+        super().close()  # the underlying file is closed by open_source's ``with``
 
 
 def _seekable(f) -> bool:
