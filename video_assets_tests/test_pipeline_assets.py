@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 
 import dagster as dg
-from video_assets.orchestration.assets import ASSETS, QUALITY_CODE_VERSION
+from video_assets.orchestration.assets import ASSETS, MODEL_STEP, QUALITY_CODE_VERSION
 from video_assets.orchestration.partitions import PARTITIONS_NAME
 from video_assets.orchestration.resources import WarehouseResource, default_resources
 from video_assets.pipeline.tables import (KEYFRAMES_ASSET, KEYFRAMES_SCHEMA, MANIFEST_ASSET, MANIFEST_SCHEMA,
@@ -113,7 +113,7 @@ def test_materialize_local_warehouse(tmp_path, tiny_videos):
 
         # re-materialise the keyframes with other settings: the table is replaced, old images removed
         _, result = _materialize(warehouse, str(manifest), instance,
-                                 run_config={"ops": {"video_keyframes": {"config": {"max_num_frames": 1}}}},
+                                 run_config={"ops": {MODEL_STEP: {"config": {"keyframes": {"max_num_frames": 1}}}}},
                                  selection=[dg.AssetKey(KEYFRAMES_ASSET)])
         assert result.success
         kf2 = read_table(warehouse.table_uri(KEYFRAMES_ASSET, key)).to_pandas()
@@ -149,11 +149,11 @@ def test_bad_settings_and_unknown_partition_fail_fast_without_retries(tmp_path, 
     warehouse = WarehouseResource(warehouse=str(tmp_path / "wh"), inbox=str(tmp_path / "inbox"))
     with dg.instance_for_test() as instance:
         _, result = _materialize(warehouse, str(manifest), instance,
-                                 run_config={"ops": {"video_quality_scores": {"config": {
-                                     "sample_mode": "nope"}}}})
+                                 run_config={"ops": {MODEL_STEP: {"config": {"quality": {
+                                     "sample_mode": "nope"}}}}})
         assert not result.success
         failures = [e for e in result.all_events if e.is_step_failure]
-        assert [e.step_key for e in failures] == ["video_quality_scores"]
+        assert [e.step_key for e in failures] == [MODEL_STEP]
         assert "sample_mode" in failures[0].event_specific_data.error.message
         assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
 

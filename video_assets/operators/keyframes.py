@@ -3,11 +3,13 @@ export the selected frames as images."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -16,13 +18,16 @@ from PIL import Image
 from video_assets.errors import VideoSourceError
 from video_assets.keyframes import aks_select
 from video_assets.models import ClipModel
-from video_assets.operators.batching import Progress, error_message, run_overlapped
+from video_assets.operators.common import resolve_limits, resolve_source_policy
+from video_assets.operators.batching import Outcome, Progress, error_message, run_overlapped
 from video_assets.operators.common import (ClipOperator, VideoInput, decoder_threads_for,
                                            default_decode_workers, default_model_name, default_model_path,
                                            make_inputs, resolve_device)
 from video_assets.storage import join_uri, write_bytes
 from video_assets.storage.fs import scheme_of
 from video_assets.video import VideoReader, make_plan, open_source, select_positions
+from video_assets.storage.policy import SourcePolicy
+from video_assets.video.limits import ReadLimits
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +57,8 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
     - ``max_num_frames``, ``t1``, ``t2``, ``all_depth``, ``budget``: the AKS rule (see
       :func:`video_assets.keyframes.aks_select`; ``budget="exact"`` always returns min(max_num_frames, n)).
     - ``img_type`` (".jpg" or ".png") and ``output_tos_dir`` (local folder, file://, s3:// or tos://): selected
-      frames are written to ``{output_tos_dir}/{video_id}/{frame_id:06d}{img_type}``; ``video_id`` is the first 16
+      frames are written to ``{output_tos_dir}/{video_id}/{frame_id:06d}-{hash}{img_type}``
+      (``hash``: 10 hex digits of SHA-1 over the image bytes); ``video_id`` is the first 16
       hex digits of SHA-1 over the source URI (or over the bytes for base64/binary inputs), so writes are
       idempotent. ``return_keyframes``: include the frames as HxWx3 uint8 arrays.
 
@@ -66,7 +72,8 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
                  img_type: str = ".jpg", output_tos_dir: str = "", return_keyframes: bool = True,
                  batch_size: int = 16, rank: int = 0, video_format: str = "mp4", budget: str = "exact",
                  max_candidates: int | None = None, device: str | None = None, decode_workers: int | None = None,
-                 jpeg_quality: int = 95, storage_options: dict | None = None):
+                 jpeg_quality: int = 95, storage_options: dict | None = None,
+                 source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None):
         if not isinstance(text, str):
             raise ValueError(f"text must be a string, got {type(text).__name__}")
         if video_src_type not in SRC_TYPES:
@@ -94,6 +101,9 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         self.decode_workers = decode_workers or default_decode_workers()
         self.jpeg_quality = jpeg_quality
         self.storage_options = storage_options
+        # where sources may point and what one video may cost (None: permissive policy, default limits)
+        self.source_policy = resolve_source_policy(source_policy)
+        self.limits = resolve_limits(limits)
 
 
     def __call__(self, videos: Sequence[Any]) -> list[dict | None]:
@@ -109,35 +119,40 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         inputs = make_inputs(videos, video_formats, self.video_format, self.video_src_type)
         model = self.model
         text_feature = model.encode_text([self.text])[0]
-        exporting = bool(self.output_tos_dir) or self.return_keyframes
         with ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="export") as export_pool:
+            pool = export_pool if self.exporting else None
             outcomes = run_overlapped(
                 inputs, describe=lambda it: it.description,
                 prepare=lambda it, emit: self._prepare(model, it, emit), embed=model.encode_pixels,
-                finish=lambda it, meta, feats: self._finish(it, meta, feats, text_feature,
-                                                            export_pool if exporting else None),
+                finish=lambda it, meta, feats: self._finish(it, meta, feats, text_feature, pool),
                 batch_size=self.batch_size, decode_workers=self.decode_workers,
+                item_timeout_sec=self.limits.timeout_sec,
                 progress=progress or Progress(len(inputs), "keyframes"))
-            rows = []
-            for item, out in zip(inputs, outcomes):
-                row = {"video_id": item.video_id, "source": item.description, "error": out.error,
-                       "tos_paths": [], "frame_ids": [], "timestamps": [], "scores": [], "num_candidates": 0,
-                       "effective_fps": None, "truncated": False, "warnings": []}
-                if out.value is not None:
-                    value = dict(out.value)
-                    export: Future | None = value.pop("export", None)
-                    row.update(value)
-                    if export is not None:
-                        try:
-                            paths, frames = export.result()
-                            row["tos_paths"] = paths
-                            if self.return_keyframes:
-                                row["keyframes"] = frames
-                        except Exception as e:  # noqa: BLE001 - this row fails, the batch goes on
-                            row["error"] = error_message(item.description, e)
-                            log.warning("%s", row["error"])
-                rows.append(row)
-        return rows
+            return [self._row(item, out) for item, out in zip(inputs, outcomes)]
+
+    @property
+    def exporting(self) -> bool:
+        return bool(self.output_tos_dir) or self.return_keyframes
+
+    def _row(self, item: VideoInput, out: Outcome) -> dict:
+        """The detail dict of one video; waits for its export (a failed export fails this row only)."""
+        row = {"video_id": item.video_id, "source": item.description, "error": out.error,
+               "tos_paths": [], "frame_ids": [], "timestamps": [], "scores": [], "num_candidates": 0,
+               "effective_fps": None, "truncated": False, "warnings": []}
+        if out.value is not None:
+            value = dict(out.value)
+            export: Future | None = value.pop("export", None)
+            row.update(value)
+            if export is not None:
+                try:
+                    paths, frames = export.result()
+                    row["tos_paths"] = paths
+                    if self.return_keyframes:
+                        row["keyframes"] = frames
+                except Exception as e:  # noqa: BLE001 - this row fails, the batch goes on
+                    row["error"] = error_message(item.description, e)
+                    log.warning("%s", row["error"])
+        return row
 
     # -- steps -----------------------------------------------------------------------------------------------
     def _candidates(self, reader: VideoReader) -> tuple[np.ndarray, float]:
@@ -147,24 +162,39 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         plan = make_plan("by_fps", target_fps=fps, max_frames=self.max_candidates)
         return select_positions(plan, reader.index.times, reader.duration), fps
 
+    @contextmanager
+    def _reader(self, item: VideoInput) -> Iterator[VideoReader]:
+        """Open one input the way this operator reads videos."""
+        with open_source(item.source, item.video_format, self.storage_options, policy=self.source_policy,
+                         limits=self.limits) as opened, \
+                VideoReader(opened, thread_count=decoder_threads_for(self.decode_workers)) as reader:
+            yield reader
+
     def _prepare(self, model: ClipModel, item: VideoInput, emit) -> dict:
         if item.error:
             raise VideoSourceError(item.error)
-        with open_source(item.source, item.video_format, self.storage_options) as opened, \
-                VideoReader(opened, thread_count=decoder_threads_for(self.decode_workers)) as reader:
+        with self._reader(item) as reader:
             positions, fps = self._candidates(reader)
-            got: list[int] = []
-            chunk: list[np.ndarray] = []
-            for pos, rgb in reader.fetch(positions):
-                got.append(pos)
-                chunk.append(rgb)
-                if len(chunk) == _CHUNK_FRAMES:
-                    emit(model.preprocess(np.stack(chunk)))
-                    chunk = []
-            if chunk:
+            got = self._emit_candidates(model, reader.fetch(positions), emit)
+            return self._candidates_meta(reader, got, fps)
+
+    def _emit_candidates(self, model: ClipModel, frames: Iterable[tuple[int, np.ndarray]], emit) -> list[int]:
+        """Preprocess ``(position, rgb)`` pairs in chunks as they are decoded; return the positions."""
+        got: list[int] = []
+        chunk: list[np.ndarray] = []
+        for pos, rgb in frames:
+            got.append(pos)
+            chunk.append(rgb)
+            if len(chunk) == _CHUNK_FRAMES:
                 emit(model.preprocess(np.stack(chunk)))
-            return {"frame_ids": got, "times": [float(reader.index.times[p]) for p in got], "effective_fps": fps,
-                    "truncated": reader.truncated, "warnings": list(reader.warnings), "source": reader.description}
+                chunk = []
+        if chunk:
+            emit(model.preprocess(np.stack(chunk)))
+        return got
+
+    def _candidates_meta(self, reader: VideoReader, got: list[int], fps: float) -> dict:
+        return {"frame_ids": got, "times": [float(reader.index.times[p]) for p in got], "effective_fps": fps,
+                "truncated": reader.truncated, "warnings": list(reader.warnings), "source": reader.description}
 
     def _finish(self, item: VideoInput, meta: dict, feats: torch.Tensor, text_feature: torch.Tensor,
                 export_pool: ThreadPoolExecutor | None) -> dict:
@@ -184,8 +214,7 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         """Fetch the selected frames again (a seek each; cheaper than holding every candidate at full size),
         encode and write them."""
         frames: dict[int, np.ndarray] = {}
-        with open_source(item.source, item.video_format, self.storage_options) as opened, \
-                VideoReader(opened, thread_count=decoder_threads_for(self.decode_workers)) as reader:
+        with self._reader(item) as reader:
             for pos, rgb in reader.fetch(np.asarray(frame_ids)):
                 frames[pos] = rgb
         missing = [f for f in frame_ids if f not in frames]
@@ -194,8 +223,13 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         paths = []
         if self.output_tos_dir:
             for fid in frame_ids:
-                uri = join_uri(self.output_tos_dir, item.video_id, f"{fid:06d}{self.img_type}")
-                write_bytes(uri, self.encode_image(frames[fid]), self.storage_options)
+                data = self.encode_image(frames[fid])
+                # Content-addressed name: rewriting the same image gives the same path, but other bytes (other
+                # jpeg_quality, a re-uploaded video under the same URI) never overwrite an image that an older
+                # table still points at, e.g. when a re-materialisation is killed half-way.
+                name = f"{fid:06d}-{hashlib.sha1(data).hexdigest()[:10]}{self.img_type}"
+                uri = join_uri(self.output_tos_dir, item.video_id, name)
+                write_bytes(uri, data, self.storage_options)
                 paths.append(uri)
         return paths, [frames[f] for f in frame_ids] if self.return_keyframes else []
 

@@ -12,13 +12,16 @@ import torch
 
 from video_assets.errors import VideoSourceError
 from video_assets.models import ClipModel
+from video_assets.operators.common import resolve_limits, resolve_source_policy
 from video_assets.operators.batching import Outcome, Progress, run_overlapped
 from video_assets.operators.common import (ClipOperator, VideoInput, decoder_threads_for,
                                            default_decode_workers, default_model_name, default_model_path,
                                            make_inputs, resolve_device)
 from video_assets.scoring import clip_iqa_probs, parse_prompts, prompt_label, reduce_scores
 from video_assets.scoring.clip_iqa import REDUCE_MODES
-from video_assets.video import make_plan, sample_frames
+from video_assets.video import SampledFrames, VideoReader, make_plan, sample_frames, select_positions
+from video_assets.storage.policy import SourcePolicy
+from video_assets.video.limits import ReadLimits
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,8 @@ class VideoQualityScore(ClipOperator):
                  target_fps: float | None = None, timestamps_sec: Sequence[float] | None = None,
                  max_frames: int | None = None, reduce_mode: str = "avg", default_video_format: str = "mp4",
                  dtype: str | None = None, batch_size: int = 32, decode_workers: int | None = None,
-                 storage_options: dict | None = None):
+                 storage_options: dict | None = None,
+                 source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None):
         # Validate everything before loading anything.
         self.plan = make_plan(sample_mode, start_time_sec, end_time_sec, count_k, interval_sec, interval_frames,
                               target_fps, timestamps_sec, max_frames)
@@ -76,6 +80,9 @@ class VideoQualityScore(ClipOperator):
         self.default_video_format = default_video_format
         self.decode_workers = decode_workers or default_decode_workers()
         self.storage_options = storage_options
+        # where sources may point and what one video may cost (None: permissive policy, default limits)
+        self.source_policy = resolve_source_policy(source_policy)
+        self.limits = resolve_limits(limits)
 
 
     @property
@@ -98,13 +105,13 @@ class VideoQualityScore(ClipOperator):
         inputs = make_inputs(video_paths if video_paths is not None else video_binaries, video_formats,
                              self.default_video_format, kind)
         model = self.model
-        texts = [t for pair in self.pairs for t in pair]
-        text_features = model.encode_text(texts)
+        text_features = self._text_features(model)
         outcomes = run_overlapped(
             inputs, describe=lambda it: it.description, prepare=lambda it, emit: self._prepare(model, it, emit),
             embed=model.encode_pixels,
             finish=lambda it, meta, feats: self._finish(meta, feats, text_features, model.logit_scale),
             batch_size=self.batch_size, decode_workers=self.decode_workers,
+            item_timeout_sec=self.limits.timeout_sec,
             progress=progress or Progress(len(inputs), "quality"))
         return [self._row(it, out) for it, out in zip(inputs, outcomes)]
 
@@ -115,12 +122,22 @@ class VideoQualityScore(ClipOperator):
         return self.score_details(video_paths=videos, video_formats=video_formats, progress=progress)
 
     # -- steps -----------------------------------------------------------------------------------------------
+    def _text_features(self, model: ClipModel) -> torch.Tensor:
+        return model.encode_text([t for pair in self.pairs for t in pair])
+
     def _prepare(self, model: ClipModel, item: VideoInput, emit) -> Any:
         if item.error:
             raise VideoSourceError(item.error)
         s = sample_frames(item.source, plan=self.plan, video_format=item.video_format,
-                          storage_options=self.storage_options,
+                          storage_options=self.storage_options, policy=self.source_policy, limits=self.limits,
                           decoder_threads=decoder_threads_for(self.decode_workers))
+        return self._emit_sample(model, s, emit)
+
+    def _positions(self, reader: VideoReader) -> np.ndarray:
+        """The frame positions this operator needs from an open video (what a shared decode must include)."""
+        return select_positions(self.plan, reader.index.times, reader.duration)
+
+    def _emit_sample(self, model: ClipModel, s: SampledFrames, emit) -> SampledFrames:
         emit(model.preprocess(s.frames) if len(s) else s.frames[:0])
         return replace(s, frames=s.frames[:0])  # metadata only: frames are not needed after preprocessing
 

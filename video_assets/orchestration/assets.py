@@ -20,7 +20,8 @@ from video_assets.orchestration.resources import ClipModelResource, ComputeResou
 from video_assets.pipeline import report
 from video_assets.pipeline.manifests import ManifestError
 from video_assets.pipeline.runner import (build_manifest_table, extract_keyframes, remove_orphan_keyframes,
-                                          score_quality)
+                                          score_quality, score_quality_and_extract_keyframes,
+                                          shared_decode_problem)
 from video_assets.pipeline.settings import KeyframeSettings, ManifestSettings, ModelSettings, QualitySettings
 from video_assets.pipeline.tables import (KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET, read_frame,
                                           table_exists, write_table)
@@ -101,6 +102,16 @@ class KeyframesConfig(dg.Config):
 
     def to_settings(self) -> KeyframeSettings:
         return KeyframeSettings(**self.model_dump())
+
+
+class QualityKeyframesConfig(dg.Config):
+    """Run config of the step that materialises video_quality_scores and/or video_keyframes."""
+
+    quality: QualityConfig = Field(default_factory=QualityConfig,
+                                   description="video_quality_scores: VideoQualityScore (CLIP-IQA) parameters.")
+    keyframes: KeyframesConfig = Field(default_factory=KeyframesConfig,
+                                       description="video_keyframes: VideoAdaptiveKeyframesSampling (AKS) "
+                                                   "parameters.")
 
 
 # code_version: default settings + default model (from the environment) + the pipeline version; changing
@@ -211,7 +222,9 @@ def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
         context.log.info(f"partition {key!r}: manifest {describe_uri(manifest_uri)}")
         table, manifest = build_manifest_table(manifest_uri, key, config.to_settings(),
                                                progress_callback=_progress_logger(context, "probe"),
-                                               progress_every_sec=_progress_every())
+                                               progress_every_sec=_progress_every(),
+                                               source_policy=warehouse.source_policy(),
+                                               limits=warehouse.read_limits())
     for w in manifest.warnings:
         context.log.warning(f"{describe_uri(manifest_uri)}: {w}")
     uri = warehouse.table_uri(MANIFEST_ASSET, key)
@@ -239,34 +252,12 @@ def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
     return dg.MaterializeResult(metadata=md)
 
 
-def _model_step(context: dg.AssetExecutionContext, warehouse: WarehouseResource, asset: str, compute):
-    """Read the partition's manifest table, run a model step on it with progress logging, write its table.
-    Returns (table, table as pandas, table URI, seconds)."""
-    key = context.partition_key
-    manifest = _read_manifest_table(warehouse, key)
-    t0 = time.monotonic()
-    with fail_fast():
-        table = compute(manifest, progress_callback=_progress_logger(context, asset),
-                        progress_every_sec=_progress_every())
-    uri = warehouse.table_uri(asset, key)
-    write_table(table, uri)
-    return table, table.to_pandas(), uri, time.monotonic() - t0
+QUALITY_KEY, KEYFRAMES_KEY = dg.AssetKey(QUALITY_ASSET), dg.AssetKey(KEYFRAMES_ASSET)
+MODEL_STEP = "video_quality_and_keyframes"
 
 
-@dg.asset(
-    partitions_def=video_manifests, group_name=GROUP, deps=[video_manifest], pool="gpu",
-    code_version=QUALITY_CODE_VERSION, retry_policy=STORAGE_RETRY, kinds={"pytorch", "parquet"},
-    description="CLIP-IQA quality score per video (VideoQualityScore): score in [0, 1] (null when the video "
-                "cannot be read), per-frame scores, frame indices, timestamps, settings, error.",
-)
-def video_quality_scores(context: dg.AssetExecutionContext, config: QualityConfig, clip: ClipModelResource,
-                         warehouse: WarehouseResource, compute: ComputeResource) -> dg.MaterializeResult:
-    key = context.partition_key
-    settings = config.to_settings()
-    table, frame, uri, elapsed = _model_step(
-        context, warehouse, QUALITY_ASSET,
-        lambda manifest, **progress: score_quality(manifest, settings, clip.settings(), partition_key=key,
-                                                   backend=compute.make(), **progress))
+def _quality_metadata(table: pa.Table, uri: str, elapsed: float, settings: QualitySettings) -> dict:
+    frame = table.to_pandas()
     scores = frame["quality_score"].dropna()
     failed = int(frame["quality_score"].isna().sum())
     md = _common_metadata(table, frame, uri, elapsed, failed,
@@ -283,24 +274,13 @@ def video_quality_scores(context: dg.AssetExecutionContext, config: QualityConfi
     if len(scores):
         md.update({f"score_{k}": dg.MetadataValue.float(round(float(getattr(scores, k)()), 4))
                    for k in ("mean", "median", "min", "max")})
-    return dg.MaterializeResult(metadata=md)
+    return md
 
 
-@dg.asset(
-    partitions_def=video_manifests, group_name=GROUP, deps=[video_manifest], pool="gpu",
-    code_version=KEYFRAMES_CODE_VERSION, retry_policy=STORAGE_RETRY, kinds={"pytorch", "parquet"},
-    description="Query-relevant keyframes per video (VideoAdaptiveKeyframesSampling, AKS with CLIP): image "
-                "paths under {warehouse}/keyframes/{partition}/, frame ids, timestamps, scores, settings, "
-                "error.",
-)
-def video_keyframes(context: dg.AssetExecutionContext, config: KeyframesConfig, clip: ClipModelResource,
-                    warehouse: WarehouseResource, compute: ComputeResource) -> dg.MaterializeResult:
+def _keyframes_metadata(context: dg.AssetExecutionContext, warehouse: WarehouseResource, table: pa.Table,
+                        uri: str, elapsed: float, settings: KeyframeSettings) -> dict:
     key = context.partition_key
-    settings = config.to_settings()
-    table, frame, uri, elapsed = _model_step(
-        context, warehouse, KEYFRAMES_ASSET,
-        lambda manifest, **progress: extract_keyframes(manifest, settings, warehouse.warehouse_uri, key,
-                                                       clip.settings(), backend=compute.make(), **progress))
+    frame = table.to_pandas()
     keep = {p for paths in frame["keyframe_paths"].dropna() for p in paths}
     removed = remove_orphan_keyframes(warehouse.warehouse_uri, key, keep)
     if removed:
@@ -322,10 +302,74 @@ def video_keyframes(context: dg.AssetExecutionContext, config: KeyframesConfig, 
         "settings": dg.MetadataValue.json(asdict(settings)),
         "settings_hash": str(frame["settings_hash"].iloc[0]) if len(frame) else "",
     })
-    return dg.MaterializeResult(metadata=md)
+    return md
 
 
-ASSETS = [video_manifest, video_quality_scores, video_keyframes]
+@dg.multi_asset(
+    name=MODEL_STEP, partitions_def=video_manifests, group_name=GROUP, pool="gpu", retry_policy=STORAGE_RETRY,
+    can_subset=True,
+    description="The GPU step: video_quality_scores and/or video_keyframes. With both selected each video is "
+                "decoded once (the union of both sampling plans) and feeds both models.",
+    specs=[
+        dg.AssetSpec(QUALITY_KEY, deps=[video_manifest], code_version=QUALITY_CODE_VERSION,
+                     kinds={"pytorch", "parquet"},
+                     description="CLIP-IQA quality score per video (VideoQualityScore): score in [0, 1] (null when "
+                                 "the video cannot be read), per-frame scores, frame indices, timestamps, "
+                                 "settings, error."),
+        dg.AssetSpec(KEYFRAMES_KEY, deps=[video_manifest], code_version=KEYFRAMES_CODE_VERSION,
+                     kinds={"pytorch", "parquet"},
+                     description="Query-relevant keyframes per video (VideoAdaptiveKeyframesSampling, AKS with "
+                                 "CLIP): image paths under {warehouse}/keyframes/{partition}/, frame ids, "
+                                 "timestamps, scores, settings, error."),
+    ],
+)
+def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: QualityKeyframesConfig,
+                                clip: ClipModelResource, warehouse: WarehouseResource,
+                                compute: ComputeResource) -> Iterator[dg.MaterializeResult]:
+    key = context.partition_key
+    want_q, want_k = QUALITY_KEY in context.selected_asset_keys, KEYFRAMES_KEY in context.selected_asset_keys
+    manifest = _read_manifest_table(warehouse, key)
+    # progress interval, and the configured source policy and per-video limits for every model step
+    # (docs/security.md)
+    common = dict(progress_every_sec=_progress_every(), source_policy=warehouse.source_policy(),
+                  limits=warehouse.read_limits())
+    t0 = time.monotonic()
+    shared = False
+    with fail_fast():
+        q_settings, k_settings = config.quality.to_settings(), config.keyframes.to_settings()
+        models = clip.settings()
+        if want_q and want_k:
+            why = shared_decode_problem(q_settings, k_settings, models)
+            shared = why is None
+            context.log.info("both assets from one decode per video" if shared
+                             else f"quality and keyframes decode separately: {why}")
+            q_table, k_table = score_quality_and_extract_keyframes(
+                manifest, q_settings, k_settings, warehouse.warehouse_uri, key, models, backend=compute.make(),
+                progress_callback=_progress_logger(context, "quality+keyframes"), **common)
+        elif want_q:
+            q_table = score_quality(manifest, q_settings, models, partition_key=key, backend=compute.make(),
+                                    progress_callback=_progress_logger(context, QUALITY_ASSET), **common)
+        else:
+            k_table = extract_keyframes(manifest, k_settings, warehouse.warehouse_uri, key, models,
+                                        backend=compute.make(),
+                                        progress_callback=_progress_logger(context, KEYFRAMES_ASSET), **common)
+    compute_s = time.monotonic() - t0
+    # shared_decode: both tables came from one decode; elapsed_s is then the time of the shared step
+    if want_q:
+        uri = warehouse.table_uri(QUALITY_ASSET, key)
+        write_table(q_table, uri)
+        md = _quality_metadata(q_table, uri, time.monotonic() - t0, q_settings)
+        yield dg.MaterializeResult(asset_key=QUALITY_KEY, metadata={**md, "shared_decode": shared})
+    if want_k:
+        uri = warehouse.table_uri(KEYFRAMES_ASSET, key)
+        t_write = time.monotonic()
+        write_table(k_table, uri)
+        md = _keyframes_metadata(context, warehouse, k_table, uri, compute_s + time.monotonic() - t_write,
+                                 k_settings)
+        yield dg.MaterializeResult(asset_key=KEYFRAMES_KEY, metadata={**md, "shared_decode": shared})
+
+
+ASSETS = [video_manifest, video_quality_and_keyframes]
 CODE_VERSIONS = {dg.AssetKey(MANIFEST_ASSET): MANIFEST_CODE_VERSION,
                  dg.AssetKey(QUALITY_ASSET): QUALITY_CODE_VERSION,
                  dg.AssetKey(KEYFRAMES_ASSET): KEYFRAMES_CODE_VERSION}

@@ -10,10 +10,11 @@ import dagster as dg
 import numpy as np
 from PIL import Image
 
-from video_assets.orchestration.assets import video_keyframes, video_manifest, video_quality_scores
+from video_assets.orchestration.assets import KEYFRAMES_KEY, QUALITY_KEY, video_manifest
 from video_assets.orchestration.partitions import video_manifests
 from video_assets.orchestration.resources import WarehouseResource
 from video_assets.pipeline import report
+from video_assets.pipeline.manifests import unique_rows
 from video_assets.pipeline.tables import (KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET, read_frame,
                                           table_exists)
 from video_assets.storage import describe_uri, filesystem_for
@@ -40,7 +41,7 @@ def _missing(uri: str) -> dg.AssetCheckResult:
                                metadata={"path": uri})
 
 
-@dg.asset_check(asset=video_quality_scores, partitions_def=video_manifests,
+@dg.asset_check(asset=QUALITY_KEY, partitions_def=video_manifests,
                 description="Every quality score and per-frame score lies in [0, 1].")
 def quality_scores_in_range(context: dg.AssetCheckExecutionContext,
                             warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -60,7 +61,7 @@ def quality_scores_in_range(context: dg.AssetCheckExecutionContext,
                   "max": float(scores.max()) if len(scores) else 0.0})
 
 
-def _row_count_check(asset: dg.AssetsDefinition, asset_name: str) -> dg.AssetChecksDefinition:
+def _row_count_check(asset: dg.AssetKey, asset_name: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=asset, name="row_count_matches_manifest", partitions_def=video_manifests,
                     additional_deps=[video_manifest],
                     description="One row per distinct video of the manifest (duplicated rows count once).")
@@ -71,9 +72,9 @@ def _row_count_check(asset: dg.AssetsDefinition, asset_name: str) -> dg.AssetChe
             if not table_exists(u):
                 return _missing(u)
         manifest = read_frame(muri)
-        expected = int(manifest["duplicate_of"].isna().sum())
+        distinct_ids = unique_rows(manifest)["video_id"]  # malformed lines are not videos
+        expected = len(distinct_ids)
         table = read_frame(turi)
-        distinct_ids = manifest.loc[manifest["duplicate_of"].isna(), "video_id"]
         same_ids = sorted(table["video_id"]) == sorted(distinct_ids)
         return dg.AssetCheckResult(passed=len(table) == expected and same_ids,
                                    metadata={"rows": len(table), "manifest_videos": expected,
@@ -81,7 +82,7 @@ def _row_count_check(asset: dg.AssetsDefinition, asset_name: str) -> dg.AssetChe
     return check
 
 
-def _failed_share_check(asset: dg.AssetsDefinition, asset_name: str) -> dg.AssetChecksDefinition:
+def _failed_share_check(asset: dg.AssetKey, asset_name: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=asset, name="failed_share_below_threshold", partitions_def=video_manifests,
                     description=f"The share of videos with an error is at most ${MAX_FAILED_SHARE_ENV} "
                                 f"(default {DEFAULT_MAX_FAILED_SHARE}); a warning, not an error.")
@@ -101,7 +102,7 @@ def _failed_share_check(asset: dg.AssetsDefinition, asset_name: str) -> dg.Asset
     return check
 
 
-@dg.asset_check(asset=video_keyframes, partitions_def=video_manifests,
+@dg.asset_check(asset=KEYFRAMES_KEY, partitions_def=video_manifests,
                 description="Every keyframe path in the table exists (one listing of the partition's "
                             f"keyframe folder), and a sample of {IMAGE_SAMPLE} images opens as pictures.")
 def keyframe_files_exist(context: dg.AssetCheckExecutionContext,
@@ -141,9 +142,9 @@ def keyframe_files_exist(context: dg.AssetCheckExecutionContext,
 
 CHECKS = [
     quality_scores_in_range,
-    _row_count_check(video_quality_scores, QUALITY_ASSET),
-    _row_count_check(video_keyframes, KEYFRAMES_ASSET),
-    _failed_share_check(video_quality_scores, QUALITY_ASSET),
-    _failed_share_check(video_keyframes, KEYFRAMES_ASSET),
+    _row_count_check(QUALITY_KEY, QUALITY_ASSET),
+    _row_count_check(KEYFRAMES_KEY, KEYFRAMES_ASSET),
+    _failed_share_check(QUALITY_KEY, QUALITY_ASSET),
+    _failed_share_check(KEYFRAMES_KEY, KEYFRAMES_ASSET),
     keyframe_files_exist,
 ]

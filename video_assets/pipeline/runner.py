@@ -6,6 +6,7 @@ backend (Ray, a script) can call the same way.
   ``video_quality_scores`` table;
 - :func:`extract_keyframes`: run :class:`VideoAdaptiveKeyframesSampling`, writing images under
   ``{warehouse}/keyframes/{partition_key}/``, return the ``video_keyframes`` table.
+- :func:`score_quality_and_extract_keyframes`: both tables from one decode of each video.
 
 A bad video never fails a step: its row has nulls and an ``error``. Progress (videos done / total, videos/s,
 ETA) goes to ``progress_callback(done, total, rate)`` every ``progress_every_sec`` seconds and at the end.
@@ -34,6 +35,8 @@ from video_assets.pipeline.settings import KeyframeSettings, ManifestSettings, M
 from video_assets.pipeline.tables import (KEYFRAMES_SCHEMA, MANIFEST_SCHEMA, QUALITY_SCHEMA, RESERVED_COLUMNS,
                                           build_table, keyframes_dir, user_columns_of)
 from video_assets.storage import filesystem_for
+from video_assets.storage.policy import SourcePolicy
+from video_assets.video.limits import ReadLimits
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +51,11 @@ def build_manifest_table(manifest_uri: str, partition_key: str,
                          settings: ManifestSettings = ManifestSettings(), *, data: bytes | None = None,
                          storage_options: dict | None = None,
                          progress_callback: Optional[ProgressCallback] = None,
-                         progress_every_sec: float = 10.0) -> tuple[pa.Table, Manifest]:
+                         progress_every_sec: float = 10.0, source_policy: SourcePolicy | None = None,
+                         limits: ReadLimits | None = None) -> tuple[pa.Table, Manifest]:
     """The normalised manifest (every row, duplicates marked) with probed metadata; raises ManifestError for a
-    malformed manifest."""
+    malformed manifest. ``source_policy``/``limits`` apply to the probes (a row the policy rejects is
+    ``readable=False`` with the reason, and is never opened)."""
     manifest = read_manifest(manifest_uri, data=data, storage_options=storage_options,
                              reserved_columns=RESERVED_COLUMNS)
     frame = manifest.frame
@@ -58,14 +63,18 @@ def build_manifest_table(manifest_uri: str, partition_key: str,
     probes: dict[str, dict] = {}
     if settings.probe:
         rows = probe_videos(list(uniq["uri"]), settings.probe_workers, storage_options,
-                            _progress(len(uniq), "probe", progress_callback, progress_every_sec))
+                            _progress(len(uniq), "probe", progress_callback, progress_every_sec),
+                            policy=source_policy, limits=limits)
         probes = dict(zip(uniq["uri"], rows))
     out = []
+    ident = manifest_identity(manifest.uri)
     for rec in frame[list(CORE_COLUMNS)].to_dict("records"):
         p = probes.get(rec["uri"], {})
         out.append({**rec, **{k: p.get(k) for k in PROBE_FIELDS}, "partition_key": partition_key,
-                    "manifest_uri": manifest_identity(manifest.uri), "manifest_sha256": manifest.sha256,
+                    "manifest_uri": ident, "manifest_sha256": manifest.sha256,
                     "readable": p.get("readable") if settings.probe else None})
+        if rec["error"]:  # a malformed manifest line: kept with its reason, never probed or processed
+            out[-1].update(error=rec["error"], readable=False)
     return build_table(MANIFEST_SCHEMA, out, frame[manifest.user_columns]), manifest
 
 
@@ -78,22 +87,30 @@ def _distinct(manifest_df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return uniq, uniq[user_columns_of(uniq, MANIFEST_SCHEMA)]
 
 
-def score_quality(manifest_df: pd.DataFrame, settings: QualitySettings = QualitySettings(),
-                  models: ModelSettings = ModelSettings(), *, partition_key: str,
-                  storage_options: dict | None = None, progress_callback: Optional[ProgressCallback] = None,
-                  progress_every_sec: float = 10.0, backend: ComputeBackend | None = None) -> pa.Table:
-    """One row per distinct video of ``manifest_df`` (a ``video_manifest`` table or a frame with ``uri``,
-    ``video_id``): CLIP-IQA score, per-frame scores, frame indices, timestamps, settings, error."""
-    from video_assets.operators.quality import VideoQualityScore
+def _access_kwargs(source_policy: SourcePolicy | None, limits: ReadLimits | None) -> dict:
+    """Where sources may point and what one video may cost, for the operators (None: their defaults)."""
+    return dict(source_policy=source_policy, limits=limits)
 
-    uniq, user = _distinct(manifest_df)
-    factory = partial(VideoQualityScore, model_path=models.model_path, clip_model_name=models.quality_model,
-                      device=models.device, dtype=models.dtype, batch_size=models.quality_batch_size,
-                      decode_workers=models.decode_workers, storage_options=storage_options,
-                      **settings.operator_kwargs())
-    op = factory()  # validates the settings here, before any work; the model loads lazily where it runs
-    progress = _progress(len(uniq), "quality", progress_callback, progress_every_sec)
-    details = (backend or LocalBackend()).map_details(factory, list(uniq["uri"]), progress)
+
+def _quality_kwargs(settings: QualitySettings, models: ModelSettings, storage_options: dict | None) -> dict:
+    return dict(model_path=models.model_path, clip_model_name=models.quality_model, device=models.device,
+                dtype=models.dtype, batch_size=models.quality_batch_size, decode_workers=models.decode_workers,
+                storage_options=storage_options, **settings.operator_kwargs())
+
+
+def _keyframes_kwargs(settings: KeyframeSettings, warehouse: str, partition_key: str, models: ModelSettings,
+                      storage_options: dict | None) -> dict:
+    kwargs = settings.operator_kwargs()
+    if models.dtype:
+        kwargs["dtype"] = models.dtype
+    return dict(model_path=models.model_path, clip_model_name=models.keyframes_model, device=models.device,
+                batch_size=models.keyframes_batch_size, decode_workers=models.decode_workers,
+                storage_options=storage_options, output_tos_dir=keyframes_dir(warehouse, partition_key),
+                return_keyframes=False, **kwargs)
+
+
+def _quality_table(uniq: pd.DataFrame, user: pd.DataFrame, details: list[dict], settings: QualitySettings,
+                   op, partition_key: str) -> pa.Table:
     sample = json.dumps(settings.sample_settings(), sort_keys=True)
     fp = settings.fingerprint(op.clip_model_name)
     rows = []
@@ -105,34 +122,16 @@ def score_quality(manifest_df: pd.DataFrame, settings: QualitySettings = Quality
             "frame_indices": d["frame_indices"] if ok else None,
             "timestamps": d["timestamps"] if ok else None,
             "truncated": d["truncated"], "warnings": d["warnings"], "model": op.clip_model_name,
-            "device": op.device, "prompt": op.prompt_labels[0], "reduce_mode": settings.reduce_mode,
+            "device": d.get("device") or op.device,  # where the model ran (a Ray worker's GPU, say)
+            "prompt": op.prompt_labels[0], "reduce_mode": settings.reduce_mode,
             "sample_mode": settings.sample_mode, "sample_settings": sample, "settings_hash": fp,
             "error": d["error"], "scored_at": datetime.fromisoformat(d["scored_at"]),
         })
     return build_table(QUALITY_SCHEMA, rows, user)
 
 
-def extract_keyframes(manifest_df: pd.DataFrame, settings: KeyframeSettings = KeyframeSettings(),
-                      warehouse: str = "data/warehouse", partition_key: str = "default",
-                      models: ModelSettings = ModelSettings(), *, storage_options: dict | None = None,
-                      progress_callback: Optional[ProgressCallback] = None, progress_every_sec: float = 10.0,
-                      backend: ComputeBackend | None = None) -> pa.Table:
-    """One row per distinct video: keyframe image paths (under ``{warehouse}/keyframes/{partition_key}/``),
-    frame ids, timestamps, scores, settings, error."""
-    from video_assets.operators.keyframes import VideoAdaptiveKeyframesSampling
-
-    uniq, user = _distinct(manifest_df)
-    kwargs = settings.operator_kwargs()
-    if models.dtype:
-        kwargs["dtype"] = models.dtype
-    factory = partial(VideoAdaptiveKeyframesSampling, model_path=models.model_path,
-                      clip_model_name=models.keyframes_model, device=models.device,
-                      batch_size=models.keyframes_batch_size, decode_workers=models.decode_workers,
-                      storage_options=storage_options, output_tos_dir=keyframes_dir(warehouse, partition_key),
-                      return_keyframes=False, **kwargs)
-    op = factory()  # validates the settings here, before any work; the model loads lazily where it runs
-    progress = _progress(len(uniq), "keyframes", progress_callback, progress_every_sec)
-    details = (backend or LocalBackend()).map_details(factory, list(uniq["uri"]), progress)
+def _keyframes_table(uniq: pd.DataFrame, user: pd.DataFrame, details: list[dict], settings: KeyframeSettings,
+                     op, partition_key: str) -> pa.Table:
     settings_json = json.dumps(asdict(settings), sort_keys=True)
     fp = settings.fingerprint(op.clip_model_name)
     now = datetime.now(timezone.utc)
@@ -146,10 +145,95 @@ def extract_keyframes(manifest_df: pd.DataFrame, settings: KeyframeSettings = Ke
             "num_keyframes": len(d["frame_ids"]) if ok else None,
             "num_candidates": d["num_candidates"] if ok else None, "effective_fps": d["effective_fps"],
             "truncated": d["truncated"], "warnings": d["warnings"], "text": settings.text,
-            "model": op.clip_model_name, "device": op.device, "settings": settings_json, "settings_hash": fp,
+            "model": op.clip_model_name, "device": d.get("device") or op.device, "settings": settings_json,
+            "settings_hash": fp,
             "error": d["error"], "extracted_at": now,
         })
     return build_table(KEYFRAMES_SCHEMA, rows, user)
+
+
+def score_quality(manifest_df: pd.DataFrame, settings: QualitySettings = QualitySettings(),
+                  models: ModelSettings = ModelSettings(), *, partition_key: str,
+                  storage_options: dict | None = None, progress_callback: Optional[ProgressCallback] = None,
+                  progress_every_sec: float = 10.0, backend: ComputeBackend | None = None,
+                  source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None) -> pa.Table:
+    """One row per distinct video of ``manifest_df`` (a ``video_manifest`` table or a frame with ``uri``,
+    ``video_id``): CLIP-IQA score, per-frame scores, frame indices, timestamps, settings, error."""
+    from video_assets.operators.quality import VideoQualityScore
+
+    uniq, user = _distinct(manifest_df)
+    factory = partial(VideoQualityScore, **_quality_kwargs(settings, models, storage_options),
+                      **_access_kwargs(source_policy, limits))
+    op = factory()  # validates the settings here, before any work; the model loads lazily where it runs
+    progress = _progress(len(uniq), "quality", progress_callback, progress_every_sec)
+    details = (backend or LocalBackend()).map_details(factory, list(uniq["uri"]), progress)
+    return _quality_table(uniq, user, details, settings, op, partition_key)
+
+
+def extract_keyframes(manifest_df: pd.DataFrame, settings: KeyframeSettings = KeyframeSettings(),
+                      warehouse: str = "data/warehouse", partition_key: str = "default",
+                      models: ModelSettings = ModelSettings(), *, storage_options: dict | None = None,
+                      progress_callback: Optional[ProgressCallback] = None, progress_every_sec: float = 10.0,
+                      backend: ComputeBackend | None = None, source_policy: SourcePolicy | None = None,
+                      limits: ReadLimits | None = None) -> pa.Table:
+    """One row per distinct video: keyframe image paths (under ``{warehouse}/keyframes/{partition_key}/``),
+    frame ids, timestamps, scores, settings, error."""
+    from video_assets.operators.keyframes import VideoAdaptiveKeyframesSampling
+
+    uniq, user = _distinct(manifest_df)
+    factory = partial(VideoAdaptiveKeyframesSampling,
+                      **_keyframes_kwargs(settings, warehouse, partition_key, models, storage_options),
+                      **_access_kwargs(source_policy, limits))
+    op = factory()  # validates the settings here, before any work; the model loads lazily where it runs
+    progress = _progress(len(uniq), "keyframes", progress_callback, progress_every_sec)
+    details = (backend or LocalBackend()).map_details(factory, list(uniq["uri"]), progress)
+    return _keyframes_table(uniq, user, details, settings, op, partition_key)
+
+
+def shared_decode_problem(quality_settings: QualitySettings, keyframe_settings: KeyframeSettings,
+                          models: ModelSettings = ModelSettings(), *,
+                          storage_options: dict | None = None) -> str | None:
+    """Why :func:`score_quality_and_extract_keyframes` would decode twice with these settings, or None when
+    it decodes each video once. Raises ValueError for invalid settings."""
+    from video_assets.operators.combined import shared_decode_mismatch
+    from video_assets.operators.keyframes import VideoAdaptiveKeyframesSampling
+    from video_assets.operators.quality import VideoQualityScore
+
+    return shared_decode_mismatch(
+        VideoQualityScore(**_quality_kwargs(quality_settings, models, storage_options)),
+        VideoAdaptiveKeyframesSampling(**_keyframes_kwargs(keyframe_settings, "unused", "unused", models,
+                                                           storage_options)))
+
+
+def score_quality_and_extract_keyframes(
+        manifest_df: pd.DataFrame, quality_settings: QualitySettings, keyframe_settings: KeyframeSettings,
+        warehouse: str, partition_key: str, models: ModelSettings = ModelSettings(), *,
+        storage_options: dict | None = None, progress_callback: Optional[ProgressCallback] = None,
+        progress_every_sec: float = 10.0, backend: ComputeBackend | None = None,
+        source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None) -> tuple[pa.Table, pa.Table]:
+    """:func:`score_quality` and :func:`extract_keyframes` in one pass: each video is decoded once (the union of
+    both operators' frames) and feeds both models. Same tables as the two functions. When the settings read
+    videos differently (see :func:`shared_decode_problem`) it runs the two steps one after the other."""
+    from video_assets.operators.combined import QualityAndKeyframes
+
+    q_kwargs = {**_quality_kwargs(quality_settings, models, storage_options), **_access_kwargs(source_policy, limits)}
+    k_kwargs = {**_keyframes_kwargs(keyframe_settings, warehouse, partition_key, models, storage_options),
+                **_access_kwargs(source_policy, limits)}
+    why = shared_decode_problem(quality_settings, keyframe_settings, models, storage_options=storage_options)
+    if why:
+        log.info("quality and keyframes decode separately: %s", why)
+        common = dict(storage_options=storage_options, progress_callback=progress_callback,
+                      progress_every_sec=progress_every_sec, backend=backend, source_policy=source_policy,
+                      limits=limits)
+        return (score_quality(manifest_df, quality_settings, models, partition_key=partition_key, **common),
+                extract_keyframes(manifest_df, keyframe_settings, warehouse, partition_key, models, **common))
+    uniq, user = _distinct(manifest_df)
+    factory = partial(QualityAndKeyframes, quality=q_kwargs, keyframes=k_kwargs)
+    op = factory()  # validates both settings before any work; the models load lazily where they run
+    progress = _progress(len(uniq), "quality+keyframes", progress_callback, progress_every_sec)
+    pairs = (backend or LocalBackend()).map_details(factory, list(uniq["uri"]), progress)
+    return (_quality_table(uniq, user, [p[0] for p in pairs], quality_settings, op.quality, partition_key),
+            _keyframes_table(uniq, user, [p[1] for p in pairs], keyframe_settings, op.keyframes, partition_key))
 
 
 def remove_orphan_keyframes(warehouse: str, partition_key: str, keep: set[str],

@@ -1,0 +1,179 @@
+"""QualityAndKeyframes: quality scores and keyframes from one decode of each video.
+
+Run separately, VideoQualityScore and VideoAdaptiveKeyframesSampling each open and decode every video. Here
+each video is opened once, the union of both operators' frame positions (the quality plan's frames and the
+keyframe candidates) is decoded in one ascending pass, and every frame goes to the model(s) that need it: the
+two models run on their own cross-video batches (they usually differ: ViT-L/14 and ViT-B/32). The operators'
+own steps do the rest, so the results are those of two separate passes.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from video_assets.errors import VideoSourceError
+from video_assets.models import ClipModel
+from video_assets.operators.batching import Outcome, Progress, error_message, run_overlapped
+from video_assets.operators.common import VideoInput, make_inputs
+from video_assets.operators.keyframes import VideoAdaptiveKeyframesSampling
+from video_assets.operators.quality import VideoQualityScore
+from video_assets.video import sample_from_reader
+from video_assets.video.reader import missing_frames_warning
+
+log = logging.getLogger(__name__)
+
+_QUALITY, _KEYFRAMES = 0, 1  # model streams of run_overlapped
+# Settings that decide how a video is opened: both operators must agree on them to share one decode.
+_READ_SETTINGS = ("storage_options", "source_policy", "limits")
+
+
+def shared_decode_mismatch(quality: VideoQualityScore, keyframes: VideoAdaptiveKeyframesSampling) -> str | None:
+    """Why the two operators cannot share a decode (they would read the videos differently), or None."""
+    if keyframes.video_src_type != "video_url":
+        return f"keyframes video_src_type is {keyframes.video_src_type!r}; a shared decode takes paths/URIs"
+    if quality.default_video_format != keyframes.video_format:
+        return (f"container hints differ (quality default_video_format={quality.default_video_format!r}, "
+                f"keyframes video_format={keyframes.video_format!r})")
+    for name in _READ_SETTINGS:
+        if getattr(quality, name, None) != getattr(keyframes, name, None):
+            return f"{name} differs between the two operators"
+    return None
+
+
+def _attempt(fn: Callable[[], Any]) -> tuple[Any, Exception | None]:
+    try:
+        return fn(), None
+    except Exception as e:  # noqa: BLE001 - one operator's failure must not fail the other
+        return None, e
+
+
+class QualityAndKeyframes:
+    """Both operators over the same videos, each video decoded once.
+
+    ``quality`` / ``keyframes``: a :class:`VideoQualityScore` / :class:`VideoAdaptiveKeyframesSampling`, or a
+    dict of its constructor arguments (so ``functools.partial(QualityAndKeyframes, quality={...},
+    keyframes={...})`` is a picklable factory for compute backends). Both must read videos the same way (same
+    container hint, storage options; keyframes ``video_src_type="video_url"``), else ValueError.
+
+    :meth:`details` returns per input, in order, the pair (quality detail dict, keyframes detail dict): what
+    ``quality.details`` and ``keyframes.details`` return for that video.
+    """
+
+    def __init__(self, quality: VideoQualityScore | dict, keyframes: VideoAdaptiveKeyframesSampling | dict):
+        self.quality = quality if isinstance(quality, VideoQualityScore) else VideoQualityScore(**quality)
+        self.keyframes = (keyframes if isinstance(keyframes, VideoAdaptiveKeyframesSampling)
+                          else VideoAdaptiveKeyframesSampling(**keyframes))
+        why = shared_decode_mismatch(self.quality, self.keyframes)
+        if why:
+            raise ValueError(f"quality and keyframes cannot share one decode: {why}")
+        self.decode_workers = max(self.quality.decode_workers, self.keyframes.decode_workers)
+
+    def details(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
+                progress: Progress | None = None) -> list[tuple[dict, dict]]:
+        q, k = self.quality, self.keyframes
+        inputs = make_inputs(videos, video_formats, q.default_video_format, "video_url")
+        q_model, k_model = q.model, k.model
+        q_text, k_text = q._text_features(q_model), k_model.encode_text([k.text])[0]
+        with ThreadPoolExecutor(max_workers=k.decode_workers, thread_name_prefix="export") as export_pool:
+            pool = export_pool if k.exporting else None
+            outcomes = run_overlapped(
+                inputs, describe=lambda it: it.description,
+                prepare=lambda it, emit: self._prepare(q_model, k_model, it, emit),
+                embed=(q_model.encode_pixels, k_model.encode_pixels),
+                finish=lambda it, meta, feats: self._finish(it, meta, feats, q_text, q_model.logit_scale, k_text,
+                                                            pool),
+                batch_size=(q.batch_size, k.batch_size), decode_workers=self.decode_workers,
+                item_timeout_sec=k.limits.timeout_sec,  # the same limits on both sides (shared_decode_mismatch)
+                progress=progress or Progress(len(inputs), "quality+keyframes"))
+            return [self._rows(item, out) for item, out in zip(inputs, outcomes)]
+
+    # -- steps -----------------------------------------------------------------------------------------------
+    def _prepare(self, q_model: ClipModel, k_model: ClipModel, item: VideoInput, emit) -> tuple[Any, Any]:
+        """Decode the union of both operators' frames once; returns (quality meta, keyframes meta), either of
+        which is the exception that operator's own pass would have raised."""
+        if item.error:
+            raise VideoSourceError(item.error)
+        q, k = self.quality, self.keyframes
+        with k._reader(item) as reader:
+            q_pos, q_err = _attempt(lambda: q._positions(reader))
+            k_cand, k_err = _attempt(lambda: k._candidates(reader))
+            k_pos, fps = k_cand if k_cand is not None else (None, None)
+            empty = np.empty(0, np.int64)
+            q_pos, k_pos = (empty if q_err else q_pos), (empty if k_err else k_pos)
+            opened_truncated, opened_warnings = reader.truncated, list(reader.warnings)
+            q_set, k_set = set(q_pos.tolist()), set(k_pos.tolist())
+            q_frames: list = []  # the quality plan's frames, kept as decoded (YUV) until the pass ends
+            fetch_failed = False
+
+            def candidates():
+                nonlocal fetch_failed
+                try:
+                    for pos, frame in reader.fetch(np.union1d(q_pos, k_pos), rgb=False):
+                        if pos in q_set:
+                            q_frames.append((pos, frame))
+                        if pos in k_set:
+                            yield pos, frame.to_ndarray(format="rgb24")
+                except Exception:
+                    fetch_failed = True  # a decode error: both separate passes would have failed on it
+                    raise
+
+            frames = candidates()
+            k_got, e = _attempt(lambda: k._emit_candidates(k_model, frames, lambda px: emit(px, _KEYFRAMES)))
+            if e is not None:
+                if fetch_failed:
+                    raise e
+                k_err = k_err or e
+                for _ in frames:  # keyframes failed on its own: finish the pass for quality
+                    pass
+
+            # fetch() reported on the union; give each side what a pass of its own would have reported.
+            got = {p for p, _ in q_frames} | set(k_got or [])
+            fetched_warnings = reader.warnings[len(opened_warnings):]
+            if (q_set | k_set) - got:
+                fetched_warnings = fetched_warnings[:-1]  # fetch's summary of the union's missing frames
+
+            def own_state(wanted: set[int]) -> None:
+                missing = sorted(wanted - got)
+                reader.truncated = opened_truncated or bool(missing)
+                reader.warnings = opened_warnings + (
+                    fetched_warnings + [missing_frames_warning(missing)] if missing else [])
+
+            k_meta = k_err
+            if k_err is None:
+                own_state(k_set)
+                k_meta = k._candidates_meta(reader, k_got, fps)
+            q_meta = q_err
+            if q_err is None:
+                own_state(q_set)
+                q_meta, e = _attempt(lambda: q._emit_sample(
+                    q_model, sample_from_reader(reader, q.plan, fetched=q_frames), lambda px: emit(px, _QUALITY)))
+                q_meta = e or q_meta
+            return q_meta, k_meta
+
+    def _finish(self, item: VideoInput, meta: tuple[Any, Any], feats: tuple[torch.Tensor, torch.Tensor],
+                q_text: torch.Tensor, logit_scale: float, k_text: torch.Tensor,
+                export_pool: ThreadPoolExecutor | None) -> tuple[Outcome, Outcome]:
+        q_meta, k_meta = meta
+        return (self._outcome(item, q_meta, lambda: self.quality._finish(q_meta, feats[_QUALITY], q_text,
+                                                                         logit_scale)),
+                self._outcome(item, k_meta, lambda: self.keyframes._finish(item, k_meta, feats[_KEYFRAMES], k_text,
+                                                                           export_pool)))
+
+    @staticmethod
+    def _outcome(item: VideoInput, meta: Any, finish: Callable[[], Any]) -> Outcome:
+        """What run_overlapped makes of one operator's step: its value, or its error naming the video."""
+        value, e = (None, meta) if isinstance(meta, Exception) else _attempt(finish)
+        if e is not None:
+            out = Outcome(error=error_message(item.description, e))
+            log.warning("%s", out.error)
+            return out
+        return Outcome(value=value)
+
+    def _rows(self, item: VideoInput, out: Outcome) -> tuple[dict, dict]:
+        q_out, k_out = (out.value if out.error is None else (Outcome(error=out.error), Outcome(error=out.error)))
+        return self.quality._row(item, q_out), self.keyframes._row(item, k_out)
