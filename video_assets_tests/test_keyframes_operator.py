@@ -1,6 +1,7 @@
 """VideoAdaptiveKeyframesSampling end to end with the tiny CLIP: selection, export, inputs, bad videos."""
 
 import base64
+import re
 
 import numpy as np
 import pytest
@@ -43,7 +44,9 @@ def test_export_local_png_is_exact_and_idempotent(videos, tmp_path):
     first = o([path])[0]
     assert "keyframes" not in first
     vid = stable_video_id(path)
-    assert first["tos_paths"] == [str(tmp_path / "kf" / vid / f"{f:06d}.png") for f in first["frame_ids"]]
+    assert [p.rsplit("-", 1)[0] for p in first["tos_paths"]] == \
+        [str(tmp_path / "kf" / vid / f"{f:06d}") for f in first["frame_ids"]]
+    assert all(re.fullmatch(r"[0-9a-f]{10}\.png", p.rsplit("-", 1)[1]) for p in first["tos_paths"])
     contents = []
     for p, fid in zip(first["tos_paths"], first["frame_ids"]):
         img = np.asarray(Image.open(p).convert("RGB"))

@@ -88,18 +88,39 @@ def test_manifest_read_from_s3(s3_endpoint, s3_bucket):
     assert m.frame["uri"].tolist() == [f"s3://{s3_bucket}/inbox/videos/a.mp4"]
 
 
-@pytest.mark.parametrize("name,content,pattern", [
+@pytest.mark.parametrize("name,content,errors", [
     ("bad.csv", "uri,label\na.mp4,x\nb.mp4,y,extra\nc.mp4\n",
-     r"bad\.csv: 2 malformed line\(s\).*line 3: expected 2 fields, got 3.*line 4: expected 2 fields, got 1"),
-    ("bad.csv", "uri,label\na.mp4,x\n,y\n", r"bad\.csv.*line 3: 'uri'/'video_path' is missing"),
-    ("bad.csv", 'uri,label\n"a.mp4"x,y\n', r"bad\.csv.*line 2: .*"),
-    ("nouri.csv", "path,label\na.mp4,x\n", r"nouri\.csv: line 1: the header has no 'uri' or 'video_path'"),
+     {3: "manifest line 3: expected 2 fields, got 3", 4: "manifest line 4: expected 2 fields, got 1"}),
+    ("bad.csv", "uri,label\na.mp4,x\n,y\n", {3: "manifest line 3: 'uri'/'video_path' is missing"}),
+    ("bad.csv", 'uri,label\na.mp4,x\n"b.mp4"x,y\n', {3: "manifest line 3: ',' expected after '\"'"}),
     ("bad.jsonl", '{"uri": "a.mp4"}\n{"uri": "b.mp4"\n[1, 2]\n',
-     r"bad\.jsonl: 2 malformed.*line 2: invalid JSON.*line 3: expected a JSON object, got list"),
+     {2: "manifest line 2: invalid JSON", 3: "manifest line 3: expected a JSON object, got list"}),
+    ("latin.csv", "uri\na.mp4\nvid\xe9o.mp4\n".encode("latin-1"),
+     {3: "manifest line 3: not UTF-8 text (byte 0xe9 at column 4)"}),
+])
+def test_malformed_lines_become_rows_with_an_error(tmp_path, name, content, errors):
+    """One bad line never loses the others: it is a row with uri '' and a specific error, named in warnings."""
+    p = tmp_path / name
+    p.write_bytes(content if isinstance(content, bytes) else content.encode())
+    m = read_manifest(str(p))
+    bad = m.frame[m.frame["uri"] == ""]
+    assert dict(zip(bad["row"], bad["error"])).keys() == errors.keys()
+    for row, err in zip(bad["row"], bad["error"]):
+        assert err.startswith(errors[row])
+        assert any(f"line {row}:" in w for w in m.warnings)
+    assert m.unique["uri"].tolist()[:1] == [str(tmp_path / "a.mp4")] and m.num_invalid == len(errors)
+
+
+@pytest.mark.parametrize("name,content,pattern", [
+    ("bad.csv", 'uri,label\n"a.mp4"x,y\n', r"bad\.csv: the manifest lists no videos.*line 2: .*"),
+    ("nouri.csv", "path,label\na.mp4,x\n", r"nouri\.csv: line 1: the header has no 'uri' or 'video_path'"),
+    ("bad.jsonl", '{"uri": "b.mp4"\n[1, 2]\n',
+     r"bad\.jsonl: the manifest lists no videos \(2 malformed.*line 1: invalid JSON.*line 2: expected a JSON object, got list"),
     ("bad.jsonl", '{"uri": 5}\n', r"bad\.jsonl.*line 1: 'uri'/'video_path' is not a string \(int\)"),
     ("empty.csv", "\n\n", r"empty\.csv: empty manifest"),
     ("none.txt", "# nothing\n", r"none\.txt: the manifest lists no videos"),
-    ("latin.csv", "uri\nvid\xe9o.mp4\n".encode("latin-1"), r"latin\.csv: not UTF-8"),
+    ("latin.csv", "uri\nvid\xe9o.mp4\n".encode("latin-1"), r"latin\.csv: .*line 2: not UTF-8"),
+    ("latin.csv", "vid\xe9o\nx.mp4\n".encode("latin-1"), r"latin\.csv: line 1: the header is not UTF-8"),
     ("junk.parquet", b"not parquet", r"junk\.parquet: not a readable Parquet file"),
     ("m.xlsx", "uri\n", r"m\.xlsx: not a manifest"),
 ])

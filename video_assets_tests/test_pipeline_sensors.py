@@ -11,7 +11,7 @@ from video_assets.orchestration.resources import WarehouseResource
 from video_assets.orchestration.sensors import manifest_sensor, video_upload_sensor
 from video_assets.pipeline.manifests import read_manifest
 from video_assets.storage import filesystem_for, join_uri, write_bytes
-from video_assets_tests.pipeline_helpers import make_videos, s3_client
+from video_assets_tests.pipeline_helpers import launch_like_daemon, make_videos, s3_client
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ class Ticker:
         for req in result.dynamic_partitions_requests or []:
             self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
         self.cursor = result.cursor
-        return list(result.run_requests or [])
+        return launch_like_daemon(self.instance, result.run_requests or [], self.sensor.name)
 
 
 def _put(uri: str, data: bytes):

@@ -13,8 +13,13 @@ Formats, chosen by the file's suffix:
 
 Relative paths resolve against the folder that holds the manifest (a local folder or an object-store prefix).
 Rows that name the same video (the same resolved URI) are kept in the manifest table with ``duplicate_of`` set
-to the first row's ``video_id``, and are processed once. Malformed lines raise :class:`ManifestError` naming
-the manifest and the line(s).
+to the first row's ``video_id``, and are processed once.
+
+Manifests come from other people, so one bad line never loses the others: a malformed line (wrong field count,
+broken quoting, invalid JSON, a missing or unusable URI, bytes that are not UTF-8) becomes a row with ``uri``
+empty and ``error`` saying ``manifest line N: why``; it is never processed, and :attr:`Manifest.warnings` names
+the lines. Only a manifest that cannot be read at all (no header, no ``uri`` column, unreadable Parquet or JSON
+array, not one usable row) raises :class:`ManifestError` naming the manifest and the line(s).
 
 Partition keys are derived from the manifest's file name: :func:`base_partition_key` (sanitised, lowercase,
 at most 64 characters of ``[a-z0-9._-]``) and, when another manifest already owns that key,
@@ -23,6 +28,7 @@ at most 64 characters of ``[a-z0-9._-]``) and, when another manifest already own
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -48,9 +54,15 @@ MANIFEST_FORMATS = {
 }
 URI_COLUMNS = ("uri", "video_path")
 # Columns every manifest table has, in this order (user columns follow).
-CORE_COLUMNS = ("row", "video_id", "uri", "source_uri", "duplicate_of")
+CORE_COLUMNS = ("row", "video_id", "uri", "source_uri", "duplicate_of", "error")
 MAX_KEY_LENGTH = 64
 _MAX_REPORTED_ERRORS = 10
+# A malformed line's row has this uri (and its reason in ``error``).
+INVALID_URI = ""
+MAX_URI_CHARS = 4096  # PATH_MAX; longer references are not real videos
+_MAX_RECORD_LINES = 64  # a quoted CSV field may span lines, but an unclosed quote must not swallow the file
+_MAX_SOURCE_CHARS = 500  # how much of a malformed line is kept in source_uri
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ManifestError(VideoAssetsError, ValueError):
@@ -77,13 +89,19 @@ class Manifest:
         return int(self.frame["duplicate_of"].notna().sum())
 
     @property
+    def num_invalid(self) -> int:
+        """Malformed lines (rows with ``error`` set; never processed)."""
+        return int((self.frame["uri"] == INVALID_URI).sum())
+
+    @property
     def unique(self) -> pd.DataFrame:
         """One row per distinct video, in manifest order."""
         return unique_rows(self.frame)
 
 
 def unique_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame["duplicate_of"].isna()].reset_index(drop=True)
+    """The rows to process: neither duplicates nor malformed lines (a manifest frame or a manifest table)."""
+    return frame[frame["duplicate_of"].isna() & (frame["uri"] != INVALID_URI)].reset_index(drop=True)
 
 
 def manifest_format(uri: str) -> str | None:
@@ -139,85 +157,131 @@ def read_bytes(uri: str, storage_options: dict | None = None) -> bytes:
 
 
 def _decode(name: str, data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ManifestError(f"{name}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    """UTF-8 (with or without BOM; UTF-16 with a BOM, as spreadsheets export it). Bytes that are not UTF-8 are
+    kept as surrogate escapes, so only the lines holding them become malformed rows."""
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as e:
+            raise ManifestError(f"{name}: not valid UTF-16 text (byte {e.start}: {e.reason})") from None
+    return data.decode("utf-8-sig", errors="surrogateescape")
 
 
-def _raise_collected(name: str, errors: list[str], total: int) -> None:
-    if errors:
-        more = f" (and {total - len(errors)} more)" if total > len(errors) else ""
-        raise ManifestError(f"{name}: {total} malformed line(s){more}:\n  " + "\n  ".join(errors))
+def _not_utf8(text: str) -> str | None:
+    """Why ``text`` (one line or value) is not clean Unicode, or None."""
+    if text.isascii():
+        return None
+    for i, ch in enumerate(text):
+        if "\udc80" <= ch <= "\udcff":
+            return f"not UTF-8 text (byte 0x{ord(ch) - 0xdc00:02x} at column {i + 1})"
+        if "\ud800" <= ch <= "\udfff":
+            return f"not valid Unicode (lone surrogate at column {i + 1})"
+    return None
 
 
-# Each record: (line label, dict)
-Record = tuple[str, dict]
+def _shown(raw: str) -> str:
+    """A malformed line as it may be stored and logged: valid UTF-8, bounded length, no line break."""
+    raw = raw.rstrip("\r\n")
+    raw = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if _not_utf8(raw) else raw
+    raw = raw.encode("utf-8", "replace").decode("utf-8")  # lone surrogates from JSON escapes
+    return raw if len(raw) <= _MAX_SOURCE_CHARS else raw[:_MAX_SOURCE_CHARS] + "..."
+
+
+def _lines(text: str) -> list[str]:
+    """Physical lines with their endings (\\n, \\r\\n or \\r; not the other characters str.splitlines knows)."""
+    return io.StringIO(text, newline="").readlines()
+
+
+def _error_summary(errors: list[str], total: int) -> str:
+    more = f" (and {total - len(errors)} more)" if total > len(errors) else ""
+    return f"{total} malformed line(s){more}:\n  " + "\n  ".join(errors)
+
+
+# Each record: (label such as "line 3", the fields as a dict or None, why it is malformed or None, the raw text)
+Record = tuple[str, Optional[dict], Optional[str], str]
 
 
 def _csv_records(name: str, text: str, delimiter: str) -> list[Record]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    lines = _lines(text)
+    n = len(lines)
     header: list[str] | None = None
     records: list[Record] = []
-    errors: list[str] = []
-    n_errors = 0
-    line = 0  # the line a record starts on
-    while True:
-        start = reader.line_num + 1
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as e:
-            n_errors += 1
-            if len(errors) < _MAX_REPORTED_ERRORS:
-                errors.append(f"line {start}: {e}")
-            break  # the reader cannot resynchronise after a quoting error
-        line = start
-        if not fields or all(not f.strip() for f in fields):
-            continue  # blank line
-        if header is None:
-            header = [f.strip() for f in fields]
-            dupes = sorted({h for h in header if header.count(h) > 1})
-            if dupes:
-                raise ManifestError(f"{name}: line {line}: duplicated column name(s) {dupes}")
-            if not any(h.lower() in URI_COLUMNS for h in header):
-                raise ManifestError(f"{name}: line {line}: the header has no 'uri' or 'video_path' column "
-                                    f"(columns: {header})")
-            continue
-        if len(fields) != len(header):
-            n_errors += 1
-            if len(errors) < _MAX_REPORTED_ERRORS:
-                errors.append(f"line {line}: expected {len(header)} fields, got {len(fields)}")
-            continue
-        records.append((f"line {line}", dict(zip(header, fields))))
-    _raise_collected(name, errors, n_errors)
+    pos = 0
+    while pos < n:  # one reader per pass; a bad multi-line record restarts a reader on the line after its start
+        state = {"pos": pos, "start": pos}
+
+        def feed(state=state):
+            while state["pos"] < n and state["pos"] - state["start"] < _MAX_RECORD_LINES:
+                state["pos"] += 1
+                yield lines[state["pos"] - 1]
+
+        reader = csv.reader(feed(), delimiter=delimiter, strict=True)
+        restart_at = None
+        while state["pos"] < n:
+            start = state["start"] = state["pos"]
+            try:
+                fields = next(reader)
+                error = None
+            except StopIteration:
+                break
+            except csv.Error as e:
+                fields, error = None, str(e)
+            spans = state["pos"] - start
+            line = f"line {start + 1}"
+            if error is None and header is None:
+                if not fields or all(not f.strip() for f in fields):
+                    continue  # blank line
+                header = [f.strip() for f in fields]
+                bad = _not_utf8("".join(header))
+                if bad:
+                    raise ManifestError(f"{name}: {line}: the header is {bad}")
+                dupes = sorted({h for h in header if header.count(h) > 1})
+                if dupes:
+                    raise ManifestError(f"{name}: {line}: duplicated column name(s) {dupes}")
+                if not any(h.lower() in URI_COLUMNS for h in header):
+                    raise ManifestError(f"{name}: {line}: the header has no 'uri' or 'video_path' column "
+                                        f"(columns: {header})")
+                continue
+            if error is None and (not fields or all(not f.strip() for f in fields)):
+                continue  # blank line
+            if header is None:
+                raise ManifestError(f"{name}: {line}: the header row is malformed ({error})")
+            if error is None and len(fields) != len(header):
+                error = f"expected {len(header)} fields, got {len(fields)}"
+            if error is not None:
+                if spans > 1:  # an unbalanced quote ran over the next lines: read them again on their own
+                    records.append((line, None, f"a quoted field is not closed on this line ({error})",
+                                    lines[start]))
+                    restart_at = start + 1
+                    break
+                records.append((line, None, error, lines[start]))
+                continue
+            records.append((line, dict(zip(header, fields)), None, "".join(lines[start:state["pos"]])))
+        pos = restart_at if restart_at is not None else n
     if header is None:
         raise ManifestError(f"{name}: empty manifest (no header row)")
     return records
 
 
+def _json_line(raw: str) -> tuple[Optional[dict], Optional[str]]:
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as e:
+        return None, f"invalid JSON ({e.msg} at column {e.colno})"
+    except RecursionError:
+        return None, "invalid JSON (nested too deeply)"
+    if not isinstance(obj, dict):
+        return None, f"expected a JSON object, got {type(obj).__name__}"
+    return obj, None
+
+
 def _jsonl_records(name: str, text: str) -> list[Record]:
     records: list[Record] = []
-    errors: list[str] = []
-    n_errors = 0
-    for i, raw in enumerate(text.splitlines(), start=1):
+    for i, raw in enumerate(_lines(text), start=1):
         if not raw.strip():
             continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as e:
-            n_errors += 1
-            if len(errors) < _MAX_REPORTED_ERRORS:
-                errors.append(f"line {i}: invalid JSON ({e.msg} at column {e.colno})")
-            continue
-        if not isinstance(obj, dict):
-            n_errors += 1
-            if len(errors) < _MAX_REPORTED_ERRORS:
-                errors.append(f"line {i}: expected a JSON object, got {type(obj).__name__}")
-            continue
-        records.append((f"line {i}", obj))
-    _raise_collected(name, errors, n_errors)
+        obj, error = _json_line(raw)
+        records.append((f"line {i}", obj, error, raw))
     return records
 
 
@@ -228,18 +292,28 @@ def _json_records(name: str, text: str) -> list[Record]:
         arr = json.loads(text)
     except json.JSONDecodeError as e:
         raise ManifestError(f"{name}: line {e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
-    bad = [i for i, o in enumerate(arr) if not isinstance(o, dict)]
-    if bad:
-        raise ManifestError(f"{name}: array item(s) {bad[:_MAX_REPORTED_ERRORS]} are not JSON objects")
-    return [(f"item {i}", o) for i, o in enumerate(arr)]
+    except RecursionError:
+        raise ManifestError(f"{name}: invalid JSON (nested too deeply)") from None
+    if not isinstance(arr, list):  # "[1] x" style trailing data is a JSONDecodeError; this is belt and braces
+        raise ManifestError(f"{name}: expected a JSON array of objects")
+    return [(f"item {i}", o, None, "") if isinstance(o, dict) else
+            (f"item {i}", None, f"expected a JSON object, got {type(o).__name__}", _json_text(o))
+            for i, o in enumerate(arr)]
+
+
+def _json_text(o: Any) -> str:
+    try:
+        return json.dumps(o)
+    except (TypeError, ValueError, RecursionError):
+        return repr(o)
 
 
 def _text_records(text: str) -> list[Record]:
-    out = []
-    for i, raw in enumerate(text.splitlines(), start=1):
+    out: list[Record] = []
+    for i, raw in enumerate(_lines(text), start=1):
         s = raw.strip()
         if s and not s.startswith("#"):
-            out.append((f"line {i}", {"uri": s}))
+            out.append((f"line {i}", {"uri": s}, None, raw))
     return out
 
 
@@ -248,11 +322,40 @@ def _parquet_records(name: str, data: bytes) -> list[Record]:
 
     try:
         table = pq.read_table(io.BytesIO(data))
+        if not any(c.lower() in URI_COLUMNS for c in table.column_names):
+            raise ManifestError(f"{name}: no 'uri' or 'video_path' column (columns: {table.column_names})")
+        return [(f"row {i + 1}", r, None, "") for i, r in enumerate(table.to_pylist())]
+    except ManifestError:
+        raise
     except Exception as e:  # pyarrow raises several types for bad files
         raise ManifestError(f"{name}: not a readable Parquet file ({type(e).__name__}: {e})") from None
-    if not any(c.lower() in URI_COLUMNS for c in table.column_names):
-        raise ManifestError(f"{name}: no 'uri' or 'video_path' column (columns: {table.column_names})")
-    return [(f"row {i + 1}", r) for i, r in enumerate(table.to_pylist())]
+
+
+def _check_record(rec: dict) -> tuple[Optional[str], Optional[str], Optional[str]]:
+    """(uri key, id key, why the record is unusable or None)."""
+    for k, v in rec.items():
+        if not isinstance(k, str):
+            return None, None, f"column name {k!r} is not a string"
+        bad = _not_utf8(k) or (_not_utf8(v) if isinstance(v, str) else None)
+        if bad:
+            return None, None, bad
+    lower = {k.lower(): k for k in rec}
+    uri_key = lower.get("uri") or lower.get("video_path")
+    id_key = lower.get("video_id")
+    raw = rec.get(uri_key) if uri_key else None
+    if not isinstance(raw, str) or not raw.strip():
+        what = "missing" if raw is None or (isinstance(raw, str) and not raw.strip()) else \
+            f"not a string ({type(raw).__name__})"
+        return uri_key, id_key, f"'uri'/'video_path' is {what}"
+    raw = raw.strip()
+    if len(raw) > MAX_URI_CHARS:
+        return uri_key, id_key, f"'uri'/'video_path' is longer than {MAX_URI_CHARS} characters"
+    if _CONTROL.search(raw):
+        return uri_key, id_key, "'uri'/'video_path' contains control characters"
+    vid = rec.get(id_key) if id_key else None
+    if isinstance(vid, (dict, list)):
+        return uri_key, id_key, f"'video_id' is not a scalar ({type(vid).__name__})"
+    return uri_key, id_key, None
 
 
 def _normalise(uri: str, name: str, records: list[Record], reserved: set[str]
@@ -265,30 +368,32 @@ def _normalise(uri: str, name: str, records: list[Record], reserved: set[str]
     warnings: list[str] = []
     first_of_uri: dict[str, str] = {}
     uri_of_id: dict[str, str] = {}
-    for label, rec in records:
-        lower = {k.lower(): k for k in rec if isinstance(k, str)}
-        uri_key = lower.get("uri") or lower.get("video_path")
-        raw = rec.get(uri_key) if uri_key else None
-        if not isinstance(raw, str) or not raw.strip():
+    for label, rec, error, raw_line in records:
+        uri_key = id_key = None
+        resolved = None
+        if error is None:
+            bad = _not_utf8(raw_line)
+            uri_key, id_key, error = _check_record(rec) if not bad else (None, None, bad)
+        if error is None:
+            try:
+                resolved = resolve_uri(rec[uri_key].strip(), uri)
+            except ValueError as e:
+                error = str(e)
+        if error is not None:
             n_errors += 1
             if len(errors) < _MAX_REPORTED_ERRORS:
-                what = "missing" if raw is None or (isinstance(raw, str) and not raw.strip()) else \
-                    f"not a string ({type(raw).__name__})"
-                errors.append(f"{label}: 'uri'/'video_path' is {what}")
+                errors.append(f"{label}: {error}")
+            shown = rec.get(uri_key) if rec is not None and uri_key and isinstance(rec.get(uri_key), str) \
+                else raw_line
+            rows.append({"row": _row_number(label), "video_id": f"invalid-{label.replace(' ', '-')}",
+                         "uri": INVALID_URI, "source_uri": _shown(shown), "duplicate_of": None,
+                         "error": f"manifest {label}: {error}"})
             continue
-        raw = raw.strip()
-        try:
-            resolved = resolve_uri(raw, uri)
-        except ValueError as e:
-            n_errors += 1
-            if len(errors) < _MAX_REPORTED_ERRORS:
-                errors.append(f"{label}: {e}")
-            continue
-        id_key = lower.get("video_id")
+        raw = rec[uri_key].strip()
         vid = rec.get(id_key) if id_key else None
         vid = str(vid).strip() if vid is not None and str(vid).strip() else stable_video_id(resolved)
         row: dict[str, Any] = {"row": _row_number(label), "video_id": vid, "uri": resolved, "source_uri": raw,
-                               "duplicate_of": first_of_uri.get(resolved)}
+                               "duplicate_of": first_of_uri.get(resolved), "error": None}
         if row["duplicate_of"] is None:
             first_of_uri[resolved] = vid
             if vid in uri_of_id and uri_of_id[vid] != resolved:
@@ -311,9 +416,11 @@ def _normalise(uri: str, name: str, records: list[Record], reserved: set[str]
                 user_cols.append(col)
             row[col] = v
         rows.append(row)
-    _raise_collected(name, errors, n_errors)
-    if not rows:
-        raise ManifestError(f"{name}: the manifest lists no videos")
+    if n_errors == len(rows):
+        detail = f" ({_error_summary(errors, n_errors)})" if n_errors else ""
+        raise ManifestError(f"{name}: the manifest lists no videos{detail}")
+    if n_errors:
+        warnings.append(f"{_error_summary(errors, n_errors)}\n(kept as rows with an error; not processed)")
     frame = pd.DataFrame(rows, columns=list(CORE_COLUMNS) + user_cols)
     frame["row"] = frame["row"].astype("int64")
     dupes = int(frame["duplicate_of"].notna().sum())

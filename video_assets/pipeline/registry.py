@@ -5,7 +5,9 @@
   asset reads it to find its manifest (also when a run is launched from the UI), and the manifest sensor uses
   it to keep keys stable and to skip manifests whose content did not change.
 - :class:`UploadLedger`: ``_registry/video_uploads.parquet``, the videos the upload sensor has already put
-  into a manifest, with their content fingerprints, so that an upload seen again is not batched twice.
+  into a manifest, with their content fingerprints, so that an upload seen again is not batched twice. The
+  sensor saves it before it writes the manifests it lists (a write-ahead log): after a crash in between, the
+  next evaluation writes the missing manifests from the ledger instead of batching the uploads again.
 """
 
 from __future__ import annotations
@@ -114,8 +116,10 @@ class ManifestRegistry:
                             "); drop the manifest into the inbox's manifests/ folder")
 
 
+# mtime and size let a manifest be written again exactly from the ledger (see UploadLedger.batch); ledgers
+# written before they existed read them as null.
 LEDGER_SCHEMA = pa.schema([("uri", pa.string()), ("fingerprint", pa.string()), ("manifest_uri", pa.string()),
-                           ("batched_at", pa.string())])
+                           ("batched_at", pa.string()), ("mtime", pa.float64()), ("size", pa.int64())])
 
 
 class UploadLedger:
@@ -125,6 +129,8 @@ class UploadLedger:
         self.rows: list[dict] = []
         self._by_uri: dict[str, str] = {}
         self._by_content: dict[str, str] = {}
+        self._manifest_of: dict[str, str] = {}  # uri -> manifest it was last batched into
+        self._by_manifest: dict[str, list[dict]] = {}  # manifest -> its rows, in batch order
 
     def load(self) -> "UploadLedger":
         fs, path = filesystem_for(self.uri, self.storage_options)
@@ -139,6 +145,8 @@ class UploadLedger:
 
     def _index(self, r: dict) -> None:
         self._by_uri[r["uri"]] = r["fingerprint"]
+        self._manifest_of[r["uri"]] = r["manifest_uri"]
+        self._by_manifest.setdefault(r["manifest_uri"], []).append(r)
         if is_content_hash(r["fingerprint"]):
             self._by_content.setdefault(r["fingerprint"], r["uri"])
 
@@ -151,10 +159,22 @@ class UploadLedger:
             return f"same content as {describe_uri(other)}, already batched"
         return None
 
+    def batched_into(self, uri: str, fp: str) -> str | None:
+        """The manifest this upload (same URI, same content) was put into, or None."""
+        return self._manifest_of.get(uri) if self._by_uri.get(uri) == fp else None
+
+    def batch(self, manifest_uri: str) -> list[dict] | None:
+        """The rows of the manifest at ``manifest_uri`` as they were batched (``uri``, ``fingerprint``,
+        ``mtime``, ``size``), or None when the ledger cannot rebuild it (unknown, or an older ledger)."""
+        rows = self._by_manifest.get(manifest_uri)
+        if not rows or any(r.get("mtime") is None or r.get("size") is None for r in rows):
+            return None
+        return [dict(r) for r in rows]
+
     def add(self, entries: Iterable[dict]) -> None:
         for e in entries:
             r = {"uri": e["uri"], "fingerprint": e["fingerprint"], "manifest_uri": e["manifest_uri"],
-                 "batched_at": e.get("batched_at") or _now()}
+                 "batched_at": e.get("batched_at") or _now(), "mtime": e.get("mtime"), "size": e.get("size")}
             self.rows.append(r)
             self._index(r)
 
