@@ -71,8 +71,9 @@ def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "cond
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def materialize_partition(warehouse, manifest_uri: str, instance, run_config=None, selection=None):
-    """Register the manifest, add its partition, materialize the three assets and their checks."""
+def materialize_partition(warehouse, manifest_uri: str, instance, run_config=None, selection=None, compute=None):
+    """Register the manifest, add its partition, materialize the three assets and their checks (``compute``: a
+    ComputeResource; default: from the environment)."""
     import dagster as dg
 
     from video_assets.orchestration.assets import ASSETS
@@ -84,6 +85,28 @@ def materialize_partition(warehouse, manifest_uri: str, instance, run_config=Non
     if not instance.has_dynamic_partition(PARTITIONS_NAME, key):
         instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
     result = dg.materialize(ASSETS + CHECKS, partition_key=key, instance=instance, raise_on_error=False,
-                            resources=default_resources(warehouse=warehouse, clip=ClipModelResource(decode_workers=2)),
+                            resources=default_resources(warehouse=warehouse, clip=ClipModelResource(decode_workers=2),
+                                                        **({"compute": compute} if compute is not None else {})),
                             run_config=run_config, selection=selection)
     return key, result
+
+
+def launch_like_daemon(instance, run_requests, sensor_name: str = "manifest_sensor") -> list:
+    """What the sensor daemon does with a tick's run requests, minus running them: a request whose run key
+    already has a run is skipped; the others are recorded as (not started) runs carrying their run key. Returns the
+    requests that became runs."""
+    import dagster as dg
+    from dagster._core.utils import make_new_run_id
+
+    launched = []
+    for req in run_requests:
+        tags = {"dagster/run_key": req.run_key, "dagster/sensor_name": sensor_name, **(req.tags or {})}
+        if req.run_key and instance.get_run_records(dg.RunsFilter(tags={"dagster/run_key": req.run_key}),
+                                                    limit=1):
+            continue
+        if req.partition_key:
+            tags["dagster/partition"] = req.partition_key
+        instance.add_run(dg.DagsterRun(job_name="video_assets_job", run_id=make_new_run_id(), tags=tags,
+                                       status=dg.DagsterRunStatus.NOT_STARTED))
+        launched.append(req)
+    return launched

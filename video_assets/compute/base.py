@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
-from video_assets.operators.batching import Progress
+from video_assets.errors import VideoAssetsError
+
+if TYPE_CHECKING:  # torch behind it: a restarted Ray worker should not pay for it before it needs it
+    from video_assets.operators.batching import Progress
 
 BACKEND_ENV = "VIDEO_ASSETS_COMPUTE_BACKEND"
 BACKENDS = ("local", "ray")
+
+
+class ComputeBackendError(VideoAssetsError):
+    """The compute backend cannot run the step: its cluster cannot be reached or started, it lacks the
+    resources asked for, or its workers fail on everything (not one video's fault)."""
 
 
 class VideoOperator(Protocol):
@@ -44,7 +52,14 @@ def make_backend(backend: str | None = None, **options) -> ComputeBackend:
     if name == "local":
         return LocalBackend()
     if name == "ray":
-        from video_assets.compute.ray_backend import RayBackend  # optional extra: imported only when chosen
+        try:
+            # the optional extra, imported only when chosen
+            from video_assets.compute.ray_backend import RayBackend
+        except ModuleNotFoundError as e:
+            if e.name != "ray" and not (e.name or "").startswith("ray."):
+                raise
+            raise ModuleNotFoundError("compute backend 'ray' needs Ray: pip install 'video_assets[ray]'",
+                                      name=e.name) from e
 
         return RayBackend(**{k: v for k, v in options.items() if v is not None})
     raise ValueError(f"compute backend must be one of {', '.join(BACKENDS)}; got {backend!r}")

@@ -1,0 +1,405 @@
+"""The Ray backend: the operator runs in Ray actors (one operator per worker, its model loaded once per worker
+process), fed batches of manifest rows through :class:`ray.util.ActorPool`; the driver gathers the detail
+dicts in input order. Install with ``pip install 'video_assets[ray]'``; only imported when chosen.
+
+Faults (Ray's own retry machinery, bounded):
+
+- a worker process that dies is restarted by Ray (``max_restarts``) and its batch retried once on it
+  (``max_task_retries=1``);
+- a batch that kills its worker twice is split into single videos, each again with one retry; a video that
+  kills a worker twice on its own becomes a failed row (``worker crashed while decoding <uri>``), built by the
+  operator itself on a healthy worker, so it has the operator's columns. The run completes;
+- when every video of a split batch (3 or more) crashes on its own, the fault is not the videos' (a broken
+  worker image, a model that cannot load): the step fails with
+  :class:`~video_assets.compute.base.ComputeBackendError`.
+
+Lifetime: when no Ray instance is connected, the first call connects to ``address`` (or starts a local one,
+bound to 127.0.0.1, no dashboard, usage stats off) and leaves it connected for the rest of the process; the
+workers are kept too (per worker shape), so the next step or partition in this process finds its models warm.
+:func:`shutdown` kills the workers and disconnects (a local instance started here stops); Ray's exit hook does
+the same at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import sys
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
+
+from video_assets.compute.base import ComputeBackendError, OperatorFactory
+from video_assets.storage import describe_uri
+
+if TYPE_CHECKING:
+    from video_assets.operators.batching import Progress
+
+log = logging.getLogger(__name__)
+
+_LOCAL_ADDRESSES = ("", "local")
+# Ray reads this once, when it is imported: "0" makes a single-node instance use the loopback address for
+# every process (otherwise Ray swaps 127.0.0.1 for the machine's network address).
+_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def _import_ray():
+    import ray  # the optional extra, imported on first use only
+
+    return ray
+
+
+def _crash_errors() -> tuple:
+    """The worker process (or its node) went away while running a task; Ray's retries are spent by then."""
+    from ray import exceptions as x
+
+    return (x.RayActorError, x.WorkerCrashedError, x.OutOfMemoryError, x.NodeDiedError,
+            x.LocalRayletDiedError)
+
+_lock = threading.Lock()
+_started_local = False  # this process started the Ray instance it is connected to
+# worker shape -> (Ray job id, actor handles): kept for the next call in this process. One shape at a time:
+# workers of another shape would hold the CPUs/GPUs the new ones wait for.
+_workers: dict[tuple, tuple[str, list]] = {}
+
+
+def _set_device(details: list, device: str | None) -> list:
+    """Record where the model ran (the driver's own guess may differ: a CPU driver, GPU workers)."""
+    if device:
+        for d in details:
+            for part in (d if isinstance(d, (tuple, list)) else (d,)):
+                if isinstance(part, dict):
+                    part.setdefault("device", device)
+    return details
+
+
+def _as_failed(detail: Any, video: str, message: str) -> Any:
+    """The operator's own row for an unusable input, about ``video`` and with ``message`` as its error (every
+    part of a combined operator's row fails alike)."""
+    if isinstance(detail, (tuple, list)):
+        return type(detail)(_as_failed(d, video, message) for d in detail)
+    if isinstance(detail, dict):
+        from video_assets.operators.common import stable_video_id
+
+        detail = dict(detail, error=message)
+        if "source" in detail:
+            detail["source"] = describe_uri(video)
+        if "video_id" in detail:
+            detail["video_id"] = stable_video_id(video)
+    return detail
+
+
+def _worker_progress(total: int):
+    # The driver reports progress for the whole run; this one logs at INFO, which a worker drops.
+    from video_assets.operators.batching import Progress
+
+    return Progress(total, "ray worker", every_sec=float("inf"))
+
+
+class _Worker:
+    """A Ray actor: one operator per map call (``key``), built from the factory; the model behind it is loaded
+    once per process by the core's model cache, so it stays warm across calls, steps and partitions. Nothing
+    heavy is imported before the first task needs it (a restarted worker is back quickly)."""
+
+    def __init__(self):
+        self._key: str | None = None
+        self._op = None
+
+    def _operator(self, key: str, factory: OperatorFactory):
+        if key != self._key:
+            self._op, self._key = factory(), key
+        return self._op
+
+    def run(self, key: str, factory: OperatorFactory, job: int, videos: list[str]) -> tuple[int, list]:
+        op = self._operator(key, factory)
+        details = op.details(videos, progress=_worker_progress(len(videos)))
+        return job, _set_device(details, getattr(op, "device", None))
+
+    def failed(self, key: str, factory: OperatorFactory, job: int, video: str,
+               message: str) -> tuple[int, list]:
+        # An empty source fails in the operator before any I/O: its row has every column the runner reads.
+        op = self._operator(key, factory)
+        quiet = logging.getLogger("video_assets")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # the operator's warning would name "<video #0>", not the video
+        try:
+            [detail] = op.details([None], progress=_worker_progress(1))
+        finally:
+            quiet.setLevel(level)
+        return job, _set_device([_as_failed(detail, video, message)], getattr(op, "device", None))
+
+
+@dataclass
+class _Job:
+    kind: str  # "run": operator over positions; "failed": the failed row of positions[0]
+    positions: list[int]
+    parent: "_Split | None" = None
+    message: str = ""
+
+
+@dataclass
+class _Split:
+    """A batch that killed its worker twice, now run video by video."""
+
+    videos: list[str]
+    pending: int
+    crashed: list[str] = field(default_factory=list)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
+
+
+def connect(address: str = "", runtime_env: dict | None = None, num_cpus: int | None = None,
+            num_gpus: int | None = None) -> None:
+    """Connect this process to Ray unless it is connected already: ``address`` "" (or "local") starts a local
+    instance (``num_cpus``/``num_gpus``: its logical CPUs and GPUs, default: the machine's), "auto" finds a
+    running cluster, "ray://..." connects through the Ray client. Raises ComputeBackendError when that
+    fails."""
+    global _started_local
+    address = (address or "").strip()
+    local = address.lower() in _LOCAL_ADDRESSES
+    set_here = False
+    if local and "ray" not in sys.modules and _LOOPBACK_ENV not in os.environ:
+        # Before Ray's first import and while it starts its processes; dropped afterwards so that later
+        # children of this process do not inherit it.
+        os.environ[_LOOPBACK_ENV], set_here = "0", True
+    try:
+        ray = _import_ray()
+        if ray.is_initialized():
+            return
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing phones home unless asked for
+        try:
+            if local:
+                ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                         _node_ip_address="127.0.0.1", runtime_env=runtime_env, logging_level=logging.WARNING)
+                _started_local = True
+                res = ray.cluster_resources()
+                log.info("started a local Ray instance (%g CPUs, %g GPUs)", res.get("CPU", 0),
+                         res.get("GPU", 0))
+            else:
+                ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING)
+                log.info("connected to the Ray cluster at %s", describe_uri(address))
+        except (ConnectionError, TimeoutError, RuntimeError, ValueError, ray.exceptions.RayError) as e:
+            where = ("start a local Ray instance" if local
+                     else f"connect to the Ray cluster at {describe_uri(address)!r}")
+            raise ComputeBackendError(
+                f"cannot {where}: {type(e).__name__}: {_first_line(e)} (compute address: 'auto' for a "
+                "running cluster, 'ray://head:10001', or empty for a local instance)") from e
+    finally:
+        if set_here:
+            os.environ.pop(_LOOPBACK_ENV, None)
+
+
+def shutdown() -> None:
+    """Kill the cached workers and disconnect from Ray (a local instance started here stops)."""
+    global _started_local
+    if "ray" not in sys.modules:
+        return
+    ray = _import_ray()
+    with _lock:
+        for _, actors in _workers.values():
+            for a in actors:
+                try:
+                    ray.kill(a, no_restart=True)
+                except Exception:  # noqa: BLE001 - already gone with its cluster
+                    pass
+        _workers.clear()
+        if ray.is_initialized():
+            ray.shutdown()
+        _started_local = False
+
+
+class RayBackend:
+    """Map an operator factory over videos on a Ray cluster.
+
+    ``address``: "" (start a local instance, or use the one this process is connected to), "auto", or
+    "ray://head:10001"; ``num_workers``: concurrent workers (operator instances); ``num_gpus_per_worker``:
+    GPUs each worker reserves (fractions share a GPU); ``batch_size``: manifest rows per task;
+    ``num_cpus_per_worker``: CPUs each worker reserves (its decode threads); ``runtime_env``: Ray's runtime
+    environment for the job (e.g. ``{"env_vars": {...}}``), used when this backend makes the connection.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = "", num_workers: int = 1, num_gpus_per_worker: float = 0.0,
+                 batch_size: int = 8, num_cpus_per_worker: float = 1.0, runtime_env: dict | None = None,
+                 max_task_retries: int = 1):
+        for name, value, low in (("num_workers", num_workers, 1), ("batch_size", batch_size, 1),
+                                 ("max_task_retries", max_task_retries, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"ray backend: {name} must be an int >= {low}, got {value!r}")
+        for name, value in (("num_gpus_per_worker", num_gpus_per_worker),
+                            ("num_cpus_per_worker", num_cpus_per_worker)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"ray backend: {name} must be a number >= 0, got {value!r}")
+        self.address = (address or "").strip()
+        self.num_workers, self.batch_size = num_workers, batch_size
+        self.num_gpus_per_worker = float(num_gpus_per_worker)
+        self.num_cpus_per_worker = float(num_cpus_per_worker)
+        self.runtime_env = runtime_env
+        self.max_task_retries = max_task_retries
+
+    # -- workers --------------------------------------------------------------------------------------------
+    def _shape(self) -> tuple:
+        return (self.num_workers, self.num_cpus_per_worker, self.num_gpus_per_worker, self.max_task_retries)
+
+    def _check_resources(self) -> None:
+        total = _import_ray().cluster_resources()
+        if _started_local and self.num_gpus_per_worker > total.get("GPU", 0):
+            raise ComputeBackendError(
+                f"num_gpus_per_worker={self.num_gpus_per_worker:g} but the local Ray instance has "
+                f"{total.get('GPU', 0):g} GPUs; set it to 0 on a CPU machine")
+
+    def _actors(self) -> list:
+        with _lock:
+            # A local instance gets enough logical CPUs for the workers asked for (they would wait forever
+            # otherwise); a cluster has what it has (an autoscaler may add nodes).
+            connect(self.address, self.runtime_env,
+                    max(os.cpu_count() or 1, math.ceil(self.num_workers * self.num_cpus_per_worker)))
+            ray = _import_ray()
+            job = ray.get_runtime_context().get_job_id()
+            cached = _workers.get(self._shape())
+            if cached and cached[0] == job:
+                return cached[1]
+            for _, old in _workers.values():
+                for a in old:
+                    ray.kill(a, no_restart=True)
+            _workers.clear()
+            self._check_resources()
+            # max_restarts=-1: a crash restarts the worker; what bounds the work lost is the per-task retry
+            # count and the split-on-second-crash rule of map_details.
+            cls = ray.remote(_Worker).options(num_cpus=self.num_cpus_per_worker,
+                                              num_gpus=self.num_gpus_per_worker, max_restarts=-1,
+                                              max_task_retries=self.max_task_retries)
+            actors = [cls.remote() for _ in range(self.num_workers)]
+            _workers[self._shape()] = (job, actors)
+            return actors
+
+    def _discard_workers(self) -> None:
+        with _lock:
+            _, actors = _workers.pop(self._shape(), (None, []))
+        for a in actors:
+            try:
+                _import_ray().kill(a, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+
+    # -- the map --------------------------------------------------------------------------------------------
+    def map_details(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress) -> list:
+        videos = list(videos)
+        if not videos:
+            return []
+        try:
+            return self._map(factory, videos, progress)
+        except BaseException:
+            # Tasks of this call may still be queued on the workers: start the next call with fresh ones.
+            self._discard_workers()
+            raise
+
+    def _map(self, factory: OperatorFactory, videos: list[str], progress: Progress) -> list:
+        actors = self._actors()  # connects first: Ray's first import must see the loopback setting
+        from ray.util import ActorPool
+
+        n = len(videos)
+        ray, crashes = _import_ray(), _crash_errors()
+        pool = ActorPool(actors)
+        key = uuid.uuid4().hex  # one operator per worker for this call
+        factory_ref = ray.put(factory)  # shipped once, not with every batch
+        out: list[Any] = [None] * n
+        have = [False] * n
+        jobs: dict[int, _Job] = {}
+        ref_of: dict[int, Any] = {}  # job -> its ObjectRef, while the pool has not returned it
+        ids = itertools.count()
+
+        def submit(job: _Job) -> None:
+            jid = next(ids)
+            jobs[jid] = job
+
+            def call(actor, jid=jid):  # called by the pool when a worker is free
+                if job.kind == "run":
+                    ref = actor.run.remote(key, factory_ref, jid, [videos[p] for p in job.positions])
+                else:
+                    ref = actor.failed.remote(key, factory_ref, jid, videos[job.positions[0]], job.message)
+                ref_of[jid] = ref
+                return ref
+
+            pool.submit(call, jid)
+
+        # Small manifests are spread over every worker rather than left to the first one.
+        size = max(1, min(self.batch_size, math.ceil(n / self.num_workers)))
+        for start in range(0, n, size):
+            submit(_Job("run", list(range(start, min(n, start + size)))))
+        while pool.has_next():
+            try:
+                # wake up now and then to say what it waits for (never a busy loop: at least 1 s)
+                jid, details = pool.get_next_unordered(timeout=min(max(progress.every, 1.0), 60.0))
+            except TimeoutError:
+                free = ray.available_resources()
+                log.info("%s: %d/%d videos, waiting for Ray workers (free on the cluster: %g CPUs, %g GPUs)",
+                         progress.label, progress.done, n, free.get("CPU", 0), free.get("GPU", 0))
+                continue
+            except crashes as e:
+                jid = self._crashed_job(ref_of)
+                ref_of.pop(jid)
+                self._on_crash(jobs.pop(jid), e, videos, submit)
+                continue
+            ref_of.pop(jid, None)
+            job = jobs.pop(jid)
+            for p, d in zip(job.positions, details):
+                out[p], have[p] = d, True
+            if job.parent is not None and job.kind == "run":
+                job.parent.pending -= 1
+            progress.step(len(job.positions))
+        missing = [videos[i] for i in range(n) if not have[i]]
+        if missing:  # cannot happen unless a result went astray; never return rows for the wrong videos
+            raise ComputeBackendError(f"Ray backend lost the results of {len(missing)} videos, e.g. "
+                                      f"{describe_uri(missing[0])}")
+        return out
+
+    @staticmethod
+    def _crashed_job(ref_of: dict[int, Any]) -> int:
+        """The job whose worker died: the pool raised for one finished task without saying which; any finished
+        task whose result is that kind of error will do (each such task is raised once)."""
+        ray = _import_ray()
+        refs = {ref: jid for jid, ref in ref_of.items()}
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except _crash_errors():
+                return refs[ref]
+            except Exception:  # noqa: BLE001 - another kind of failure: the pool will raise it in its turn
+                continue
+        raise ComputeBackendError("Ray backend: a worker died but no finished task reports it")
+
+    def _on_crash(self, job: _Job, e: BaseException, videos: list[str], submit) -> None:
+        reason = _first_line(e)
+        if job.kind == "failed":
+            raise ComputeBackendError(f"Ray workers keep dying, even when decoding nothing: {reason}") from e
+        if len(job.positions) > 1:
+            log.warning("a Ray worker died twice on a batch of %d videos (%s); retrying them one by one",
+                        len(job.positions), reason)
+            split = _Split([videos[p] for p in job.positions], pending=len(job.positions))
+            for p in job.positions:
+                submit(_Job("run", [p], parent=split))
+            return
+        p = job.positions[0]
+        attempts = 1 + self.max_task_retries
+        message = (f"worker crashed while decoding {describe_uri(videos[p])} (its Ray worker process died "
+                   f"{attempts} time{'s' if attempts > 1 else ''} on it alone: {type(e).__name__})")
+        log.warning("%s; %s", message, reason)
+        split = job.parent
+        if split is not None:
+            split.pending -= 1
+            split.crashed.append(videos[p])
+            if split.pending == 0 and len(split.crashed) == len(split.videos) >= 3:
+                raise ComputeBackendError(
+                    f"Ray workers died on every one of {len(split.videos)} videos run alone (e.g. "
+                    f"{describe_uri(split.videos[0])}): the fault is in the workers, not the videos: "
+                    f"{reason}") from e
+        submit(_Job("failed", [p], parent=None, message=message))
