@@ -29,8 +29,12 @@ demo: setup
 dev: setup
 	DAGSTER_HOME=$(CURDIR)/dagster_home $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+# The benchmark suite (bench/suite.py): sampler, operators, pipeline overhead, shared decode, 2-hour video.
+# Writes bench/results/<machine>.json and the results table of BENCHMARKS.md. About 15 min on 2 CPU cores.
+# BENCH_ARGS="--quick" for a smoke test; BENCH_ARGS="--device cuda --models b32,l14" on a GPU machine.
+BENCH_ARGS ?=
 bench: setup
-	$(PY) -m bench.sampling
+	$(PY) -m bench.suite $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

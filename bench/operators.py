@@ -1,6 +1,6 @@
 """Operator throughput: VideoQualityScore and VideoAdaptiveKeyframesSampling, end to end vs their parts.
 
-    python -m bench.operators [--quick] [--models tiny,b32] [--repeat 3] [--json PATH]
+    python -m bench.operators [--quick] [--models tiny,b32] [--repeat 3] [--device cpu] [--json PATH]
 
 For a corpus of synthetic 640x360 30 fps H.264 videos it reports, per model:
 - quality: videos/s and frames/s end to end; decode-only time (sampling + preprocessing through the same worker
@@ -90,13 +90,19 @@ def _parts(op, paths: list[str], repeat: int) -> tuple[float, float, int]:
     def model_only():
         for i in range(0, pixels.shape[0], op.batch_size):
             model.encode_pixels(pixels[i:i + op.batch_size])
+        _sync(op.device)
 
     t_model, _ = _median_time(model_only, repeat)
     return t_decode, t_model, int(pixels.shape[0])
 
 
-def bench_quality(key: str, paths: list[str], repeat: int) -> dict:
-    op = VideoQualityScore(device="cpu", count_k=8, batch_size=32, **_model_args(key))
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def bench_quality(key: str, paths: list[str], repeat: int, device: str = "cpu") -> dict:
+    op = VideoQualityScore(device=device, count_k=8, batch_size=32, **_model_args(key))
     op(video_paths=paths[:1])  # load the model and warm up
     t_e2e, scores = _median_time(lambda: op(video_paths=paths), repeat)
     assert all(s is not None for s in scores)
@@ -112,14 +118,14 @@ def bench_quality(key: str, paths: list[str], repeat: int) -> dict:
         out = []
         for p in paths:
             s = sample_frames(p, count_k=8)
-            x = torch.stack([pil(Image.fromarray(f)) for f in s.frames])
+            x = torch.stack([pil(Image.fromarray(f)) for f in s.frames]).to(clip.device, clip.dtype)
             with torch.inference_mode():
                 f = torch.nn.functional.normalize(clip.model.encode_image(x).float(), dim=-1)
             out.append(float(clip_iqa_probs(f, text, clip.logit_scale).mean()))
         return out
 
     t_naive, naive_scores = _median_time(naive, repeat)
-    return {"operator": "quality", "model": key, "videos": len(paths), "frames": n_frames,
+    return {"operator": "quality", "model": key, "device": op.device, "videos": len(paths), "frames": n_frames,
             "end_to_end_s": t_e2e, "videos_per_s": len(paths) / t_e2e, "frames_per_s": n_frames / t_e2e,
             "decode_only_s": t_decode, "model_only_s": t_model,
             "ratio_e2e_over_sum": t_e2e / (t_decode + t_model),
@@ -129,20 +135,21 @@ def bench_quality(key: str, paths: list[str], repeat: int) -> dict:
             "cpu_s_per_video": _cpu_time(lambda: op(video_paths=paths)) / len(paths)}
 
 
-def bench_keyframes(key: str, paths: list[str], repeat: int) -> dict:
-    op = VideoAdaptiveKeyframesSampling(text="a moving textured object", device="cpu", fps=1.0, max_num_frames=8,
+def bench_keyframes(key: str, paths: list[str], repeat: int, device: str = "cpu") -> dict:
+    op = VideoAdaptiveKeyframesSampling(text="a moving textured object", device=device, fps=1.0, max_num_frames=8,
                                         return_keyframes=False, batch_size=32, **_model_args(key))
     op(paths[:1])
     t_e2e, _ = _median_time(lambda: op(paths), repeat)
     t_decode, t_model, n_cand = _parts(op, paths, repeat)
     minutes = sum(sample_frames(p, count_k=1).duration for p in paths) / 60.0
     cpu = _cpu_time(lambda: op(paths))
-    return {"operator": "keyframes", "model": key, "videos": len(paths), "frames": n_cand,
+    return {"operator": "keyframes", "model": key, "device": op.device, "videos": len(paths), "frames": n_cand,
             "end_to_end_s": t_e2e, "videos_per_s": len(paths) / t_e2e, "frames_per_s": n_cand / t_e2e,
             "decode_only_s": t_decode, "model_only_s": t_model,
             "ratio_e2e_over_sum": t_e2e / (t_decode + t_model),
             "ratio_e2e_over_max": t_e2e / max(t_decode, t_model),
-            "wall_s_per_video_minute": t_e2e / minutes, "cpu_s_per_video_minute": cpu / minutes}
+            "wall_s_per_video_minute": t_e2e / minutes, "cpu_s_per_video_minute": cpu / minutes,
+            "cpu_s_per_video": cpu / len(paths)}
 
 
 def print_rows(rows: list[dict]) -> None:
@@ -164,14 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--models", default="tiny,b32")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
     paths = corpus(args.quick)
     rows = []
     for key in args.models.split(","):
-        rows.append(bench_quality(key, paths, args.repeat))
-        rows.append(bench_keyframes(key, paths, args.repeat))
+        rows.append(bench_quality(key, paths, args.repeat, args.device))
+        rows.append(bench_keyframes(key, paths, args.repeat, args.device))
         print_rows(rows[-2:])
     print_rows(rows)
     if args.json:
