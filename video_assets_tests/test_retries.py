@@ -125,3 +125,91 @@ def test_s3_retries_are_bounded_by_configuration(s3_endpoint):
 def test_s3_missing_object_is_not_found(s3_bucket):
     with pytest.raises(VideoSourceError, match="not found"):
         sample_frames(f"s3://{s3_bucket}/nope.mp4", count_k=2, limits=ReadLimits(**FAST))
+
+
+class _ThrottlingProxy:
+    """A real HTTP proxy in front of moto's S3 server that answers the first ``fail`` object reads (GET) with
+    S3's throttling reply (503 SlowDown) or with ``status``, and forwards everything else; counts GETs."""
+
+    def __init__(self, upstream: str, fail: int, status: int = 503):
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        up = urlsplit(upstream)
+        self.gets, self.fail, self.status = 0, fail, status
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _forward(self):
+                if self.command == "GET" and "/" in self.path.lstrip("/").split("?")[0]:  # an object read
+                    proxy.gets += 1
+                    if proxy.gets <= proxy.fail:
+                        code = "SlowDown" if proxy.status == 503 else "AccessDenied"
+                        body = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+                                f"<Message>{code}</Message></Error>").encode()
+                        self.send_response(proxy.status)
+                        self.send_header("Content-Type", "application/xml")
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body)
+                        return
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                conn = http.client.HTTPConnection(up.hostname, up.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                # HEAD: the object's size, as upstream said; otherwise the body forwarded here
+                self.send_header("Content-Length", resp.getheader("Content-Length", "0") if self.command == "HEAD"
+                                 else str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("status, fail, retried", [(503, 2, True), (403, 1, False)])
+def test_s3_throttling_is_retried_and_access_denied_is_not(s3_endpoint, s3_bucket, video_dir, status, fail,
+                                                           retried):
+    import boto3
+
+    data = (video_dir / "h264_bframes.mp4").read_bytes()
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").put_object(
+        Bucket=s3_bucket, Key="clip.mp4", Body=data)
+    proxy = _ThrottlingProxy(s3_endpoint, fail=fail, status=status)
+    try:
+        options = {"client_kwargs": {"endpoint_url": proxy.url}, "skip_instance_cache": True}
+        limits = ReadLimits(max_retries=3, **FAST)
+        uri = f"s3://{s3_bucket}/clip.mp4"
+        if retried:
+            got = sample_frames(uri, count_k=3, storage_options=options, limits=limits)
+            alone = sample_frames(str(video_dir / "h264_bframes.mp4"), count_k=3)
+            assert got.indices == alone.indices and np.array_equal(got.frames, alone.frames)
+            assert proxy.gets > fail  # the throttled reads were retried, then served
+        else:
+            with pytest.raises(VideoSourceError) as e:
+                sample_frames(uri, count_k=3, storage_options=options, limits=limits)
+            assert s3_bucket in str(e.value)
+            assert proxy.gets == 1  # a permanent error costs one request: no retries
+    finally:
+        proxy.close()
