@@ -220,31 +220,42 @@ class RayBackend:
     ``address``: "" (start a local instance, or use the one this process is connected to), "auto", or
     "ray://head:10001"; ``num_workers``: concurrent workers (operator instances); ``num_gpus_per_worker``:
     GPUs each worker reserves (fractions share a GPU); ``batch_size``: manifest rows per task;
-    ``num_cpus_per_worker``: CPUs each worker reserves (its decode threads); ``runtime_env``: Ray's runtime
+    ``num_cpus_per_worker``: CPUs each worker reserves (its decode threads and, on a CPU, the model's threads:
+    Ray sets a worker's OMP_NUM_THREADS to it); empty: the instance's CPUs divided among the workers, so one
+    worker gets the whole machine like the local backend; ``runtime_env``: Ray's runtime
     environment for the job (e.g. ``{"env_vars": {...}}``), used when this backend makes the connection.
     """
 
     name = "ray"
 
     def __init__(self, address: str | None = "", num_workers: int = 1, num_gpus_per_worker: float = 0.0,
-                 batch_size: int = 8, num_cpus_per_worker: float = 1.0, runtime_env: dict | None = None,
+                 batch_size: int = 8, num_cpus_per_worker: float | None = None, runtime_env: dict | None = None,
                  max_task_retries: int = 1):
         for name, value, low in (("num_workers", num_workers, 1), ("batch_size", batch_size, 1),
                                  ("max_task_retries", max_task_retries, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"ray backend: {name} must be an int >= {low}, got {value!r}")
         for name, value in (("num_gpus_per_worker", num_gpus_per_worker),
-                            ("num_cpus_per_worker", num_cpus_per_worker)):
+                            ("num_cpus_per_worker", 1 if num_cpus_per_worker is None else num_cpus_per_worker)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"ray backend: {name} must be a number >= 0, got {value!r}")
         self.address = (address or "").strip()
         self.num_workers, self.batch_size = num_workers, batch_size
         self.num_gpus_per_worker = float(num_gpus_per_worker)
-        self.num_cpus_per_worker = float(num_cpus_per_worker)
+        self.num_cpus_per_worker = None if num_cpus_per_worker is None else float(num_cpus_per_worker)
         self.runtime_env = runtime_env
         self.max_task_retries = max_task_retries
 
     # -- workers --------------------------------------------------------------------------------------------
+    def _cpus_per_worker(self) -> float:
+        """The CPUs each worker reserves: as configured, else an equal share of the instance's CPUs (with one
+        CPU per worker a lone worker would decode and run the model on one thread: half the local speed on a
+        2-core machine)."""
+        if self.num_cpus_per_worker is None:  # resolved once, when connected
+            total = _import_ray().cluster_resources().get("CPU", 1)
+            self.num_cpus_per_worker = float(max(1, int(total // self.num_workers)))
+        return self.num_cpus_per_worker
+
     def _shape(self) -> tuple:
         return (self.num_workers, self.num_cpus_per_worker, self.num_gpus_per_worker, self.max_task_retries)
 
@@ -260,7 +271,8 @@ class RayBackend:
             # A local instance gets enough logical CPUs for the workers asked for (they would wait forever
             # otherwise); a cluster has what it has (an autoscaler may add nodes).
             connect(self.address, self.runtime_env,
-                    max(os.cpu_count() or 1, math.ceil(self.num_workers * self.num_cpus_per_worker)))
+                    max(os.cpu_count() or 1, math.ceil(self.num_workers * (self.num_cpus_per_worker or 1))))
+            cpus = self._cpus_per_worker()
             ray = _import_ray()
             job = ray.get_runtime_context().get_job_id()
             cached = _workers.get(self._shape())
@@ -273,7 +285,7 @@ class RayBackend:
             self._check_resources()
             # max_restarts=-1: a crash restarts the worker; what bounds the work lost is the per-task retry
             # count and the split-on-second-crash rule of map_details.
-            cls = ray.remote(_Worker).options(num_cpus=self.num_cpus_per_worker,
+            cls = ray.remote(_Worker).options(num_cpus=cpus,
                                               num_gpus=self.num_gpus_per_worker, max_restarts=-1,
                                               max_task_retries=self.max_task_retries)
             actors = [cls.remote() for _ in range(self.num_workers)]

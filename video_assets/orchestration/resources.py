@@ -240,6 +240,9 @@ class ComputeResource(dg.ConfigurableResource):
     num_workers: int = Field(default=1, description="Ray: concurrent workers (operator instances).")
     num_gpus_per_worker: float = Field(default=0.0, description="Ray: GPUs per worker (0 on a CPU cluster).")
     batch_size: int = Field(default=8, description="Ray: manifest rows per task handed to a worker.")
+    num_cpus_per_worker: Optional[float] = Field(default=None, description=(
+        "Ray: CPUs each worker reserves (decode threads, and the model's threads on a CPU); empty: the "
+        "cluster's CPUs divided among the workers."))
 
     @classmethod
     def from_env(cls, **overrides) -> "ComputeResource":
@@ -249,7 +252,8 @@ class ComputeResource(dg.ConfigurableResource):
 
     def make(self) -> ComputeBackend:
         return make_backend(self.backend, address=self.address, num_workers=self.num_workers,
-                            num_gpus_per_worker=self.num_gpus_per_worker, batch_size=self.batch_size)
+                            num_gpus_per_worker=self.num_gpus_per_worker, batch_size=self.batch_size,
+                            num_cpus_per_worker=self.num_cpus_per_worker)
 
 
 def default_resources(**overrides) -> dict:
