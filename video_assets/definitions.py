@@ -7,7 +7,6 @@ run imports torch and loads each model once instead of once per step.
 import dagster as dg
 
 from video_assets.orchestration.assets import ASSETS
-from video_assets.orchestration.checks import CHECKS
 from video_assets.orchestration.jobs import video_assets_job
 from video_assets.orchestration.resources import default_resources
 from video_assets.orchestration.schedules import SCHEDULES
@@ -16,7 +15,6 @@ from video_assets.orchestration.sensors import SENSORS
 
 defs = dg.Definitions(
     assets=ASSETS,
-    asset_checks=CHECKS,
     jobs=[video_assets_job],
     sensors=SENSORS,
     schedules=SCHEDULES,

@@ -52,7 +52,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from video_assets.errors import ModelLoadError
     from video_assets.orchestration.assets import ASSETS
-    from video_assets.orchestration.checks import CHECKS
     from video_assets.orchestration.partitions import PARTITIONS_NAME
     from video_assets.orchestration.resources import ClipModelResource, WarehouseResource, default_resources
     from video_assets.pipeline import report
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
     level = "DEBUG" if args.verbose else "ERROR"
     t0 = time.monotonic()
-    result = dg.materialize(ASSETS + CHECKS, partition_key=key, instance=instance,
+    result = dg.materialize(ASSETS, partition_key=key, instance=instance,
                             resources=default_resources(clip=clip, warehouse=warehouse), raise_on_error=False,
                             run_config={"loggers": {"console": {"config": {"log_level": level}}}})
     elapsed = time.monotonic() - t0

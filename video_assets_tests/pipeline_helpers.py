@@ -77,14 +77,13 @@ def materialize_partition(warehouse, manifest_uri: str, instance, run_config=Non
     import dagster as dg
 
     from video_assets.orchestration.assets import ASSETS
-    from video_assets.orchestration.checks import CHECKS
     from video_assets.orchestration.partitions import PARTITIONS_NAME
     from video_assets.orchestration.resources import ClipModelResource, default_resources
 
     key, _ = warehouse.registry().register_file(manifest_uri)
     if not instance.has_dynamic_partition(PARTITIONS_NAME, key):
         instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
-    result = dg.materialize(ASSETS + CHECKS, partition_key=key, instance=instance, raise_on_error=False,
+    result = dg.materialize(ASSETS, partition_key=key, instance=instance, raise_on_error=False,
                             resources=default_resources(warehouse=warehouse, clip=ClipModelResource(decode_workers=2),
                                                         **({"compute": compute} if compute is not None else {})),
                             run_config=run_config, selection=selection)

@@ -6,6 +6,7 @@ import pytest
 
 import dagster as dg
 from video_assets.orchestration.assets import ASSETS, MODEL_STEP, QUALITY_CODE_VERSION
+from video_assets.orchestration.jobs import video_assets_job
 from video_assets.orchestration.partitions import PARTITIONS_NAME
 from video_assets.orchestration.resources import WarehouseResource, default_resources
 from video_assets.pipeline.tables import (KEYFRAMES_ASSET, KEYFRAMES_SCHEMA, MANIFEST_ASSET, MANIFEST_SCHEMA,
@@ -121,6 +122,22 @@ def test_materialize_local_warehouse(tmp_path, tiny_videos):
         left = {p for v in kf2["keyframe_paths"].dropna() for p in v}
         fs, root = filesystem_for(warehouse.keyframes_dir(key))
         assert set(fs.find(root)) == left and left < first_paths
+
+        # only checks selected (a check's "Execute" in the UI): the step computes nothing and evaluates the
+        # stored tables; a keyframe image deleted since is reported
+        gone = sorted(left)[0]
+        fs.rm_file(filesystem_for(gone)[1])
+        files_check = dg.AssetCheckKey(dg.AssetKey(KEYFRAMES_ASSET), "keyframe_files_exist")
+        rows_check = dg.AssetCheckKey(dg.AssetKey(QUALITY_ASSET), "row_count_matches_manifest")
+        job = dg.Definitions(assets=ASSETS, jobs=[video_assets_job],
+                             resources=default_resources(warehouse=warehouse)).resolve_job_def(video_assets_job.name)
+        result = job.get_subset(asset_selection=set(), asset_check_selection={files_check, rows_check}
+                                ).execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+        assert result.success and not result.get_asset_materialization_events()
+        checks = {dg.AssetCheckKey(c.asset_key, c.check_name): c for c in result.get_asset_check_evaluations()}
+        assert set(checks) == {files_check, rows_check}
+        assert checks[rows_check].passed and checks[rows_check].metadata["manifest_videos"].value == 4
+        assert not checks[files_check].passed and checks[files_check].metadata["missing"].value == 1
     assert not list((tmp_path / "wh").rglob("*.tmp-*"))  # atomic writes left no temporary files
 
 

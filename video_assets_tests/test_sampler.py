@@ -345,3 +345,60 @@ def test_sparse_plan_on_remote_mp4_reads_only_parts(tmp_path):
     assert s.indices == local.indices == [187] and s.stats.indexed_from_header
     assert np.array_equal(s.frames, local.frames)
     assert sent < 0.5 * size, (sent, size)  # ~1 MiB probe + the sample table + one GOP, not the file
+
+
+# ---- RGB conversion: the reader's own converter gives exactly PyAV's to_ndarray pixels -------------------
+
+def _encode_pix_fmt(path, codec, pix_fmt, width, height, n_frames=24, gop=6):
+    import av
+
+    from video_assets_tests.videos import pattern_frame
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=30)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.gop_size = gop
+        for i in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(pattern_frame(i, width, height), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def _to_ndarray_frames(path):
+    """Every frame in presentation order, decoded by plain PyAV and converted by ``frame.to_ndarray``."""
+    import av
+
+    with av.open(str(path)) as c:
+        decoded = [(f.pts, f.format.name, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    decoded.sort(key=lambda d: d[0])
+    return [d[1] for d in decoded], [d[2] for d in decoded]
+
+
+@pytest.mark.parametrize("codec,pix_fmt,width,height,suffix", [
+    ("libx264", "yuv420p", 96, 64, "mp4"),
+    ("libx264", "yuv444p", 99, 67, "mp4"),  # odd width and height
+    ("libx264", "yuv420p10le", 98, 66, "mkv"),  # 10-bit
+    ("mjpeg", "yuvj420p", 99, 67, "avi"),  # full range, odd size
+    ("ffv1", "yuv444p10le", 97, 65, "mkv"),
+])
+def test_rgb_frames_equal_pyav_to_ndarray(tmp_path, codec, pix_fmt, width, height, suffix):
+    from video_assets.video import VideoReader, open_source
+
+    path = _encode_pix_fmt(tmp_path / f"{pix_fmt}.{suffix}", codec, pix_fmt, width, height)
+    formats, expected = _to_ndarray_frames(path)
+    assert set(formats) == {pix_fmt}  # the decoder really produced the format under test
+    s = sample_frames(path, "by_interval_frames", interval_frames=5)
+    assert s.frames.shape == (len(s.indices), height, width, 3) and s.indices == [0, 5, 10, 15, 20]
+    for pos, frame in zip(s.indices, s.frames):
+        np.testing.assert_array_equal(frame, expected[pos])
+    assert [read_index(f) for f in s.frames] == s.indices
+    with open_source(path) as opened, VideoReader(opened) as reader:  # fetch(rgb=True), the keyframes path
+        got = list(reader.fetch(np.array([0, 7, 8, 23])))
+    assert [p for p, _ in got] == [0, 7, 8, 23]
+    for pos, rgb in got:
+        assert rgb.dtype == np.uint8 and rgb.shape == (height, width, 3)
+        np.testing.assert_array_equal(rgb, expected[pos])

@@ -117,7 +117,7 @@ class QualityAndKeyframes:
                         if pos in q_set:
                             q_frames.append((pos, frame))
                         if pos in k_set:
-                            yield pos, frame.to_ndarray(format="rgb24")
+                            yield pos, reader.rgb_array(frame)
                 except Exception:
                     fetch_failed = True  # a decode error: both separate passes would have failed on it
                     raise

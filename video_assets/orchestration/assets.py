@@ -1,13 +1,14 @@
 """The three assets, one Parquet file per manifest partition. Each asset resolves its configuration, calls
 :mod:`video_assets.pipeline.runner`, writes its table and reports what a person wants to see in the UI."""
 
+import functools
 import json
 import logging
 import os
 import time
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Union
 
 import dagster as dg
 import pandas as pd
@@ -15,6 +16,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from video_assets.errors import ModelLoadError
+from video_assets.orchestration import checks
 from video_assets.orchestration.partitions import video_manifests
 from video_assets.orchestration.resources import ClipModelResource, ComputeResource, WarehouseResource
 from video_assets.pipeline import report
@@ -203,6 +205,10 @@ def _read_manifest_table(warehouse: WarehouseResource, key: str) -> pd.DataFrame
     return read_frame(uri)
 
 
+def _read_if_exists(uri: str) -> Optional[pd.DataFrame]:
+    return read_frame(uri) if table_exists(uri) else None
+
+
 # ----------------------------------------------------------------------------------------------------------
 # assets
 
@@ -252,12 +258,12 @@ def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
     return dg.MaterializeResult(metadata=md)
 
 
-QUALITY_KEY, KEYFRAMES_KEY = dg.AssetKey(QUALITY_ASSET), dg.AssetKey(KEYFRAMES_ASSET)
+QUALITY_KEY, KEYFRAMES_KEY = checks.QUALITY_KEY, checks.KEYFRAMES_KEY
 MODEL_STEP = "video_quality_and_keyframes"
 
 
-def _quality_metadata(table: pa.Table, uri: str, elapsed: float, settings: QualitySettings) -> dict:
-    frame = table.to_pandas()
+def _quality_metadata(table: pa.Table, frame: pd.DataFrame, uri: str, elapsed: float,
+                      settings: QualitySettings) -> dict:
     scores = frame["quality_score"].dropna()
     failed = int(frame["quality_score"].isna().sum())
     md = _common_metadata(table, frame, uri, elapsed, failed,
@@ -278,9 +284,8 @@ def _quality_metadata(table: pa.Table, uri: str, elapsed: float, settings: Quali
 
 
 def _keyframes_metadata(context: dg.AssetExecutionContext, warehouse: WarehouseResource, table: pa.Table,
-                        uri: str, elapsed: float, settings: KeyframeSettings) -> dict:
+                        frame: pd.DataFrame, uri: str, elapsed: float, settings: KeyframeSettings) -> dict:
     key = context.partition_key
-    frame = table.to_pandas()
     keep = {p for paths in frame["keyframe_paths"].dropna() for p in paths}
     removed = remove_orphan_keyframes(warehouse.warehouse_uri, key, keep)
     if removed:
@@ -307,9 +312,11 @@ def _keyframes_metadata(context: dg.AssetExecutionContext, warehouse: WarehouseR
 
 @dg.multi_asset(
     name=MODEL_STEP, partitions_def=video_manifests, group_name=GROUP, pool="gpu", retry_policy=STORAGE_RETRY,
-    can_subset=True,
-    description="The GPU step: video_quality_scores and/or video_keyframes. With both selected each video is "
-                "decoded once (the union of both sampling plans) and feeds both models.",
+    can_subset=True, check_specs=checks.CHECK_SPECS,
+    description="The GPU step: video_quality_scores and/or video_keyframes, and their asset checks (evaluated "
+                "on the tables in memory). With both selected each video is decoded once (the union of both "
+                "sampling plans) and feeds both models. With only checks selected it evaluates them on the "
+                "stored tables.",
     specs=[
         dg.AssetSpec(QUALITY_KEY, deps=[video_manifest], code_version=QUALITY_CODE_VERSION,
                      kinds={"pytorch", "parquet"},
@@ -325,9 +332,19 @@ def _keyframes_metadata(context: dg.AssetExecutionContext, warehouse: WarehouseR
 )
 def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: QualityKeyframesConfig,
                                 clip: ClipModelResource, warehouse: WarehouseResource,
-                                compute: ComputeResource) -> Iterator[dg.MaterializeResult]:
+                                compute: ComputeResource
+                                ) -> Iterator[Union[dg.MaterializeResult, dg.AssetCheckResult]]:
     key = context.partition_key
     want_q, want_k = QUALITY_KEY in context.selected_asset_keys, KEYFRAMES_KEY in context.selected_asset_keys
+    selected_checks = context.selected_asset_check_keys
+    if not want_q and not want_k:  # only checks selected (e.g. from the UI): evaluate the stored tables
+        manifest_uri = warehouse.table_uri(MANIFEST_ASSET, key)
+        stored_manifest = functools.cache(lambda: _read_if_exists(manifest_uri))
+        for asset_key in (QUALITY_KEY, KEYFRAMES_KEY):
+            if any(k.asset_key == asset_key for k in selected_checks):
+                table = _read_if_exists(warehouse.table_uri(asset_key.path[-1], key))
+                yield from checks.evaluate(asset_key, table, stored_manifest, selected_checks, warehouse, key)
+        return
     manifest = _read_manifest_table(warehouse, key)
     # progress interval, and the configured source policy and per-video limits for every model step
     # (docs/security.md)
@@ -358,15 +375,19 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
     if want_q:
         uri = warehouse.table_uri(QUALITY_ASSET, key)
         write_table(q_table, uri)
-        md = _quality_metadata(q_table, uri, time.monotonic() - t0, q_settings)
+        q_frame = q_table.to_pandas()
+        md = _quality_metadata(q_table, q_frame, uri, time.monotonic() - t0, q_settings)
         yield dg.MaterializeResult(asset_key=QUALITY_KEY, metadata={**md, "shared_decode": shared})
+        yield from checks.evaluate(QUALITY_KEY, q_frame, lambda: manifest, selected_checks, warehouse, key)
     if want_k:
         uri = warehouse.table_uri(KEYFRAMES_ASSET, key)
         t_write = time.monotonic()
         write_table(k_table, uri)
-        md = _keyframes_metadata(context, warehouse, k_table, uri, compute_s + time.monotonic() - t_write,
-                                 k_settings)
+        k_frame = k_table.to_pandas()
+        md = _keyframes_metadata(context, warehouse, k_table, k_frame, uri,
+                                 compute_s + time.monotonic() - t_write, k_settings)
         yield dg.MaterializeResult(asset_key=KEYFRAMES_KEY, metadata={**md, "shared_decode": shared})
+        yield from checks.evaluate(KEYFRAMES_KEY, k_frame, lambda: manifest, selected_checks, warehouse, key)
 
 
 ASSETS = [video_manifest, video_quality_and_keyframes]

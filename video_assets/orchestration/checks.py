@@ -1,22 +1,29 @@
-"""Asset checks, evaluated per partition on the Parquet files the assets wrote (in the same run by default, or
-on their own from the UI)."""
+"""Asset checks, evaluated per partition inside the step that produces the tables.
+
+The checks are ``check_specs`` of the ``video_quality_and_keyframes`` multi_asset (:data:`CHECK_SPECS`): the
+step yields their ``AssetCheckResult``s from the tables it has just written and still holds in memory, so a
+run has no extra check steps (each a step of its own with its events and a table read). The logic lives here
+as plain functions of the frames; :func:`evaluate` yields the results of the selected checks of one asset.
+Selecting only checks in the UI (no asset) runs the same step as a subset that reads the tables back from the
+warehouse and evaluates them (see ``assets.video_quality_and_keyframes``).
+"""
 
 import io
 import os
 import random
 import warnings
+from typing import Callable, Collection, Iterator, Optional
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 from PIL import Image
 
-from video_assets.orchestration.assets import KEYFRAMES_KEY, QUALITY_KEY, video_manifest
 from video_assets.orchestration.partitions import video_manifests
 from video_assets.orchestration.resources import WarehouseResource
 from video_assets.pipeline import report
 from video_assets.pipeline.manifests import unique_rows
-from video_assets.pipeline.tables import (KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET, read_frame,
-                                          table_exists)
+from video_assets.pipeline.tables import KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET
 from video_assets.storage import describe_uri, filesystem_for
 
 # Partitioned asset checks (one result per partition) are a "preview" feature in Dagster 1.13; they are what
@@ -28,6 +35,12 @@ MAX_FAILED_SHARE_ENV = "VIDEO_ASSETS_MAX_FAILED_SHARE"
 DEFAULT_MAX_FAILED_SHARE = 0.1
 IMAGE_SAMPLE = 5  # keyframe images opened and decoded per check
 
+QUALITY_KEY, KEYFRAMES_KEY = dg.AssetKey(QUALITY_ASSET), dg.AssetKey(KEYFRAMES_ASSET)
+MANIFEST_KEY = dg.AssetKey(MANIFEST_ASSET)
+
+QUALITY_RANGE, ROW_COUNT = "quality_scores_in_range", "row_count_matches_manifest"
+FAILED_SHARE, KEYFRAME_FILES = "failed_share_below_threshold", "keyframe_files_exist"
+
 
 def max_failed_share() -> float:
     try:
@@ -36,24 +49,23 @@ def max_failed_share() -> float:
         return DEFAULT_MAX_FAILED_SHARE
 
 
-def _missing(uri: str) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(passed=False, description=f"{describe_uri(uri)} does not exist",
-                               metadata={"path": uri})
+def missing(asset: dg.AssetKey, check_name: str, uri: str) -> dg.AssetCheckResult:
+    """The result of a check whose table (or the manifest table) does not exist."""
+    return dg.AssetCheckResult(asset_key=asset, check_name=check_name, passed=False,
+                               description=f"{describe_uri(uri)} does not exist", metadata={"path": uri})
 
 
-@dg.asset_check(asset=QUALITY_KEY, partitions_def=video_manifests,
-                description="Every quality score and per-frame score lies in [0, 1].")
-def quality_scores_in_range(context: dg.AssetCheckExecutionContext,
-                            warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    uri = warehouse.table_uri(QUALITY_ASSET, context.partition_key)
-    if not table_exists(uri):
-        return _missing(uri)
-    df = read_frame(uri)
-    scores = df["quality_score"].dropna().to_numpy(dtype=float)
-    frames = np.asarray([x for v in df["frame_scores"].dropna() for x in v], dtype=float)
+# ----------------------------------------------------------------------------------------------------------
+# the checks: plain functions of the frames
+
+
+def quality_scores_in_range(quality: pd.DataFrame) -> dg.AssetCheckResult:
+    scores = quality["quality_score"].dropna().to_numpy(dtype=float)
+    frames = np.asarray([x for v in quality["frame_scores"].dropna() for x in v], dtype=float)
     bad = int(((scores < 0) | (scores > 1) | ~np.isfinite(scores)).sum())
     bad_frames = int(((frames < 0) | (frames > 1) | ~np.isfinite(frames)).sum())
     return dg.AssetCheckResult(
+        asset_key=QUALITY_KEY, check_name=QUALITY_RANGE,
         passed=bad == 0 and bad_frames == 0,
         metadata={"scores": len(scores), "out_of_range": bad, "frame_scores": len(frames),
                   "frame_scores_out_of_range": bad_frames,
@@ -61,59 +73,33 @@ def quality_scores_in_range(context: dg.AssetCheckExecutionContext,
                   "max": float(scores.max()) if len(scores) else 0.0})
 
 
-def _row_count_check(asset: dg.AssetKey, asset_name: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=asset, name="row_count_matches_manifest", partitions_def=video_manifests,
-                    additional_deps=[video_manifest],
-                    description="One row per distinct video of the manifest (duplicated rows count once).")
-    def check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        key = context.partition_key
-        muri, turi = warehouse.table_uri(MANIFEST_ASSET, key), warehouse.table_uri(asset_name, key)
-        for u in (muri, turi):
-            if not table_exists(u):
-                return _missing(u)
-        manifest = read_frame(muri)
-        distinct_ids = unique_rows(manifest)["video_id"]  # malformed lines are not videos
-        expected = len(distinct_ids)
-        table = read_frame(turi)
-        same_ids = sorted(table["video_id"]) == sorted(distinct_ids)
-        return dg.AssetCheckResult(passed=len(table) == expected and same_ids,
-                                   metadata={"rows": len(table), "manifest_videos": expected,
-                                             "manifest_rows": len(manifest), "same_video_ids": same_ids})
-    return check
+def row_count_matches_manifest(asset: dg.AssetKey, table: pd.DataFrame,
+                               manifest: pd.DataFrame) -> dg.AssetCheckResult:
+    distinct_ids = unique_rows(manifest)["video_id"]  # malformed lines are not videos
+    expected = len(distinct_ids)
+    same_ids = sorted(table["video_id"]) == sorted(distinct_ids)
+    return dg.AssetCheckResult(asset_key=asset, check_name=ROW_COUNT,
+                               passed=len(table) == expected and same_ids,
+                               metadata={"rows": len(table), "manifest_videos": expected,
+                                         "manifest_rows": len(manifest), "same_video_ids": same_ids})
 
 
-def _failed_share_check(asset: dg.AssetKey, asset_name: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=asset, name="failed_share_below_threshold", partitions_def=video_manifests,
-                    description=f"The share of videos with an error is at most ${MAX_FAILED_SHARE_ENV} "
-                                f"(default {DEFAULT_MAX_FAILED_SHARE}); a warning, not an error.")
-    def check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        uri = warehouse.table_uri(asset_name, context.partition_key)
-        if not table_exists(uri):
-            return _missing(uri)
-        df = read_frame(uri)
-        failed = int(df["error"].notna().sum())
-        share = failed / len(df) if len(df) else 0.0
-        limit = max_failed_share()
-        return dg.AssetCheckResult(
-            passed=share <= limit, severity=dg.AssetCheckSeverity.WARN,
-            description=f"{failed} of {len(df)} videos failed ({share:.1%}; threshold {limit:.1%})",
-            metadata={"failed": failed, "rows": len(df), "failed_share": round(share, 4), "threshold": limit,
-                      "top_errors": dg.MetadataValue.md(report.errors_markdown(df))})
-    return check
+def failed_share_below_threshold(asset: dg.AssetKey, table: pd.DataFrame) -> dg.AssetCheckResult:
+    failed = int(table["error"].notna().sum())
+    share = failed / len(table) if len(table) else 0.0
+    limit = max_failed_share()
+    return dg.AssetCheckResult(
+        asset_key=asset, check_name=FAILED_SHARE,
+        passed=share <= limit, severity=dg.AssetCheckSeverity.WARN,
+        description=f"{failed} of {len(table)} videos failed ({share:.1%}; threshold {limit:.1%})",
+        metadata={"failed": failed, "rows": len(table), "failed_share": round(share, 4), "threshold": limit,
+                  "top_errors": dg.MetadataValue.md(report.errors_markdown(table))})
 
 
-@dg.asset_check(asset=KEYFRAMES_KEY, partitions_def=video_manifests,
-                description="Every keyframe path in the table exists (one listing of the partition's "
-                            f"keyframe folder), and a sample of {IMAGE_SAMPLE} images opens as pictures.")
-def keyframe_files_exist(context: dg.AssetCheckExecutionContext,
-                         warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    key = context.partition_key
-    uri = warehouse.table_uri(KEYFRAMES_ASSET, key)
-    if not table_exists(uri):
-        return _missing(uri)
-    df = read_frame(uri)
-    paths = [p for v in df["keyframe_paths"].dropna() for p in v]
-    folder = warehouse.keyframes_dir(key)
+def keyframe_files_exist(keyframes: pd.DataFrame, warehouse: WarehouseResource,
+                         partition_key: str) -> dg.AssetCheckResult:
+    paths = [p for v in keyframes["keyframe_paths"].dropna() for p in v]
+    folder = warehouse.keyframes_dir(partition_key)
     fs, root = filesystem_for(folder)
     if hasattr(fs, "invalidate_cache"):
         fs.invalidate_cache(root)
@@ -121,9 +107,9 @@ def keyframe_files_exist(context: dg.AssetCheckExecutionContext,
         present = set(fs.find(root, withdirs=False))
     except FileNotFoundError:
         present = set()
-    missing = [p for p in paths if filesystem_for(p)[1] not in present]
-    rng = random.Random(key)
-    missing_set = set(missing)
+    missing_paths = [p for p in paths if filesystem_for(p)[1] not in present]
+    rng = random.Random(partition_key)
+    missing_set = set(missing_paths)
     present_paths = [p for p in paths if p not in missing_set]
     sample = rng.sample(present_paths, min(IMAGE_SAMPLE, len(present_paths)))
     unreadable = []
@@ -134,17 +120,59 @@ def keyframe_files_exist(context: dg.AssetCheckExecutionContext,
         except Exception as e:  # noqa: BLE001 - reported by the check
             unreadable.append(f"{describe_uri(p)}: {e}")
     return dg.AssetCheckResult(
-        passed=not missing and not unreadable,
-        metadata={"keyframe_paths": len(paths), "missing": len(missing), "images_decoded": len(sample),
+        asset_key=KEYFRAMES_KEY, check_name=KEYFRAME_FILES,
+        passed=not missing_paths and not unreadable,
+        metadata={"keyframe_paths": len(paths), "missing": len(missing_paths), "images_decoded": len(sample),
                   "unreadable": len(unreadable),
-                  "examples": dg.MetadataValue.json([describe_uri(p) for p in missing[:5]] + unreadable[:5])})
+                  "examples": dg.MetadataValue.json([describe_uri(p) for p in missing_paths[:5]]
+                                                    + unreadable[:5])})
 
 
-CHECKS = [
-    quality_scores_in_range,
-    _row_count_check(QUALITY_KEY, QUALITY_ASSET),
-    _row_count_check(KEYFRAMES_KEY, KEYFRAMES_ASSET),
-    _failed_share_check(QUALITY_KEY, QUALITY_ASSET),
-    _failed_share_check(KEYFRAMES_KEY, KEYFRAMES_ASSET),
-    keyframe_files_exist,
+# ----------------------------------------------------------------------------------------------------------
+# specs (declared on the multi_asset) and their evaluation
+
+
+def _spec(asset: dg.AssetKey, name: str, description: str, **kwargs) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(name, asset=asset, description=description, partitions_def=video_manifests,
+                             **kwargs)
+
+
+_ROW_COUNT_DESCRIPTION = "One row per distinct video of the manifest (duplicated rows count once)."
+_FAILED_SHARE_DESCRIPTION = (f"The share of videos with an error is at most ${MAX_FAILED_SHARE_ENV} "
+                             f"(default {DEFAULT_MAX_FAILED_SHARE}); a warning, not an error.")
+
+CHECK_SPECS = [
+    _spec(QUALITY_KEY, QUALITY_RANGE, "Every quality score and per-frame score lies in [0, 1]."),
+    _spec(QUALITY_KEY, ROW_COUNT, _ROW_COUNT_DESCRIPTION, additional_deps=[MANIFEST_KEY]),
+    _spec(KEYFRAMES_KEY, ROW_COUNT, _ROW_COUNT_DESCRIPTION, additional_deps=[MANIFEST_KEY]),
+    _spec(QUALITY_KEY, FAILED_SHARE, _FAILED_SHARE_DESCRIPTION),
+    _spec(KEYFRAMES_KEY, FAILED_SHARE, _FAILED_SHARE_DESCRIPTION),
+    _spec(KEYFRAMES_KEY, KEYFRAME_FILES,
+          "Every keyframe path in the table exists (one listing of the partition's keyframe folder), and a "
+          f"sample of {IMAGE_SAMPLE} images opens as pictures."),
 ]
+
+
+def evaluate(asset: dg.AssetKey, table: Optional[pd.DataFrame], manifest: Callable[[], Optional[pd.DataFrame]],
+             selected: Collection[dg.AssetCheckKey], warehouse: WarehouseResource,
+             partition_key: str) -> Iterator[dg.AssetCheckResult]:
+    """The results of ``asset``'s checks that are in ``selected`` (a step yields only its selected checks).
+    ``table``: the asset's table for the partition, None when it does not exist; ``manifest``: returns the
+    manifest table (called only when a selected check needs it), None when it does not exist."""
+    for spec in CHECK_SPECS:
+        if spec.asset_key != asset or spec.key not in selected:
+            continue
+        if table is None:
+            yield missing(asset, spec.name, warehouse.table_uri(asset.path[-1], partition_key))
+        elif spec.name == QUALITY_RANGE:
+            yield quality_scores_in_range(table)
+        elif spec.name == ROW_COUNT:
+            m = manifest()
+            yield (missing(asset, spec.name, warehouse.table_uri(MANIFEST_ASSET, partition_key)) if m is None
+                   else row_count_matches_manifest(asset, table, m))
+        elif spec.name == FAILED_SHARE:
+            yield failed_share_below_threshold(asset, table)
+        elif spec.name == KEYFRAME_FILES:
+            yield keyframe_files_exist(table, warehouse, partition_key)
+        else:  # pragma: no cover - a spec without an evaluation is a programming error
+            raise AssertionError(f"no evaluation for check {spec.key}")

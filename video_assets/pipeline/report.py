@@ -112,7 +112,10 @@ def contact_sheet_png(rows: Iterable[tuple], storage_options: dict | None = None
             try:
                 fs, path = filesystem_for(p, storage_options)
                 with fs.open(path, "rb") as fh:
-                    im = Image.open(io.BytesIO(fh.read())).convert("RGB")
+                    im = Image.open(io.BytesIO(fh.read()))
+                    # JPEG: decode at a reduced scale (1/2..1/8) close to the thumbnail, not at full size
+                    im.draft("RGB", (max(1, im.width * thumb_height // max(im.height, 1)), thumb_height))
+                    im = im.convert("RGB")
                 w = max(1, round(im.width * thumb_height / max(im.height, 1)))
                 thumb = im.resize((w, thumb_height), Image.BILINEAR)
                 if t is not None:

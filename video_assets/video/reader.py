@@ -21,6 +21,7 @@ from typing import Iterator
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from video_assets.errors import VideoDecodeError
 from video_assets.video.limits import Deadline, ReadLimits
@@ -78,6 +79,10 @@ class VideoReader:
         self.truncated = False
         self.warnings: list[str] = []
         self.stats = DecodeStats()
+        # One colour converter for all of this reader's frames. frame.to_ndarray()/reformat() build a new
+        # SwsContext per frame, and with threads=0 each starts and joins one slice thread per CPU. threads=1:
+        # the decoder threads already use the cores. Not thread-safe; a reader is used by one thread at a time.
+        self._rgb = VideoReformatter()
         # The source's limits and deadline unless the caller gives others.
         self.limits = limits or opened.limits
         self.deadline = deadline or opened.deadline or self.limits.deadline(self.description)
@@ -372,7 +377,7 @@ class VideoReader:
                         if i < len(wanted) and want_pts[i] == fpts:
                             # the header's size was checked; a stream can still switch to a larger one
                             self.limits.check_frame_size(self.description, frame.width, frame.height)
-                            yield int(wanted[i]), (frame.to_ndarray(format="rgb24") if rgb else frame)
+                            yield int(wanted[i]), (self.rgb_array(frame) if rgb else frame)
                             i += 1
                             progressed = True
                     if retry_from is not None or i >= len(wanted):
@@ -407,6 +412,15 @@ class VideoReader:
             self.truncated = True
             self.warnings.append(missing_frames_warning(missing))
 
+    def rgb_frame(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """``frame`` converted to rgb24 with this reader's converter (same pixels as ``frame.reformat``)."""
+        return self._rgb.reformat(frame, format="rgb24", threads=1)
+
+    def rgb_array(self, frame: av.VideoFrame) -> np.ndarray:
+        """``frame`` as an HxWx3 uint8 RGB array, equal to ``frame.to_ndarray(format="rgb24")`` (a view of a
+        new frame's buffer, without its row padding)."""
+        return rgb_view(self.rgb_frame(frame))
+
     def _seek_to(self, position: int) -> None:
         self.stats.seeks += 1
         target = int(self.index.pts[position])
@@ -428,6 +442,13 @@ class VideoReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def rgb_view(rgb: av.VideoFrame) -> np.ndarray:
+    """The HxWx3 pixels of an rgb24 frame, as a view without the row padding."""
+    plane = rgb.planes[0]
+    h, w = rgb.height, rgb.width
+    return np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, : w * 3].reshape(h, w, 3)
 
 
 def missing_frames_warning(missing: list[int]) -> str:

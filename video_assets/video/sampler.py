@@ -14,7 +14,7 @@ from video_assets.errors import VideoDecodeError
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import ReadLimits
 from video_assets.video.plan import SamplePlan, make_plan, select_positions
-from video_assets.video.reader import DecodeStats, VideoReader
+from video_assets.video.reader import DecodeStats, VideoReader, rgb_view
 from video_assets.video.source import VideoSource, open_source
 
 log = logging.getLogger(__name__)
@@ -108,10 +108,8 @@ def sample_from_reader(reader: VideoReader, plan: SamplePlan,
     # and stacking them afterwards copied every frame twice (a quarter of the time on 1 fps 720p plans).
     out: np.ndarray | None = None
     for pos, frame in (reader.fetch(positions, rgb=False) if fetched is None else fetched):
-        rgb = frame.reformat(format="rgb24")
-        plane = rgb.planes[0]
-        h, w = rgb.height, rgb.width
-        view = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, : w * 3].reshape(h, w, 3)
+        view = rgb_view(reader.rgb_frame(frame))
+        h, w = view.shape[:2]
         if out is None:
             out = np.empty((len(positions), h, w, 3), dtype=np.uint8)
         elif out.shape[1:3] != (h, w):
