@@ -363,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--machine", default=None, help="result name (default derived from the host)")
     ap.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/<machine>.json)")
     ap.add_argument("--no-markdown", action="store_true", help="do not regenerate BENCHMARKS.md's results")
+    ap.add_argument("--merge", action="store_true", help="keep the parts of an existing result file that this "
+                                                         "run does not re-run (with --only/--skip)")
     args = ap.parse_args(argv)
     repeat = args.repeat or (1 if args.quick else 3)
     gpu = args.device.startswith("cuda")
@@ -411,8 +413,14 @@ def main(argv: list[str] | None = None) -> int:
         minutes = args.long_minutes or (5 if args.quick else 120)
         part("long_video", "bench.long_video", ["--minutes", f"{minutes:g}", "--device", args.device])
 
+    kept = []
+    if args.merge and out_path.exists():
+        for name, old in json.loads(out_path.read_text()).get("parts", {}).items():
+            if name not in parts:  # each kept part carries its own load figures and timestamps
+                parts[name] = old
+                kept.append(name)
     rows, targets = summarize(parts, args.quick)
-    result = {"schema": SUITE_SCHEMA, "machine": machine, "quick": args.quick, "repeat": repeat,
+    result = {"merged_parts_from_earlier_run": kept,"schema": SUITE_SCHEMA, "machine": machine, "quick": args.quick, "repeat": repeat,
               "device": args.device, "models": models, "started": started,
               "command": "python -m bench.suite " + " ".join(argv if argv is not None else sys.argv[1:]),
               "wall_s": time.perf_counter() - t_start, "environment": env, "rows": rows, "targets": targets,
