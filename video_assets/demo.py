@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nfiles:")
     for asset in (MANIFEST_ASSET, QUALITY_ASSET, KEYFRAMES_ASSET):
         print(f"  {warehouse.table_uri(asset, key)}")
-    print(f"  {warehouse.keyframes_dir(key)}/<video>/<frame>.jpg")
+    print(f"  {warehouse.keyframes_dir(key)}/<video>/<frame>-<hash>.jpg")
     print(f"\nquery: python -c \"import pandas as pd; "
           f"print(pd.read_parquet('{warehouse.table_uri(QUALITY_ASSET, key)}'))\"")
     return 0
