@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from PIL import Image
 
 from bench.corpus import CORPUS_DIR, encode_video
 from bench.random_models import random_model_path
-from video_assets.models import load_clip
+from bench.timing import median_time
 from video_assets.operators import VideoAdaptiveKeyframesSampling, VideoQualityScore
 from video_assets.operators.batching import run_overlapped
 from video_assets.operators.common import make_inputs
@@ -57,15 +56,6 @@ def _model_args(key: str) -> dict:
     return {"clip_model_name": name, "model_path": random_model_path(name) if weights == "random" else None}
 
 
-def _median_time(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
-
-
 def _cpu_time(fn) -> float:
     t0 = time.process_time()
     fn()
@@ -84,7 +74,7 @@ def _parts(op, paths: list[str], repeat: int) -> tuple[float, float, int]:
                        embed=lambda x: (chunks.append(x), torch.zeros(x.shape[0], 1))[1],
                        finish=lambda *a: None, batch_size=op.batch_size, decode_workers=op.decode_workers)
 
-    t_decode, _ = _median_time(decode_only, repeat)
+    t_decode, _, _ = median_time(decode_only, repeat)
     pixels = torch.cat(chunks)
 
     def model_only():
@@ -92,7 +82,7 @@ def _parts(op, paths: list[str], repeat: int) -> tuple[float, float, int]:
             model.encode_pixels(pixels[i:i + op.batch_size])
         _sync(op.device)
 
-    t_model, _ = _median_time(model_only, repeat)
+    t_model, _, _ = median_time(model_only, repeat)
     return t_decode, t_model, int(pixels.shape[0])
 
 
@@ -104,7 +94,7 @@ def _sync(device: str) -> None:
 def bench_quality(key: str, paths: list[str], repeat: int, device: str = "cpu") -> dict:
     op = VideoQualityScore(device=device, count_k=8, batch_size=32, **_model_args(key))
     op(video_paths=paths[:1])  # load the model and warm up
-    t_e2e, scores = _median_time(lambda: op(video_paths=paths), repeat)
+    t_e2e, _, scores = median_time(lambda: op(video_paths=paths), repeat)
     assert all(s is not None for s in scores)
     t_decode, t_model, n_frames = _parts(op, paths, repeat)
 
@@ -124,7 +114,7 @@ def bench_quality(key: str, paths: list[str], repeat: int, device: str = "cpu") 
             out.append(float(clip_iqa_probs(f, text, clip.logit_scale).mean()))
         return out
 
-    t_naive, naive_scores = _median_time(naive, repeat)
+    t_naive, _, naive_scores = median_time(naive, repeat)
     return {"operator": "quality", "model": key, "device": op.device, "videos": len(paths), "frames": n_frames,
             "end_to_end_s": t_e2e, "videos_per_s": len(paths) / t_e2e, "frames_per_s": n_frames / t_e2e,
             "decode_only_s": t_decode, "model_only_s": t_model,
@@ -139,7 +129,7 @@ def bench_keyframes(key: str, paths: list[str], repeat: int, device: str = "cpu"
     op = VideoAdaptiveKeyframesSampling(text="a moving textured object", device=device, fps=1.0, max_num_frames=8,
                                         return_keyframes=False, batch_size=32, **_model_args(key))
     op(paths[:1])
-    t_e2e, _ = _median_time(lambda: op(paths), repeat)
+    t_e2e, _, _ = median_time(lambda: op(paths), repeat)
     t_decode, t_model, n_cand = _parts(op, paths, repeat)
     minutes = sum(sample_frames(p, count_k=1).duration for p in paths) / 60.0
     cpu = _cpu_time(lambda: op(paths))

@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from functools import partial
 from pathlib import Path
 
 from bench.corpus import CORPUS_DIR, encode_video
+from bench.timing import median_time
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("VIDEO_ASSETS_CLIP_MODEL", "video-assets/tiny-clip")
@@ -39,15 +39,6 @@ def corpus(n: int) -> list[str]:
             encode_video(p, 320, 180, 30, 3.0, gop=30, seed=100 + i)
         paths.append(str(p))
     return paths
-
-
-def _timed(fn, repeat: int) -> tuple[float, list[float], object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times, out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     local = LocalBackend()
     run(local)  # load the model, warm the page cache
-    t_local, samples, ref = _timed(lambda: run(local), args.repeat)
+    t_local, samples, ref = median_time(lambda: run(local), args.repeat)
     ref_scores = [d["score"] for d in ref]
     rows.append({"backend": "local", "workers": 1, "cpus_per_worker": cpus, "wall_s": t_local,
                  "samples_s": samples, "videos_per_s": n / t_local})
@@ -92,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             run(backend)  # start the workers, load their models
             t_cold = time.perf_counter() - t0
-            t, samples, out = _timed(lambda: run(backend), args.repeat)
+            t, samples, out = median_time(lambda: run(backend), args.repeat)
             diff = max(abs(a - b) for a, b in zip(ref_scores, [d["score"] for d in out]))
             rows.append({"backend": f"ray-{workers}", "workers": workers, "cpus_per_worker": cpus_each,
                          "batch_size": batch,

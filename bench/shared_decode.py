@@ -20,16 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from bench.corpus import build_corpus
+from bench.timing import median_time
 from video_assets.operators import VideoAdaptiveKeyframesSampling, VideoQualityScore
 from video_assets.operators.batching import run_overlapped
 from video_assets.operators.combined import QualityAndKeyframes
@@ -38,15 +37,6 @@ from video_assets.video import VideoReader, open_source
 
 TARGET = 1.4
 TINY = "video-assets/tiny-clip"
-
-
-def _median_time(fn, repeat: int) -> tuple[float, list[float], object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times, out
 
 
 def _no_model(pixels: torch.Tensor) -> torch.Tensor:
@@ -115,21 +105,21 @@ def bench(paths: list[str], repeat: int, workers: int) -> dict:
     rows: dict = {}
 
     two, one = _decode_stage(q, k, paths, workers)
-    t_two, s_two, _ = _median_time(two, repeat)
-    t_one, s_one, _ = _median_time(one, repeat)
+    t_two, s_two, _ = median_time(two, repeat)
+    t_one, s_one, _ = median_time(one, repeat)
     rows["decode"] = {"two_passes_s": t_two, "shared_s": t_one, "ratio": t_two / t_one,
                       "samples_two_passes_s": s_two, "samples_shared_s": s_one}
 
     two, one = _reader_stage(q, k, paths)
-    t_two, s_two, (f_two, seeks_two) = _median_time(two, repeat)
-    t_one, s_one, (f_one, seeks_one) = _median_time(one, repeat)
+    t_two, s_two, (f_two, seeks_two) = median_time(two, repeat)
+    t_one, s_one, (f_one, seeks_one) = median_time(one, repeat)
     rows["reader"] = {"two_passes_s": t_two, "shared_s": t_one, "ratio": t_two / t_one,
                       "frames_decoded_two_passes": f_two, "frames_decoded_shared": f_one,
                       "seeks_two_passes": seeks_two, "seeks_shared": seeks_one,
                       "samples_two_passes_s": s_two, "samples_shared_s": s_one}
 
-    t_two, s_two, (q_rows, k_rows) = _median_time(lambda: (q.details(paths), k.details(paths)), repeat)
-    t_one, s_one, pairs = _median_time(lambda: combined.details(paths), repeat)
+    t_two, s_two, (q_rows, k_rows) = median_time(lambda: (q.details(paths), k.details(paths)), repeat)
+    t_one, s_one, pairs = median_time(lambda: combined.details(paths), repeat)
     rows["end_to_end_tiny"] = {"two_passes_s": t_two, "shared_s": t_one, "ratio": t_two / t_one,
                                "max_abs_score_diff": _compare(pairs, q_rows, k_rows),
                                "samples_two_passes_s": s_two, "samples_shared_s": s_one}

@@ -241,7 +241,7 @@ def summarize(parts: dict, quick: bool) -> tuple[list[dict], list[dict]]:
                              frames_per_s=None, cpu_s_per_video=r["cpu_s_per_video_dagster"],
                              peak_rss_mb=p["peak_rss_mb"], ratio=r["ratio_dagster_over_direct"],
                              ratio_name="Dagster / direct"))
-            rows.append(_row("pipeline", f"direct (runner), same manifest", videos_per_s=r["videos_per_s_direct"],
+            rows.append(_row("pipeline", "direct (runner), same manifest", videos_per_s=r["videos_per_s_direct"],
                              frames_per_s=None, cpu_s_per_video=r["cpu_s_per_video_direct"], peak_rss_mb=None,
                              ratio=None, ratio_name=None))
             targets.append({"benchmark": "pipeline", "target": r["target"], "value": r["ratio_dagster_over_direct"],

@@ -10,11 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from video_assets.operators.common import default_model_name, default_model_path
 from video_assets.operators.keyframes import DEFAULT_KEYFRAMES_MODEL
 from video_assets.operators.quality import DEFAULT_QUALITY_MODEL
+
+if TYPE_CHECKING:
+    from video_assets.storage.policy import SourcePolicy
 
 # Bump when the code that produces a table changes what it writes (not for refactors).
 PIPELINE_VERSION = {"video_manifest": "1", "video_quality_scores": "1", "video_keyframes": "1"}
