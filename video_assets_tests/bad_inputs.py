@@ -12,7 +12,6 @@ import json
 import random
 import struct
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import av

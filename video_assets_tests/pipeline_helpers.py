@@ -109,3 +109,27 @@ def launch_like_daemon(instance, run_requests, sensor_name: str = "manifest_sens
                                        status=dg.DagsterRunStatus.NOT_STARTED))
         launched.append(req)
     return launched
+
+
+class SensorDaemon:
+    """Evaluates one sensor as the daemon does: keeps the cursor, applies partition requests, records the runs
+    (:func:`launch_like_daemon`). State survives only what a completed evaluation returned: an exception in the
+    sensor (an injected crash) leaves the cursor, partitions and runs as they were."""
+
+    def __init__(self, sensor, instance, warehouse):
+        self.sensor, self.instance, self.warehouse, self.cursor = sensor, instance, warehouse, None
+
+    def tick(self, cursor="keep") -> list:
+        import dagster as dg
+
+        ctx = dg.build_sensor_context(instance=self.instance, resources={"warehouse": self.warehouse},
+                                      cursor=self.cursor if cursor == "keep" else cursor)
+        result = self.sensor(ctx)
+        if isinstance(result, dg.SkipReason):
+            return []
+        assert isinstance(result, dg.SensorResult)
+        for req in result.dynamic_partitions_requests or []:
+            self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+        launched = launch_like_daemon(self.instance, result.run_requests or [], self.sensor.name)
+        self.cursor = result.cursor
+        return launched

@@ -11,7 +11,7 @@ from video_assets.orchestration.resources import WarehouseResource
 from video_assets.orchestration.sensors import manifest_sensor, video_upload_sensor
 from video_assets.pipeline.manifests import read_manifest
 from video_assets.storage import filesystem_for, join_uri, write_bytes
-from video_assets_tests.pipeline_helpers import launch_like_daemon, make_videos, s3_client
+from video_assets_tests.pipeline_helpers import SensorDaemon, make_videos, s3_client
 
 
 @pytest.fixture(scope="module")
@@ -34,25 +34,6 @@ def inbox(request, tmp_path):
     return wh, join_uri(base, "inbox")
 
 
-class Ticker:
-    """Evaluates a sensor like the daemon does: keeps the cursor, applies partition requests."""
-
-    def __init__(self, sensor, instance, warehouse):
-        self.sensor, self.instance, self.warehouse, self.cursor = sensor, instance, warehouse, None
-
-    def tick(self, cursor="keep"):
-        ctx = dg.build_sensor_context(instance=self.instance, resources={"warehouse": self.warehouse},
-                                      cursor=self.cursor if cursor == "keep" else cursor)
-        result = self.sensor(ctx)
-        if isinstance(result, dg.SkipReason):
-            return []
-        assert isinstance(result, dg.SensorResult)
-        for req in result.dynamic_partitions_requests or []:
-            self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
-        self.cursor = result.cursor
-        return launch_like_daemon(self.instance, result.run_requests or [], self.sensor.name)
-
-
 def _put(uri: str, data: bytes):
     write_bytes(uri, data)
 
@@ -61,7 +42,7 @@ def test_manifest_sensor(inbox):
     wh, base = inbox
     mdir = join_uri(base, "manifests")
     with dg.instance_for_test() as instance:
-        t = Ticker(manifest_sensor, instance, wh)
+        t = SensorDaemon(manifest_sensor, instance, wh)
         assert t.tick() == []  # no inbox yet
 
         _put(join_uri(mdir, "Day 1.csv"), b"uri\n../videos/a.mp4\n")
@@ -75,7 +56,7 @@ def test_manifest_sensor(inbox):
         assert t.tick() == []  # nothing new
 
         saved = t.cursor  # restart: a new evaluation from the saved cursor
-        assert Ticker(manifest_sensor, instance, wh).tick(cursor=saved) == []
+        assert SensorDaemon(manifest_sensor, instance, wh).tick(cursor=saved) == []
 
         time.sleep(1.05)  # S3 timestamps have one-second resolution
         _put(join_uri(mdir, "Day 1.csv"), b"uri\n../videos/a.mp4\n")  # same content again
@@ -95,7 +76,7 @@ def test_manifest_sensor(inbox):
         assert [r.partition_key for r in t.tick()] == ["broken"]
 
         # the cursor lost (sensor reset): nothing already registered runs again
-        assert Ticker(manifest_sensor, instance, wh).tick(cursor=None) == []
+        assert SensorDaemon(manifest_sensor, instance, wh).tick(cursor=None) == []
 
 
 def test_video_upload_sensor(inbox, video_bytes):
@@ -109,8 +90,8 @@ def test_video_upload_sensor(inbox, video_bytes):
         return sorted(p for p in fs.find(mroot) if p.endswith(".csv")) if fs.exists(mroot) else []
 
     with dg.instance_for_test() as instance:
-        up = Ticker(video_upload_sensor, instance, wh)
-        ms = Ticker(manifest_sensor, instance, wh)
+        up = SensorDaemon(video_upload_sensor, instance, wh)
+        ms = SensorDaemon(manifest_sensor, instance, wh)
         assert up.tick() == [] and manifests() == []
         for name in ("a.mp4", "b.mp4", "broken.mp4"):
             _put(join_uri(vdir, name), video_bytes[name])
@@ -122,7 +103,7 @@ def test_video_upload_sensor(inbox, video_bytes):
         rows = [u for m in first for u in read_manifest(prefix + m).frame["uri"]]
         assert sorted(rows) == sorted(join_uri(vdir, n) for n in ("a.mp4", "b.mp4", "broken.mp4"))
         saved = up.cursor
-        assert Ticker(video_upload_sensor, instance, wh).tick(cursor=saved) == [] and manifests() == first
+        assert SensorDaemon(video_upload_sensor, instance, wh).tick(cursor=saved) == [] and manifests() == first
 
         time.sleep(1.05)
         _put(join_uri(vdir, "a.mp4"), video_bytes["a.mp4"])  # duplicate upload: same key, same content
@@ -169,7 +150,7 @@ def test_upload_sensor_with_10000_existing_objects(s3_endpoint, s3_bucket):
     wh = WarehouseResource(warehouse=f"s3://{s3_bucket}/wh", inbox=f"s3://{s3_bucket}/inbox",
                            settle_seconds=0, upload_batch_size=500, max_manifests_per_tick=20)
     with dg.instance_for_test() as instance:
-        up = Ticker(video_upload_sensor, instance, wh)
+        up = SensorDaemon(video_upload_sensor, instance, wh)
         t0 = time.monotonic()
         up.tick()  # all 10,000 are new: 20 manifests of 500
         first_s = time.monotonic() - t0

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import base64
-import math
-import os
-import warnings
 
 import numpy as np
 import pytest

@@ -19,30 +19,11 @@ from video_assets.pipeline.inbox import InboxCursor
 from video_assets.pipeline.manifests import read_manifest
 from video_assets.pipeline.registry import ManifestRegistry
 from video_assets.storage import filesystem_for, join_uri, write_bytes
-from video_assets_tests.pipeline_helpers import launch_like_daemon
+from video_assets_tests.pipeline_helpers import SensorDaemon
 
 
 class Crash(RuntimeError):
     """The injected fault (a bug, an OOM kill seen from inside, a lost connection)."""
-
-
-class Daemon:
-    """One sensor as the daemon runs it: state survives only what a completed evaluation returned."""
-
-    def __init__(self, sensor, instance, warehouse):
-        self.sensor, self.instance, self.warehouse, self.cursor = sensor, instance, warehouse, None
-
-    def tick(self, cursor="keep"):
-        ctx = dg.build_sensor_context(instance=self.instance, resources={"warehouse": self.warehouse},
-                                      cursor=self.cursor if cursor == "keep" else cursor)
-        result = self.sensor(ctx)  # raises on an injected crash: nothing below happens, as in the daemon
-        if isinstance(result, dg.SkipReason):
-            return []
-        for req in result.dynamic_partitions_requests or []:
-            self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
-        launched = launch_like_daemon(self.instance, result.run_requests or [], self.sensor.name)
-        self.cursor = result.cursor
-        return launched
 
 
 def _runs(instance) -> list[dg.DagsterRun]:
@@ -83,7 +64,7 @@ def test_manifest_sensor_crash_after_registering_then_restart(base, monkeypatch)
         return real(self, *a, **kw)
 
     with dg.instance_for_test() as instance:
-        d = Daemon(manifest_sensor, instance, wh)
+        d = SensorDaemon(manifest_sensor, instance, wh)
         monkeypatch.setattr(ManifestRegistry, "register", flaky)
         with pytest.raises(Crash):
             d.tick()
@@ -96,7 +77,7 @@ def test_manifest_sensor_crash_after_registering_then_restart(base, monkeypatch)
         assert sorted(r.partition_key for r in launched) == ["m1", "m2"]
         assert sorted(instance.get_dynamic_partitions(PARTITIONS_NAME)) == ["m1", "m2"]
         assert d.tick() == []
-        assert Daemon(manifest_sensor, instance, wh).tick(cursor=None) == []  # cursor lost: nothing again
+        assert SensorDaemon(manifest_sensor, instance, wh).tick(cursor=None) == []  # cursor lost: nothing again
         assert len(_run_keys(instance)) == 2
 
 
@@ -106,7 +87,7 @@ def test_changed_manifest_crash_before_the_run_request_is_not_lost(base, monkeyp
     muri = join_uri(base, "inbox", "manifests", "day.csv")
     write_bytes(muri, b"uri\na.mp4\n")
     with dg.instance_for_test() as instance:
-        d = Daemon(manifest_sensor, instance, wh)
+        d = SensorDaemon(manifest_sensor, instance, wh)
         assert [r.partition_key for r in d.tick()] == ["day"]
         time.sleep(1.05)  # S3 timestamps have one-second resolution
         write_bytes(muri, b"uri\na.mp4\nb.mp4\n")  # changed content, same partition
@@ -120,7 +101,7 @@ def test_changed_manifest_crash_before_the_run_request_is_not_lost(base, monkeyp
 
         launched = d.tick()  # restart with the old cursor
         assert [r.partition_key for r in launched] == ["day"], "the changed manifest was lost"
-        assert d.tick() == [] and Daemon(manifest_sensor, instance, wh).tick(cursor=None) == []
+        assert d.tick() == [] and SensorDaemon(manifest_sensor, instance, wh).tick(cursor=None) == []
         keys = _run_keys(instance)
         assert len(keys) == 2 and len(set(keys)) == 2  # one run per content, none twice
 
@@ -133,10 +114,10 @@ def test_daemon_restart_after_runs_were_launched_but_cursor_not_saved(tmp_path):
     mdir.mkdir(parents=True)
     (mdir / "x.csv").write_text("uri\na.mp4\n")
     with dg.instance_for_test() as instance:
-        d = Daemon(manifest_sensor, instance, wh)
+        d = SensorDaemon(manifest_sensor, instance, wh)
         old = d.cursor
         assert len(d.tick()) == 1
-        assert Daemon(manifest_sensor, instance, wh).tick(cursor=old) == []
+        assert SensorDaemon(manifest_sensor, instance, wh).tick(cursor=old) == []
         assert len(_runs(instance)) == 1
 
         # a video_manifest table built from this content (a run from the UI, no run key) also counts
@@ -149,7 +130,7 @@ def test_daemon_restart_after_runs_were_launched_but_cursor_not_saved(tmp_path):
         instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
         table, _ = build_manifest_table(str(mdir / "y.csv"), key, ManifestSettings(probe=False))
         write_table(table, wh.table_uri(MANIFEST_ASSET, key))
-        assert Daemon(manifest_sensor, instance, wh).tick(cursor=None) == []
+        assert SensorDaemon(manifest_sensor, instance, wh).tick(cursor=None) == []
 
 
 def _manifest_uris(wh: WarehouseResource) -> list[str]:
@@ -191,8 +172,8 @@ def test_upload_sensor_crash_mid_tick_then_restart(base, monkeypatch, crash_at):
     if crash_at == "end_of_tick":
         monkeypatch.setattr(InboxCursor, "prune", lambda self, s: (_ for _ in ()).throw(Crash("injected")))
     with dg.instance_for_test() as instance:
-        up = Daemon(video_upload_sensor, instance, wh)
-        ms = Daemon(manifest_sensor, instance, wh)
+        up = SensorDaemon(video_upload_sensor, instance, wh)
+        ms = SensorDaemon(manifest_sensor, instance, wh)
         with pytest.raises(Crash):
             up.tick()
         monkeypatch.undo()
@@ -215,5 +196,5 @@ def test_upload_sensor_crash_mid_tick_then_restart(base, monkeypatch, crash_at):
 
         launched = ms.tick()
         assert len(launched) == len(_manifest_uris(wh)) == len(set(r.partition_key for r in launched))
-        assert ms.tick() == [] and Daemon(manifest_sensor, instance, wh).tick(cursor=None) == []
+        assert ms.tick() == [] and SensorDaemon(manifest_sensor, instance, wh).tick(cursor=None) == []
         assert len(_runs(instance)) == len(_manifest_uris(wh))
