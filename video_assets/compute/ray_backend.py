@@ -44,6 +44,10 @@ _LOCAL_ADDRESSES = ("", "local")
 # Ray reads this once, when it is imported: "0" makes a single-node instance use the loopback address for
 # every process (otherwise Ray swaps 127.0.0.1 for the machine's network address).
 _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# A local instance shares the machine with this process: Ray's default worker niceness (15, to keep its daemons
+# responsive on busy cluster nodes) makes a worker's threads lose every wake-up to any other process, which cost
+# 10-15 % of a one-worker run on 2 cores (bench/ray_backend.py); at 0 the worker runs like local code.
+_LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
 
 
 def _import_ray():
@@ -176,7 +180,8 @@ def connect(address: str = "", runtime_env: dict | None = None, num_cpus: int | 
         try:
             if local:
                 ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                         _node_ip_address="127.0.0.1", runtime_env=runtime_env, logging_level=logging.WARNING)
+                         _node_ip_address="127.0.0.1", runtime_env=runtime_env, logging_level=logging.WARNING,
+                         _system_config=_LOCAL_SYSTEM_CONFIG)
                 _started_local = True
                 res = ray.cluster_resources()
                 log.info("started a local Ray instance (%g CPUs, %g GPUs)", res.get("CPU", 0),
