@@ -207,11 +207,12 @@ def test_env_selects_the_ray_backend_without_code_changes(monkeypatch):
 
     monkeypatch.setenv(BACKEND_ENV, "ray")
     assert isinstance(make_backend(), RayBackend)
-    resource = ComputeResource.from_env(num_workers=3, batch_size=4, num_gpus_per_worker=0.5)
+    env = {"env_vars": {"VIDEO_ASSETS_MODEL_PATH": "/models"}}
+    resource = ComputeResource.from_env(num_workers=3, batch_size=4, num_gpus_per_worker=0.5, runtime_env=env)
     backend = resource.make()
     assert isinstance(backend, RayBackend) and backend.name == "ray"
     assert (backend.address, backend.num_workers, backend.batch_size) == ("", 3, 4)
-    assert backend.num_gpus_per_worker == 0.5
+    assert backend.num_gpus_per_worker == 0.5 and backend.runtime_env == env
     assert default_resources()["compute"].backend == "ray"
     monkeypatch.setenv(BACKEND_ENV, "local")
     assert isinstance(ComputeResource.from_env().make(), LocalBackend)

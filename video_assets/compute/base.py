@@ -47,7 +47,8 @@ class LocalBackend:
 
 def make_backend(backend: str | None = None, **options) -> ComputeBackend:
     """``backend`` "local" or "ray" (empty: ``$VIDEO_ASSETS_COMPUTE_BACKEND``, else "local"); ``options`` go to
-    the Ray backend (address, num_workers, num_gpus_per_worker, batch_size) and are ignored by "local"."""
+    the Ray backend (address, num_workers, num_gpus_per_worker, batch_size, num_cpus_per_worker, runtime_env) and
+    are ignored by "local"."""
     name = (backend or os.environ.get(BACKEND_ENV) or "local").strip().lower()
     if name == "local":
         return LocalBackend()

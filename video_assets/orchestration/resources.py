@@ -5,7 +5,7 @@ can be changed per run in the Launchpad ("resources" section) or in ``definition
 """
 
 import os
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import dagster as dg
 from pydantic import Field
@@ -243,6 +243,9 @@ class ComputeResource(dg.ConfigurableResource):
     num_cpus_per_worker: Optional[float] = Field(default=None, description=(
         "Ray: CPUs each worker reserves (decode threads, and the model's threads on a CPU); empty: the "
         "cluster's CPUs divided among the workers."))
+    runtime_env: Optional[Dict[str, Any]] = Field(default=None, description=(
+        "Ray: the runtime environment of the job when this step makes the connection, e.g. "
+        "{'env_vars': {'VIDEO_ASSETS_MODEL_PATH': '/models'}} or {'py_modules': [...]}."))
 
     @classmethod
     def from_env(cls, **overrides) -> "ComputeResource":
@@ -253,7 +256,7 @@ class ComputeResource(dg.ConfigurableResource):
     def make(self) -> ComputeBackend:
         return make_backend(self.backend, address=self.address, num_workers=self.num_workers,
                             num_gpus_per_worker=self.num_gpus_per_worker, batch_size=self.batch_size,
-                            num_cpus_per_worker=self.num_cpus_per_worker)
+                            num_cpus_per_worker=self.num_cpus_per_worker, runtime_env=self.runtime_env)
 
 
 def default_resources(**overrides) -> dict:
