@@ -5,13 +5,15 @@
 For a corpus of synthetic 640x360 30 fps H.264 videos it reports, per model:
 - quality: videos/s and frames/s end to end; decode-only time (sampling + preprocessing through the same worker
   pool, no model); model-only time (the same preprocessed frames, batch_size per forward); the ratio
-  end_to_end / (decode_only + model_only) (target on CPU <= 1.0: the overlap must not cost extra); and a naive
+  end_to_end / (decode_only + model_only) (target on CPU <= 1.0: the overlap must not cost extra), the median
+  of its value in rounds that run the three back to back; and a naive
   baseline (per video: the same sampler, open_clip's PIL transform per frame, one forward per video, no
   overlap): speed-up target >= 1.5x with the tiny model on CPU.
 - keyframes (1 fps candidates): candidates/s end to end vs decode-only + model-only, and CPU seconds per minute
   of video.
-Each figure is the median of --repeat runs. Models: "tiny" (built-in tiny CLIP) and "b32"/"l14" (ViT-B/32,
-ViT-L/14 with random weights, loaded through the production loader from bench/.models/).
+Each figure is the median of --repeat runs (rounds, for the three parts, whose order rotates). Models: "tiny"
+(built-in tiny CLIP) and "b32"/"l14" (ViT-B/32, ViT-L/14 with random weights, loaded through the production
+loader from bench/.models/).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -62,8 +65,10 @@ def _cpu_time(fn) -> float:
     return time.process_time() - t0
 
 
-def _parts(op, paths: list[str], repeat: int) -> tuple[float, float, int]:
-    """decode-only and model-only times for exactly the frames the operator feeds its model."""
+def _rounds(op, run, paths: list[str], repeat: int) -> dict:
+    """End to end (``run``), decode-only and model-only for exactly the frames the operator feeds its model,
+    measured in ``repeat`` rounds of all three back to back (the order rotates), so that a drift of the
+    machine's speed falls on all three alike: medians, and the median of the per-round ratios."""
     model = op.model
     inputs = make_inputs(paths, None, "mp4", "video_url")
     chunks: list[torch.Tensor] = []
@@ -74,7 +79,7 @@ def _parts(op, paths: list[str], repeat: int) -> tuple[float, float, int]:
                        embed=lambda x: (chunks.append(x), torch.zeros(x.shape[0], 1))[1],
                        finish=lambda *a: None, batch_size=op.batch_size, decode_workers=op.decode_workers)
 
-    t_decode, _, _ = median_time(decode_only, repeat)
+    decode_only()
     pixels = torch.cat(chunks)
 
     def model_only():
@@ -82,8 +87,24 @@ def _parts(op, paths: list[str], repeat: int) -> tuple[float, float, int]:
             model.encode_pixels(pixels[i:i + op.batch_size])
         _sync(op.device)
 
-    t_model, _, _ = median_time(model_only, repeat)
-    return t_decode, t_model, int(pixels.shape[0])
+    fns = {"e2e": run, "decode": decode_only, "model": model_only}
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    out = None
+    for i in range(repeat):
+        order = list(fns)[i % 3:] + list(fns)[:i % 3]
+        for k in order:
+            t0 = time.perf_counter()
+            result = fns[k]()
+            _sync(op.device)
+            times[k].append(time.perf_counter() - t0)
+            if k == "e2e":
+                out = result
+    med = {k: statistics.median(v) for k, v in times.items()}
+    e2e, dec, mod = times["e2e"], times["decode"], times["model"]
+    return {"end_to_end_s": med["e2e"], "decode_only_s": med["decode"], "model_only_s": med["model"],
+            "samples_s": times, "frames": int(pixels.shape[0]), "result": out,
+            "ratio_e2e_over_sum": statistics.median(e / (d + m) for e, d, m in zip(e2e, dec, mod)),
+            "ratio_e2e_over_max": statistics.median(e / max(d, m) for e, d, m in zip(e2e, dec, mod))}
 
 
 def _sync(device: str) -> None:
@@ -94,10 +115,9 @@ def _sync(device: str) -> None:
 def bench_quality(key: str, paths: list[str], repeat: int, device: str = "cpu") -> dict:
     op = VideoQualityScore(device=device, count_k=8, batch_size=32, **_model_args(key))
     op(video_paths=paths[:1])  # load the model and warm up
-    t_e2e, _, scores = median_time(lambda: op(video_paths=paths), repeat)
+    r = _rounds(op, lambda: op(video_paths=paths), paths, repeat)
+    t_e2e, scores, n_frames = r["end_to_end_s"], r.pop("result"), r.pop("frames")
     assert all(s is not None for s in scores)
-    t_decode, t_model, n_frames = _parts(op, paths, repeat)
-
     clip = op.model
     import open_clip
 
@@ -116,10 +136,7 @@ def bench_quality(key: str, paths: list[str], repeat: int, device: str = "cpu") 
 
     t_naive, _, naive_scores = median_time(naive, repeat)
     return {"operator": "quality", "model": key, "device": op.device, "videos": len(paths), "frames": n_frames,
-            "end_to_end_s": t_e2e, "videos_per_s": len(paths) / t_e2e, "frames_per_s": n_frames / t_e2e,
-            "decode_only_s": t_decode, "model_only_s": t_model,
-            "ratio_e2e_over_sum": t_e2e / (t_decode + t_model),
-            "ratio_e2e_over_max": t_e2e / max(t_decode, t_model),
+            **r, "videos_per_s": len(paths) / t_e2e, "frames_per_s": n_frames / t_e2e,
             "naive_s": t_naive, "speedup_vs_naive": t_naive / t_e2e,
             "max_abs_score_diff_vs_naive": float(np.max(np.abs(np.array(scores) - np.array(naive_scores)))),
             "cpu_s_per_video": _cpu_time(lambda: op(video_paths=paths)) / len(paths)}
@@ -129,15 +146,13 @@ def bench_keyframes(key: str, paths: list[str], repeat: int, device: str = "cpu"
     op = VideoAdaptiveKeyframesSampling(text="a moving textured object", device=device, fps=1.0, max_num_frames=8,
                                         return_keyframes=False, batch_size=32, **_model_args(key))
     op(paths[:1])
-    t_e2e, _, _ = median_time(lambda: op(paths), repeat)
-    t_decode, t_model, n_cand = _parts(op, paths, repeat)
+    r = _rounds(op, lambda: op(paths), paths, repeat)
+    t_e2e, n_cand = r["end_to_end_s"], r.pop("frames")
+    r.pop("result")
     minutes = sum(sample_frames(p, count_k=1).duration for p in paths) / 60.0
     cpu = _cpu_time(lambda: op(paths))
     return {"operator": "keyframes", "model": key, "device": op.device, "videos": len(paths), "frames": n_cand,
-            "end_to_end_s": t_e2e, "videos_per_s": len(paths) / t_e2e, "frames_per_s": n_cand / t_e2e,
-            "decode_only_s": t_decode, "model_only_s": t_model,
-            "ratio_e2e_over_sum": t_e2e / (t_decode + t_model),
-            "ratio_e2e_over_max": t_e2e / max(t_decode, t_model),
+            **r, "videos_per_s": len(paths) / t_e2e, "frames_per_s": n_cand / t_e2e,
             "wall_s_per_video_minute": t_e2e / minutes, "cpu_s_per_video_minute": cpu / minutes,
             "cpu_s_per_video": cpu / len(paths)}
 
