@@ -32,7 +32,7 @@ from PIL import Image
 
 from bench.corpus import CORPUS_DIR, encode_video
 from bench.random_models import random_model_path
-from bench.timing import median_time
+from bench.timing import interleaved, median_time
 from video_assets.operators import VideoAdaptiveKeyframesSampling, VideoQualityScore
 from video_assets.operators.batching import run_overlapped
 from video_assets.operators.common import make_inputs
@@ -85,24 +85,13 @@ def _rounds(op, run, paths: list[str], repeat: int) -> dict:
     def model_only():
         for i in range(0, pixels.shape[0], op.batch_size):
             model.encode_pixels(pixels[i:i + op.batch_size])
-        _sync(op.device)
 
-    fns = {"e2e": run, "decode": decode_only, "model": model_only}
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    out = None
-    for i in range(repeat):
-        order = list(fns)[i % 3:] + list(fns)[:i % 3]
-        for k in order:
-            t0 = time.perf_counter()
-            result = fns[k]()
-            _sync(op.device)
-            times[k].append(time.perf_counter() - t0)
-            if k == "e2e":
-                out = result
+    times, last = interleaved({"e2e": run, "decode": decode_only, "model": model_only}, repeat,
+                              after=lambda: _sync(op.device))
     med = {k: statistics.median(v) for k, v in times.items()}
     e2e, dec, mod = times["e2e"], times["decode"], times["model"]
     return {"end_to_end_s": med["e2e"], "decode_only_s": med["decode"], "model_only_s": med["model"],
-            "samples_s": times, "frames": int(pixels.shape[0]), "result": out,
+            "samples_s": times, "frames": int(pixels.shape[0]), "result": last["e2e"],
             "ratio_e2e_over_sum": statistics.median(e / (d + m) for e, d, m in zip(e2e, dec, mod)),
             "ratio_e2e_over_max": statistics.median(e / max(d, m) for e, d, m in zip(e2e, dec, mod))}
 

@@ -34,6 +34,7 @@ from functools import partial
 from pathlib import Path
 
 from bench.corpus import CORPUS_DIR, encode_video
+from bench.timing import interleaved, median_time
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("VIDEO_ASSETS_CLIP_MODEL", "video-assets/tiny-clip")
@@ -58,22 +59,21 @@ def operator_factory():
     return partial(VideoQualityScore, device="cpu", count_k=8, batch_size=32, decode_workers=cpus)
 
 
-def _timed_map(backend, factory, paths: list[str]) -> tuple[float, list[float]]:
+def _scores(backend, factory, paths: list[str]) -> list[float]:
     from video_assets.operators.batching import Progress
 
-    t0 = time.perf_counter()
     details = backend.map_details(factory, paths, Progress(len(paths), "bench", every_sec=1e9))
-    return time.perf_counter() - t0, [d["score"] for d in details]
+    return [d["score"] for d in details]
 
 
 def _local_server(conn, paths: list[str]) -> None:
-    """The local backend in a process of its own: each message runs the corpus once and answers (seconds,
-    scores); None ends it."""
+    """The local backend in a process of its own: each message runs the corpus once and answers its
+    scores; None ends it."""
     from video_assets.compute import LocalBackend
 
     backend, factory = LocalBackend(), operator_factory()
     while conn.recv() is not None:
-        conn.send(_timed_map(backend, factory, paths))
+        conn.send(_scores(backend, factory, paths))
 
 
 class LocalProcess:
@@ -82,26 +82,13 @@ class LocalProcess:
         self.proc = multiprocessing.get_context("spawn").Process(target=_local_server, args=(child, paths))
         self.proc.start()
 
-    def run(self) -> tuple[float, list[float]]:
+    def run(self) -> list[float]:
         self.conn.send(True)
         return self.conn.recv()
 
     def close(self) -> None:
         self.conn.send(None)
         self.proc.join(timeout=30)
-
-
-def paired(run_a, run_b, repeat: int) -> tuple[list[float], list[float], object]:
-    """``run_a`` and ``run_b`` (each -> (seconds, result)) back to back ``repeat`` times, alternating which goes
-    first: (a's times, b's times, a's last result)."""
-    a_times, b_times, out = [], [], None
-    for i in range(repeat):
-        for which in ((0, 1) if i % 2 == 0 else (1, 0)):
-            t, result = (run_a, run_b)[which]()
-            (a_times, b_times)[which].append(t)
-            if which == 0:
-                out = result
-    return a_times, b_times, out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,11 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         local.run()  # load the model, warm the page cache
-        samples, ref_scores = [], None
-        for _ in range(args.repeat):
-            t, ref_scores = local.run()
-            samples.append(t)
-        t_local = statistics.median(samples)
+        t_local, samples, ref_scores = median_time(local.run, args.repeat)
         rows.append({"backend": "local", "workers": 1, "cpus_per_worker": cpus, "wall_s": t_local,
                      "samples_s": samples, "videos_per_s": n / t_local})
 
@@ -141,10 +124,11 @@ def main(argv: list[str] | None = None) -> int:
                 backend = ray_backend.RayBackend(num_workers=workers, num_cpus_per_worker=cpus_each,
                                                  batch_size=batch)
                 t0 = time.perf_counter()
-                _timed_map(backend, factory, paths)  # start the workers, load their models
+                _scores(backend, factory, paths)  # start the workers, load their models
                 t_cold = time.perf_counter() - t0
-                ray_times, local_times, scores = paired(lambda: _timed_map(backend, factory, paths), local.run,
-                                                        args.repeat)
+                times, last = interleaved({"ray": lambda: _scores(backend, factory, paths), "local": local.run},
+                                          args.repeat)
+                ray_times, local_times, scores = times["ray"], times["local"], last["ray"]
                 t, t_local_up = statistics.median(ray_times), statistics.median(local_times)
                 rows.append({
                     "backend": f"ray-{workers}", "workers": workers, "cpus_per_worker": cpus_each,

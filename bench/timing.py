@@ -12,3 +12,20 @@ def median_time(fn, repeat: int) -> tuple[float, list[float], object]:
         out = fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), times, out
+
+
+def interleaved(fns: dict, repeat: int, after=None) -> tuple[dict[str, list[float]], dict[str, object]]:
+    """Call every function of ``fns`` once per round for ``repeat`` rounds, the order rotating each round, so
+    that a drift of the machine's speed falls on all of them alike: (seconds per name, last result per name).
+    ``after()`` runs inside each timing (e.g. a GPU synchronisation)."""
+    names = list(fns)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    last: dict[str, object] = {}
+    for i in range(repeat):
+        for k in names[i % len(names):] + names[:i % len(names)]:
+            t0 = time.perf_counter()
+            last[k] = fns[k]()
+            if after is not None:
+                after()
+            times[k].append(time.perf_counter() - t0)
+    return times, last

@@ -202,7 +202,6 @@ def run_overlapped(items: Sequence[T], describe: Callable[[T], str], prepare: Pr
     queued_of: dict[int, int] = {}  # frames of an item still in `pending` (all streams)
     meta_of: dict[int, Any] = {}  # items whose prepare() finished, waiting for their last features
     finished = 0
-    reported = 0  # items whose prepare() has ended (done, failed or abandoned): they send no more frames
 
     def complete(pos: int) -> None:
         nonlocal finished
@@ -241,8 +240,7 @@ def run_overlapped(items: Sequence[T], describe: Callable[[T], str], prepare: Pr
                 complete(pos)
 
     def fail(pos: int, error: str) -> None:
-        nonlocal finished, reported
-        reported += 1
+        nonlocal finished
         for s in streams:
             pending_frames[s] -= sum(f.shape[0] for p, f in pending[s] if p == pos)
             pending[s][:] = [(p, f) for p, f in pending[s] if p != pos]
@@ -272,8 +270,9 @@ def run_overlapped(items: Sequence[T], describe: Callable[[T], str], prepare: Pr
             if full:
                 run_batch(full[0])
                 continue
-            if reported == n and any(pending_frames):
-                # every video is decoded: no frame will join this partial batch, so waiting would idle both
+            if finished + len(meta_of) == n and any(pending_frames):
+                # every prepare() has ended (finished, or done and waiting for features): no frame will join
+                # this partial batch, so waiting would idle both
                 run_batch(max(streams, key=lambda s: pending_frames[s]))
                 continue
             try:
@@ -292,7 +291,6 @@ def run_overlapped(items: Sequence[T], describe: Callable[[T], str], prepare: Pr
                 pending_frames[s] += pixels.shape[0]
                 queued_of[pos] = queued_of.get(pos, 0) + pixels.shape[0]
             elif kind == _DONE:
-                reported += 1
                 meta_of[pos] = payload
                 if queued_of.get(pos, 0) == 0:
                     complete(pos)
