@@ -127,3 +127,18 @@ def test_cuda_request_without_gpu_runs_on_cpu(videos):
     op = VideoQualityScore(clip_model_name=TINY, device="cuda", count_k=2)
     assert op.device == "cpu" and op.dtype == "float32"
     assert op(video_paths=[str(videos["vp9.webm"])])[0] is not None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_a_gpu_half_precision_scores_match_the_cpu(videos):
+    paths = [str(videos["h264_bframes.mp4"]), str(videos["vp9.webm"]), str(videos["hevc.mkv"])]
+    gpu = VideoQualityScore(clip_model_name=TINY, device="cuda", count_k=6)
+    assert gpu.device.startswith("cuda") and gpu.dtype == "float16"  # half precision by default on a GPU
+    on_gpu = gpu.score_details(video_paths=paths)
+    assert gpu.model.device.type == "cuda"
+    on_cpu = VideoQualityScore(clip_model_name=TINY, device="cpu", count_k=6).score_details(video_paths=paths)
+    for g, c in zip(on_gpu, on_cpu):
+        assert g["error"] is None and g["frame_indices"] == c["frame_indices"]
+        # float16 weights and activations: probabilities agree to a few thousandths
+        assert g["frame_scores"] == pytest.approx(c["frame_scores"], abs=5e-3)
+        assert g["score"] == pytest.approx(c["score"], abs=5e-3)
