@@ -399,3 +399,25 @@ def test_rgb_frames_equal_pyav_to_ndarray(tmp_path, codec, pix_fmt, width, heigh
     for pos, rgb in got:
         assert rgb.dtype == np.uint8 and rgb.shape == (height, width, 3)
         np.testing.assert_array_equal(rgb, expected[pos])
+
+
+def test_frame_index_lookups_agree_with_their_numpy_definitions():
+    from fractions import Fraction
+
+    from video_assets.video.reader import FrameIndex
+
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 37, 500):
+        pts = np.cumsum(rng.integers(1, 1000, n)).astype(np.int64) - 3000  # ascending, gaps, negative start
+        key = rng.random(n) < 0.1
+        key[0] = n % 2 == 0  # with and without a keyframe at the start
+        idx = FrameIndex(pts, key, Fraction(1, 1000))
+        for pos in range(n):
+            before = np.flatnonzero(key[: pos + 1])
+            assert idx.keyframe_at_or_before(pos) == (int(before[-1]) if len(before) else 0)
+        probes = np.concatenate([pts, pts - 1, pts + 1, [pts[0] - 10**6, pts[-1] + 10**6]])
+        for ts in probes.tolist():
+            assert idx.position_of(ts) == int(np.searchsorted(pts, ts))
+        assert idx.keyframe_at_or_before(-1) == 0
+    empty = FrameIndex(np.empty(0, np.int64), np.empty(0, bool), Fraction(1, 1))
+    assert empty.keyframe_at_or_before(0) == 0 and empty.position_of(5) == 0

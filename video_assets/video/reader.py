@@ -15,6 +15,8 @@ How frames are found:
 from __future__ import annotations
 
 import logging
+from array import array
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Iterator
@@ -51,13 +53,24 @@ class FrameIndex:
     def __post_init__(self):
         first = int(self.pts[0]) if len(self.pts) else 0
         self.times = (self.pts - first).astype(np.float64) * float(self.time_base)
+        # The decode loop looks these up for every packet while holding the GIL, which caps how many decode
+        # threads one process can keep busy: bisect over a plain int64 array takes ~0.5 us where a numpy call on
+        # a scalar takes ~4 us (and finding the last keyframe by scanning took O(position)).
+        positions = np.arange(len(self.pts), dtype=np.int64)
+        self._pts = array("q", np.ascontiguousarray(self.pts, dtype=np.int64).tobytes())
+        self._last_keyframe = array("q", np.maximum.accumulate(np.where(self.keyframe, positions, 0)).tobytes())
 
     def __len__(self) -> int:
         return len(self.pts)
 
+    def position_of(self, pts: int) -> int:
+        """Position of the first frame whose timestamp is >= ``pts`` (``np.searchsorted`` on ``pts``)."""
+        return bisect_left(self._pts, pts)
+
     def keyframe_at_or_before(self, position: int) -> int:
-        kf = np.flatnonzero(self.keyframe[: position + 1])
-        return int(kf[-1]) if len(kf) else 0
+        if position < 0 or not len(self._last_keyframe):
+            return 0
+        return self._last_keyframe[min(position, len(self._last_keyframe) - 1)]
 
 
 @dataclass
@@ -310,7 +323,9 @@ class VideoReader:
         if wanted[0] < 0 or wanted[-1] >= len(self.index):
             raise IndexError(f"{self.description}: frame positions out of range 0..{len(self.index) - 1}")
         idx = self.index
-        want_pts = idx.pts[wanted]
+        # plain ints: the loop below compares them for every packet and frame (numpy scalars cost more)
+        want_pts = idx.pts[wanted].tolist()
+        wanted = wanted.tolist()
         cc = self.stream.codec_context
         i = 0
         fed_pos = None  # presentation position of the newest packet sent to the decoder
@@ -318,7 +333,7 @@ class VideoReader:
         missing: list[int] = []
         retry_from = None  # set when a seek landed after the wanted frame: seek to an earlier keyframe
         while i < len(wanted):
-            kf = idx.keyframe_at_or_before(int(wanted[i]))
+            kf = idx.keyframe_at_or_before(wanted[i])
             if retry_from is not None:
                 kf, retry_from = retry_from, None
             elif demux is not None and kf <= fed_pos + _SEEK_MIN_GAIN_FRAMES:
@@ -339,7 +354,7 @@ class VideoReader:
                     if ts is not None:
                         # Frames before the next wanted one are only needed if other frames reference them.
                         cc.skip_frame = "NONREF" if ts < want_pts[i] else "DEFAULT"
-                        fed_pos = max(fed_pos, int(np.searchsorted(idx.pts, ts)))
+                        fed_pos = max(fed_pos, idx.position_of(ts))
                     else:
                         cc.skip_frame = "DEFAULT"  # the flush packet at EOF
                     self.stats.packets_sent += 1
@@ -349,7 +364,7 @@ class VideoReader:
                         if ts == want_pts[i]:
                             # This packet holds the next wanted frame; its references were sent before it and
                             # every earlier wanted frame is out already, so draining loses nothing.
-                            drain = (i + 1 >= len(wanted) or idx.keyframe_at_or_before(int(wanted[i + 1]))
+                            drain = (i + 1 >= len(wanted) or idx.keyframe_at_or_before(wanted[i + 1])
                                      > fed_pos + _SEEK_MIN_GAIN_FRAMES)
                     try:
                         frames = packet.decode()
@@ -372,12 +387,12 @@ class VideoReader:
                             break
                         just_seeked = False
                         while i < len(wanted) and want_pts[i] < fpts:
-                            missing.append(int(wanted[i]))  # the decoder passed it without producing it
+                            missing.append(wanted[i])  # the decoder passed it without producing it
                             i += 1
                         if i < len(wanted) and want_pts[i] == fpts:
                             # the header's size was checked; a stream can still switch to a larger one
                             self.limits.check_frame_size(self.description, frame.width, frame.height)
-                            yield int(wanted[i]), (self.rgb_array(frame) if rgb else frame)
+                            yield wanted[i], (self.rgb_array(frame) if rgb else frame)
                             i += 1
                             progressed = True
                     if retry_from is not None or i >= len(wanted):
@@ -388,13 +403,13 @@ class VideoReader:
                             # Nothing decoded since the seek: it landed mid-GOP (MPEG-TS). Start earlier.
                             retry_from = idx.keyframe_at_or_before(kf - 1)
                         elif i == i_before:  # drained without producing it: corrupt data
-                            missing.append(int(wanted[i]))
+                            missing.append(wanted[i])
                             i += 1
                         reached_eof = False
                         demux = None  # the decoder is drained: the next wanted frame needs a seek
                         break
                     if progressed:
-                        next_kf = idx.keyframe_at_or_before(int(wanted[i]))
+                        next_kf = idx.keyframe_at_or_before(wanted[i])
                         if next_kf > fed_pos + _SEEK_MIN_GAIN_FRAMES:
                             reached_eof = False
                             break  # cheaper to seek than to decode forward to the next wanted frame
@@ -405,7 +420,7 @@ class VideoReader:
                 retry_from = idx.keyframe_at_or_before(kf - 1)
                 continue
             if reached_eof:
-                missing.extend(int(p) for p in wanted[i:])
+                missing.extend(wanted[i:])
                 break
         cc.skip_frame = "DEFAULT"
         if missing:
