@@ -178,11 +178,10 @@ def test_operators_on_the_corpus(corpus):
         assert [d["error"] for d in qd2] == [d["error"] for d in qd]
         assert [d["frame_ids"] for d in kd2] == [d["frame_ids"] for d in kd]
     gc.collect()
-    fds2, hwm2 = open_fds(), vm_hwm_mb()
-    sockets2, other2 = open_fds_by_kind()
+    (sockets2, other2), hwm2 = open_fds_by_kind(), vm_hwm_mb()
     print(f"\n[bad-inputs operators] {len(mixed)} videos ({len(cases)} bad kinds) in {elapsed:.1f}s; "
           f"peak RSS {hwm1:.0f} MiB (before {hwm0:.0f} MiB, after three more passes {hwm2:.0f} MiB); "
-          f"open fds {fds0} -> {fds1} -> {fds2} after three more passes "
+          f"open fds {fds0} -> {fds1} -> {sockets2 + other2} after three more passes "
           f"(sockets {sockets1} -> {sockets2}, others {other1} -> {other2})")
     assert other2 <= other1, f"file descriptors leaked: {other1} -> {other2} non-socket fds over three passes"
     assert sockets2 <= sockets1 + 2, f"sockets leaked: {sockets1} -> {sockets2} over three passes"
