@@ -26,9 +26,16 @@ import torch
 import torch.nn.functional as F
 
 from video_assets.errors import ModelLoadError
-from video_assets.models import (TINY_CLIP_NAME, PreprocessSpec, clear_clip_cache, load_clip,
-                                 preprocess_frames, resolve_clip_model_name)
-from video_assets.models import build, hub
+from video_assets.models import (
+    TINY_CLIP_NAME,
+    PreprocessSpec,
+    build,
+    clear_clip_cache,
+    hub,
+    load_clip,
+    preprocess_frames,
+    resolve_clip_model_name,
+)
 from video_assets.models import clip as clip_module
 from video_assets.models.names import builtin_config, register_builtin_configs
 
