@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: setup test demo bench dev clean
+.PHONY: setup lint test demo bench dev clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# ruff (configured in pyproject.toml): pyflakes, pycodestyle, isort, pyupgrade
+lint: setup
+	$(VENV)/bin/ruff check .
 
 test: setup
 	$(PY) -m pytest

@@ -107,10 +107,17 @@ def _check_bad(case: BadInput, error: str | None, result_ok: bool, truncated: bo
 
 
 def test_corpus_has_at_least_20_kinds(corpus):
-    cases = corpus[0]
-    manifest_kinds = ["malformed_csv_lines", "malformed_jsonl_lines", "non_utf8_manifest_line",
-                      "manifest_100k_rows", "duplicate_and_blank_lines"]
-    assert len({c.kind for c in cases}) + len(manifest_kinds) >= 25
+    cases, good, sources = corpus[:3]
+    kinds = [c.kind for c in cases]
+    assert len(kinds) == len(set(kinds)) >= 20, "a kind listed twice would shadow the other's source"
+    assert set(sources) == set(kinds)
+    for c in cases:  # each case says what a caller must see, so _check_bad can fail on it
+        assert c.errors or c.same_as or c.extra.get("truncated"), c.kind
+        assert c.same_as is None or c.same_as in good, c.kind
+    # the manifest-level cases (tested below): each broken line expects its own error
+    for make in (manifest_level_lines, jsonl_manifest):
+        _, expected = make(["a.mp4"])
+        assert len(set(expected.values())) == len(expected) >= 5, make.__name__
 
 
 def test_operators_on_the_corpus(corpus):

@@ -107,8 +107,16 @@ def test_max_candidates_lowers_the_fps(videos):
 
 
 def test_empty_text_is_allowed(videos):
-    out = op(text="", return_keyframes=False)([str(videos["h264_bframes.mp4"])])[0]
-    assert len(out["frame_ids"]) == 4
+    """An empty query is scored like any other text: the selection follows its own embedding."""
+    path = str(videos["h264_bframes.mp4"])
+    out = op(text="", return_keyframes=False).details([path])[0]
+    assert out["error"] is None
+    clip = load_clip(TINY, device="cpu")
+    cand = sample_frames(path, "by_fps", target_fps=10.0)
+    scores = (clip.encode_images(cand.frames) @ clip.encode_text([""])[0]).cpu().numpy()
+    chosen = aks_select(scores, max_num_frames=4, all_depth=2)
+    assert out["frame_ids"] == [cand.indices[i] for i in chosen]
+    assert out["scores"] == pytest.approx([float(scores[i]) for i in chosen], abs=1e-5)
 
 
 @pytest.mark.parametrize("kw,param", [(dict(img_type=".gif"), "img_type"), (dict(video_src_type="url"), "video_src_type"),

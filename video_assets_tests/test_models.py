@@ -26,8 +26,16 @@ import torch
 import torch.nn.functional as F
 
 from video_assets.errors import ModelLoadError
-from video_assets.models import (TINY_CLIP_NAME, PreprocessSpec, clear_clip_cache, load_clip,
-                                 preprocess_frames, resolve_clip_model_name)
+from video_assets.models import (
+    TINY_CLIP_NAME,
+    PreprocessSpec,
+    build,
+    clear_clip_cache,
+    hub,
+    load_clip,
+    preprocess_frames,
+    resolve_clip_model_name,
+)
 from video_assets.models import clip as clip_module
 from video_assets.models.names import builtin_config, register_builtin_configs
 
@@ -60,9 +68,9 @@ def no_network(monkeypatch):
         return real(address, *args, **kwargs)
 
     monkeypatch.setattr(socket, "create_connection", guarded)
-    clip_module._probe_cache.clear()
+    hub._probe_cache.clear()
     yield attempts
-    clip_module._probe_cache.clear()
+    hub._probe_cache.clear()
 
 
 def frame(h: int, w: int, kind: str, seed: int = 0) -> np.ndarray:
@@ -192,14 +200,14 @@ def test_cache_different_device_is_a_different_model():
 
 def test_cache_is_thread_safe_and_loads_once(tmp_path, monkeypatch):
     calls = []
-    real = clip_module._load_uncached
+    real = clip_module.load_uncached
 
     def counting(*args, **kwargs):
         calls.append(args)
         time.sleep(0.2)  # widen the race window
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(clip_module, "_load_uncached", counting)
+    monkeypatch.setattr(clip_module, "load_uncached", counting)
     results, errors = [], []
 
     def worker():
@@ -519,9 +527,9 @@ def test_name_resolution():
     assert resolve_clip_model_name("org/my-clip").kind == "local"
     # OpenAI weights were trained with QuickGELU: the architecture config used for them says so
     for name in ("openai/clip-vit-base-patch32", "ViT-L-14/openai", "openai/clip-vit-large-patch14-336"):
-        assert clip_module._arch_config(resolve_clip_model_name(name))["quick_gelu"] is True
+        assert build.arch_config(resolve_clip_model_name(name))["quick_gelu"] is True
     laion = resolve_clip_model_name("ViT-B-32/laion2b_s34b_b79k")
-    assert not clip_module._arch_config(laion).get("quick_gelu")
+    assert not build.arch_config(laion).get("quick_gelu")
 
 
 def test_copy_in_the_hub_cache_is_used_offline(tmp_path, no_network):
@@ -586,7 +594,7 @@ def test_unreachable_hub_fails_fast(tmp_path, no_network, monkeypatch):
 
 
 def test_float16_on_cpu_falls_back_to_float32_with_a_log_message(caplog):
-    with caplog.at_level(logging.WARNING, logger="video_assets.models.clip"):
+    with caplog.at_level(logging.WARNING, logger="video_assets.models.device"):
         clip = load_clip(TINY_CLIP_NAME, device="cpu", dtype="float16")
     assert clip.dtype == torch.float32
     assert next(clip.model.parameters()).dtype == torch.float32

@@ -158,12 +158,13 @@ def test_redaction_of_credentials_in_messages(fault_server, loopback_policy):
     signed = (fault_server.url("missing.mp4") + "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE"
               "&X-Amz-Signature=deadbeefcafe")
     signed = signed.replace("http://", "http://user:hunter2@")
-    with pytest.raises(Exception) as info:
+    with pytest.raises(VideoSourceError, match=r"not found \(404") as info:  # reached the server: a real 404
         sample_frames(signed, count_k=2, policy=loopback_policy)
     msg = str(info.value)
     for secret in ("hunter2", "AKIAEXAMPLE", "deadbeefcafe", "user:"):
         assert secret not in msg
-    assert "missing.mp4" in msg
+    shown = describe_uri(signed)
+    assert msg.startswith(shown + ": ") and shown.endswith("/missing.mp4?<redacted>")
     text = redact_text("GET https://b.s3.amazonaws.com/k?X-Amz-Signature=abc failed; token=xyz")
     assert "abc" not in text and "xyz" not in text
 

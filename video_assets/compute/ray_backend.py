@@ -26,34 +26,23 @@ import itertools
 import logging
 import math
 import os
-import sys
-import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
+from video_assets.compute import ray_connection
 from video_assets.compute.base import ComputeBackendError, OperatorFactory
+from video_assets.compute.ray_connection import connect, first_line, import_ray, shutdown
+from video_assets.compute.ray_worker import Worker
 from video_assets.storage import describe_uri
 
 if TYPE_CHECKING:
     from video_assets.operators.batching import Progress
 
+__all__ = ["RayBackend", "connect", "shutdown"]
+
 log = logging.getLogger(__name__)
-
-_LOCAL_ADDRESSES = ("", "local")
-# Ray reads this once, when it is imported: "0" makes a single-node instance use the loopback address for
-# every process (otherwise Ray swaps 127.0.0.1 for the machine's network address).
-_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-# A local instance shares the machine with this process: Ray's default worker niceness (15, to keep its daemons
-# responsive on busy cluster nodes) makes a worker's threads lose every wake-up to any other process, which cost
-# 10-15 % of a one-worker run on 2 cores (bench/ray_backend.py); at 0 the worker runs like local code.
-_LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
-
-
-def _import_ray():
-    import ray  # the optional extra, imported on first use only
-
-    return ray
 
 
 def _crash_errors() -> tuple:
@@ -63,84 +52,12 @@ def _crash_errors() -> tuple:
     return (x.RayActorError, x.WorkerCrashedError, x.OutOfMemoryError, x.NodeDiedError,
             x.LocalRayletDiedError)
 
-_lock = threading.Lock()
-_started_local = False  # this process started the Ray instance it is connected to
-# worker shape -> (Ray job id, actor handles): kept for the next call in this process. One shape at a time:
-# workers of another shape would hold the CPUs/GPUs the new ones wait for.
-_workers: dict[tuple, tuple[str, list]] = {}
-
-
-def _set_device(details: list, device: str | None) -> list:
-    """Record where the model ran (the driver's own guess may differ: a CPU driver, GPU workers)."""
-    if device:
-        for d in details:
-            for part in (d if isinstance(d, (tuple, list)) else (d,)):
-                if isinstance(part, dict):
-                    part.setdefault("device", device)
-    return details
-
-
-def _as_failed(detail: Any, video: str, message: str) -> Any:
-    """The operator's own row for an unusable input, about ``video`` and with ``message`` as its error (every
-    part of a combined operator's row fails alike)."""
-    if isinstance(detail, (tuple, list)):
-        return type(detail)(_as_failed(d, video, message) for d in detail)
-    if isinstance(detail, dict):
-        from video_assets.operators.common import stable_video_id
-
-        detail = dict(detail, error=message)
-        if "source" in detail:
-            detail["source"] = describe_uri(video)
-        if "video_id" in detail:
-            detail["video_id"] = stable_video_id(video)
-    return detail
-
-
-def _worker_progress(total: int):
-    # The driver reports progress for the whole run; this one logs at INFO, which a worker drops.
-    from video_assets.operators.batching import Progress
-
-    return Progress(total, "ray worker", every_sec=float("inf"))
-
-
-class _Worker:
-    """A Ray actor: one operator per map call (``key``), built from the factory; the model behind it is loaded
-    once per process by the core's model cache, so it stays warm across calls, steps and partitions. Nothing
-    heavy is imported before the first task needs it (a restarted worker is back quickly)."""
-
-    def __init__(self):
-        self._key: str | None = None
-        self._op = None
-
-    def _operator(self, key: str, factory: OperatorFactory):
-        if key != self._key:
-            self._op, self._key = factory(), key
-        return self._op
-
-    def run(self, key: str, factory: OperatorFactory, job: int, videos: list[str]) -> tuple[int, list]:
-        op = self._operator(key, factory)
-        details = op.details(videos, progress=_worker_progress(len(videos)))
-        return job, _set_device(details, getattr(op, "device", None))
-
-    def failed(self, key: str, factory: OperatorFactory, job: int, video: str,
-               message: str) -> tuple[int, list]:
-        # An empty source fails in the operator before any I/O: its row has every column the runner reads.
-        op = self._operator(key, factory)
-        quiet = logging.getLogger("video_assets")
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)  # the operator's warning would name "<video #0>", not the video
-        try:
-            [detail] = op.details([None], progress=_worker_progress(1))
-        finally:
-            quiet.setLevel(level)
-        return job, _set_device([_as_failed(detail, video, message)], getattr(op, "device", None))
-
 
 @dataclass
 class _Job:
     kind: str  # "run": operator over positions; "failed": the failed row of positions[0]
     positions: list[int]
-    parent: "_Split | None" = None
+    parent: _Split | None = None
     message: str = ""
 
 
@@ -152,71 +69,6 @@ class _Split:
     pending: int
     crashed: list[str] = field(default_factory=list)
 
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:300] if text else type(e).__name__
-
-
-def connect(address: str = "", runtime_env: dict | None = None, num_cpus: int | None = None,
-            num_gpus: int | None = None) -> None:
-    """Connect this process to Ray unless it is connected already: ``address`` "" (or "local") starts a local
-    instance (``num_cpus``/``num_gpus``: its logical CPUs and GPUs, default: the machine's), "auto" finds a
-    running cluster, "ray://..." connects through the Ray client. Raises ComputeBackendError when that
-    fails."""
-    global _started_local
-    address = (address or "").strip()
-    local = address.lower() in _LOCAL_ADDRESSES
-    set_here = False
-    if local and "ray" not in sys.modules and _LOOPBACK_ENV not in os.environ:
-        # Before Ray's first import and while it starts its processes; dropped afterwards so that later
-        # children of this process do not inherit it.
-        os.environ[_LOOPBACK_ENV], set_here = "0", True
-    try:
-        ray = _import_ray()
-        if ray.is_initialized():
-            return
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing phones home unless asked for
-        try:
-            if local:
-                ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                         _node_ip_address="127.0.0.1", runtime_env=runtime_env, logging_level=logging.WARNING,
-                         _system_config=_LOCAL_SYSTEM_CONFIG)
-                _started_local = True
-                res = ray.cluster_resources()
-                log.info("started a local Ray instance (%g CPUs, %g GPUs)", res.get("CPU", 0),
-                         res.get("GPU", 0))
-            else:
-                ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING)
-                log.info("connected to the Ray cluster at %s", describe_uri(address))
-        except (ConnectionError, TimeoutError, RuntimeError, ValueError, ray.exceptions.RayError) as e:
-            where = ("start a local Ray instance" if local
-                     else f"connect to the Ray cluster at {describe_uri(address)!r}")
-            raise ComputeBackendError(
-                f"cannot {where}: {type(e).__name__}: {_first_line(e)} (compute address: 'auto' for a "
-                "running cluster, 'ray://head:10001', or empty for a local instance)") from e
-    finally:
-        if set_here:
-            os.environ.pop(_LOOPBACK_ENV, None)
-
-
-def shutdown() -> None:
-    """Kill the cached workers and disconnect from Ray (a local instance started here stops)."""
-    global _started_local
-    if "ray" not in sys.modules:
-        return
-    ray = _import_ray()
-    with _lock:
-        for _, actors in _workers.values():
-            for a in actors:
-                try:
-                    ray.kill(a, no_restart=True)
-                except Exception:  # noqa: BLE001 - already gone with its cluster
-                    pass
-        _workers.clear()
-        if ray.is_initialized():
-            ray.shutdown()
-        _started_local = False
 
 
 class RayBackend:
@@ -234,14 +86,14 @@ class RayBackend:
     name = "ray"
 
     def __init__(self, address: str | None = "", num_workers: int = 1, num_gpus_per_worker: float = 0.0,
-                 batch_size: int = 8, num_cpus_per_worker: float | None = None, runtime_env: dict | None = None,
-                 max_task_retries: int = 1):
+                 batch_size: int = 8, num_cpus_per_worker: float | None = None,
+                 runtime_env: dict | None = None, max_task_retries: int = 1):
         for name, value, low in (("num_workers", num_workers, 1), ("batch_size", batch_size, 1),
                                  ("max_task_retries", max_task_retries, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"ray backend: {name} must be an int >= {low}, got {value!r}")
-        for name, value in (("num_gpus_per_worker", num_gpus_per_worker),
-                            ("num_cpus_per_worker", 1 if num_cpus_per_worker is None else num_cpus_per_worker)):
+        cpus_each = 1 if num_cpus_per_worker is None else num_cpus_per_worker
+        for name, value in (("num_gpus_per_worker", num_gpus_per_worker), ("num_cpus_per_worker", cpus_each)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"ray backend: {name} must be a number >= 0, got {value!r}")
         self.address = (address or "").strip()
@@ -257,7 +109,7 @@ class RayBackend:
         CPU per worker a lone worker would decode and run the model on one thread: half the local speed on a
         2-core machine)."""
         if self.num_cpus_per_worker is None:  # resolved once, when connected
-            total = _import_ray().cluster_resources().get("CPU", 1)
+            total = import_ray().cluster_resources().get("CPU", 1)
             self.num_cpus_per_worker = float(max(1, int(total // self.num_workers)))
         return self.num_cpus_per_worker
 
@@ -265,44 +117,43 @@ class RayBackend:
         return (self.num_workers, self.num_cpus_per_worker, self.num_gpus_per_worker, self.max_task_retries)
 
     def _check_resources(self) -> None:
-        total = _import_ray().cluster_resources()
-        if _started_local and self.num_gpus_per_worker > total.get("GPU", 0):
+        total = import_ray().cluster_resources()
+        if ray_connection.started_local() and self.num_gpus_per_worker > total.get("GPU", 0):
             raise ComputeBackendError(
                 f"num_gpus_per_worker={self.num_gpus_per_worker:g} but the local Ray instance has "
                 f"{total.get('GPU', 0):g} GPUs; set it to 0 on a CPU machine")
 
     def _actors(self) -> list:
-        with _lock:
+        with ray_connection.lock:
             # A local instance gets enough logical CPUs for the workers asked for (they would wait forever
             # otherwise); a cluster has what it has (an autoscaler may add nodes).
             connect(self.address, self.runtime_env,
                     max(os.cpu_count() or 1, math.ceil(self.num_workers * (self.num_cpus_per_worker or 1))))
             cpus = self._cpus_per_worker()
-            ray = _import_ray()
+            ray = import_ray()
             job = ray.get_runtime_context().get_job_id()
-            cached = _workers.get(self._shape())
+            cached = ray_connection.workers.get(self._shape())
             if cached and cached[0] == job:
                 return cached[1]
-            for _, old in _workers.values():
+            for _, old in ray_connection.workers.values():
                 for a in old:
                     ray.kill(a, no_restart=True)
-            _workers.clear()
+            ray_connection.workers.clear()
             self._check_resources()
             # max_restarts=-1: a crash restarts the worker; what bounds the work lost is the per-task retry
             # count and the split-on-second-crash rule of map_details.
-            cls = ray.remote(_Worker).options(num_cpus=cpus,
-                                              num_gpus=self.num_gpus_per_worker, max_restarts=-1,
-                                              max_task_retries=self.max_task_retries)
+            cls = ray.remote(Worker).options(num_cpus=cpus, num_gpus=self.num_gpus_per_worker,
+                                             max_restarts=-1, max_task_retries=self.max_task_retries)
             actors = [cls.remote() for _ in range(self.num_workers)]
-            _workers[self._shape()] = (job, actors)
+            ray_connection.workers[self._shape()] = (job, actors)
             return actors
 
     def _discard_workers(self) -> None:
-        with _lock:
-            _, actors = _workers.pop(self._shape(), (None, []))
+        with ray_connection.lock:
+            _, actors = ray_connection.workers.pop(self._shape(), (None, []))
         for a in actors:
             try:
-                _import_ray().kill(a, no_restart=True)
+                import_ray().kill(a, no_restart=True)
             except Exception:  # noqa: BLE001
                 pass
 
@@ -323,7 +174,7 @@ class RayBackend:
         from ray.util import ActorPool
 
         n = len(videos)
-        ray, crashes = _import_ray(), _crash_errors()
+        ray, crashes = import_ray(), _crash_errors()
         pool = ActorPool(actors)
         key = uuid.uuid4().hex  # one operator per worker for this call
         factory_ref = ray.put(factory)  # shipped once, not with every batch
@@ -382,7 +233,7 @@ class RayBackend:
     def _crashed_job(ref_of: dict[int, Any]) -> int:
         """The job whose worker died: the pool raised for one finished task without saying which; any finished
         task whose result is that kind of error will do (each such task is raised once)."""
-        ray = _import_ray()
+        ray = import_ray()
         refs = {ref: jid for jid, ref in ref_of.items()}
         ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
         for ref in ready:
@@ -395,7 +246,7 @@ class RayBackend:
         raise ComputeBackendError("Ray backend: a worker died but no finished task reports it")
 
     def _on_crash(self, job: _Job, e: BaseException, videos: list[str], submit) -> None:
-        reason = _first_line(e)
+        reason = first_line(e)
         if job.kind == "failed":
             raise ComputeBackendError(f"Ray workers keep dying, even when decoding nothing: {reason}") from e
         if len(job.positions) > 1:

@@ -11,8 +11,9 @@ weights mapped key by key (q/k/v projections concatenated into ``in_proj_weight`
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 

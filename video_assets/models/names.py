@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import open_clip
 
@@ -77,11 +77,11 @@ class ResolvedClipName:
 
     name: str  # canonical name: the cache key and what ClipModel.name reports
     kind: str
-    arch: Optional[str] = None  # open_clip architecture when known from the name
-    pretrained: Optional[str] = None  # open_clip pretrained tag
-    hub_repo: Optional[str] = None  # for kind == "hf-hub"
+    arch: str | None = None  # open_clip architecture when known from the name
+    pretrained: str | None = None  # open_clip pretrained tag
+    hub_repo: str | None = None  # for kind == "hf-hub"
     local_subdirs: tuple[str, ...] = field(default_factory=tuple)  # folders looked for under model_path
-    download_repo: Optional[str] = None  # the repo a user can download into the local folder
+    download_repo: str | None = None  # the repo a user can download into the local folder
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:

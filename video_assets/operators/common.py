@@ -1,31 +1,25 @@
-"""Pieces both operators share: inputs, default model names, devices, stable video ids."""
+"""Pieces both operators share: inputs, read limits, source policy, devices and the model base class."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+# Re-exported: these lived here before video_assets/ids.py and models/defaults.py.
+from video_assets.ids import stable_video_id
+from video_assets.models.defaults import MODEL_ENV as MODEL_ENV
+from video_assets.models.defaults import MODEL_PATH_ENV as MODEL_PATH_ENV
+from video_assets.models.defaults import default_model_name as default_model_name
+from video_assets.models.defaults import default_model_path as default_model_path
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import DEFAULT_LIMITS, ReadLimits
 from video_assets.video.source import decode_base64, describe_source
 
 log = logging.getLogger(__name__)
 
-# Overrides both operators' default model (e.g. "video-assets/tiny-clip" for offline machines and tests).
-MODEL_ENV = "VIDEO_ASSETS_CLIP_MODEL"
-MODEL_PATH_ENV = "VIDEO_ASSETS_MODEL_PATH"
 _said_no_gpu = False
-
-
-def default_model_name(explicit: str | None, default: str) -> str:
-    return explicit or os.environ.get(MODEL_ENV) or default
-
-
-def default_model_path(explicit: str | None) -> str:
-    return explicit if explicit is not None else os.environ.get(MODEL_PATH_ENV, "")
 
 
 def resolve_source_policy(policy: SourcePolicy | None) -> SourcePolicy:
@@ -64,13 +58,6 @@ class VideoInput:
     description: str
     video_id: str
     error: str | None = None  # set when the input is unusable before any I/O (bad base64, None)
-
-
-def stable_video_id(source: Any) -> str:
-    """16 hex chars of SHA-1 over the URI string, or over the content for bytes/base64 inputs."""
-    h = hashlib.sha1()
-    h.update(bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source).encode())
-    return h.hexdigest()[:16]
 
 
 def make_inputs(sources: Sequence[Any], formats: Sequence[str | None] | None, default_format: str,

@@ -17,21 +17,20 @@ from PIL import Image
 
 from video_assets.errors import VideoSourceError
 from video_assets.keyframes import aks_select
-from video_assets.models import ClipModel
+from video_assets.models import DEFAULT_KEYFRAMES_MODEL, ClipModel
 from video_assets.operators.common import resolve_limits, resolve_source_policy
 from video_assets.operators.batching import Outcome, Progress, error_message, run_overlapped
 from video_assets.operators.common import (ClipOperator, VideoInput, decoder_threads_for,
                                            default_decode_workers, default_model_name, default_model_path,
                                            make_inputs, resolve_device)
 from video_assets.storage import join_uri, write_bytes
-from video_assets.storage.fs import scheme_of
+from video_assets.storage.uri import scheme_of, strip_file_scheme
 from video_assets.video import VideoReader, make_plan, open_source, select_positions
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import ReadLimits
 
 log = logging.getLogger(__name__)
 
-DEFAULT_KEYFRAMES_MODEL = "openai/clip-vit-base-patch32"
 SRC_TYPES = ("video_url", "video_base64", "video_binary")
 IMG_TYPES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 # Candidates are preprocessed in chunks as they are decoded, so a long video never sits in memory at full size.
@@ -244,7 +243,7 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
 def _absolute_dir(d: str) -> str:
     d = os.fspath(d)
     if scheme_of(d) in ("", "file"):
-        path = d[len("file://"):] if d.startswith("file://") else d
+        path = strip_file_scheme(d)
         path = os.path.abspath(os.path.expanduser(path))
         return "file://" + path if d.startswith("file://") else path
     return d.rstrip("/")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from video_assets.errors import VideoSourceError
-from video_assets.models import ClipModel
+from video_assets.models import DEFAULT_QUALITY_MODEL, ClipModel
 from video_assets.operators.common import resolve_limits, resolve_source_policy
 from video_assets.operators.batching import Outcome, Progress, run_overlapped
 from video_assets.operators.common import (ClipOperator, VideoInput, decoder_threads_for,
@@ -24,8 +24,6 @@ from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import ReadLimits
 
 log = logging.getLogger(__name__)
-
-DEFAULT_QUALITY_MODEL = "openai/clip-vit-large-patch14"
 
 
 class VideoQualityScore(ClipOperator):

@@ -11,12 +11,12 @@ import dagster as dg
 from pydantic import Field
 
 from video_assets.compute import BACKEND_ENV, ComputeBackend, make_backend
-from video_assets.operators.common import MODEL_ENV, MODEL_PATH_ENV
+from video_assets.models.defaults import MODEL_ENV, MODEL_PATH_ENV
 from video_assets.pipeline.registry import ManifestRegistry, UploadLedger
 from video_assets.pipeline.settings import ModelSettings, pipeline_source_policy
 from video_assets.pipeline.tables import keyframes_dir, table_uri
 from video_assets.storage import join_uri
-from video_assets.storage.fs import scheme_of
+from video_assets.storage.uri import scheme_of, strip_file_scheme
 from video_assets.storage.policy import ALL_SCHEMES, SourcePolicy
 from video_assets.video.limits import ReadLimits
 
@@ -72,7 +72,7 @@ def _absolute(uri: str) -> str:
     """Local paths become absolute (relative ones resolve against the working directory); URIs stay."""
     uri = os.fspath(uri).strip()
     if scheme_of(uri) in ("", "file"):
-        path = uri[len("file://"):] if uri.startswith("file://") else uri
+        path = strip_file_scheme(uri)
         return os.path.abspath(os.path.expanduser(path))
     return uri.rstrip("/")
 

@@ -43,9 +43,9 @@ from typing import Any, Callable, Iterable, Optional
 import pandas as pd
 
 from video_assets.errors import VideoAssetsError
-from video_assets.operators.common import stable_video_id
+from video_assets.ids import stable_video_id
 from video_assets.storage import describe_uri, filesystem_for
-from video_assets.storage.fs import scheme_of
+from video_assets.storage.uri import scheme_of, strip_file_scheme
 
 # suffix -> format
 MANIFEST_FORMATS = {
@@ -445,7 +445,7 @@ def resolve_uri(raw: str, manifest_uri: str) -> str:
         return os.path.normpath(raw)
     scheme = scheme_of(manifest_uri)
     if scheme in ("", "file"):
-        path = manifest_uri[len("file://"):] if scheme == "file" else manifest_uri
+        path = strip_file_scheme(manifest_uri)
         return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(os.path.expanduser(path))), raw))
     head, rest = manifest_uri.split("://", 1)
     bucket, _, key = rest.partition("/")
@@ -487,7 +487,7 @@ def manifest_identity(manifest_uri: str) -> str:
     uri = os.fspath(manifest_uri)
     scheme = scheme_of(uri)
     if scheme in ("", "file"):
-        path = uri[len("file://"):] if scheme == "file" else uri
+        path = strip_file_scheme(uri)
         return os.path.abspath(os.path.expanduser(path))
     return uri
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
-from video_assets.operators.common import default_model_name, default_model_path
-from video_assets.operators.keyframes import DEFAULT_KEYFRAMES_MODEL
-from video_assets.operators.quality import DEFAULT_QUALITY_MODEL
+from video_assets.models.defaults import (
+    DEFAULT_KEYFRAMES_MODEL,
+    DEFAULT_QUALITY_MODEL,
+    default_model_name,
+    default_model_path,
+)
 
 if TYPE_CHECKING:
     from video_assets.storage.policy import SourcePolicy
@@ -35,14 +38,14 @@ class ModelSettings:
     ``VIDEO_ASSETS_CLIP_MODEL`` environment variables, then the LAS defaults; device ``cuda`` when a GPU
     exists, else ``cpu``; dtype float16 on GPU, float32 on CPU."""
 
-    device: Optional[str] = None
-    dtype: Optional[str] = None
-    model_path: Optional[str] = None
-    quality_model_name: Optional[str] = None
-    keyframes_model_name: Optional[str] = None
+    device: str | None = None
+    dtype: str | None = None
+    model_path: str | None = None
+    quality_model_name: str | None = None
+    keyframes_model_name: str | None = None
     quality_batch_size: int = 32
     keyframes_batch_size: int = 16
-    decode_workers: Optional[int] = None
+    decode_workers: int | None = None
 
     @property
     def quality_model(self) -> str:
@@ -62,7 +65,7 @@ class ManifestSettings:
     """``probe``: open every video and record its metadata (a demux-only scan, no decoding)."""
 
     probe: bool = True
-    probe_workers: Optional[int] = None
+    probe_workers: int | None = None
 
     def fingerprint(self) -> str:
         return _fingerprint("video_manifest", {"settings": asdict(self)})
@@ -75,13 +78,13 @@ class QualitySettings:
     prompt: str = "quality"
     sample_mode: str = "by_count_uniform"
     start_time_sec: float = 0.0
-    end_time_sec: Optional[float] = None
-    count_k: Optional[int] = 8
-    interval_sec: Optional[float] = None
-    interval_frames: Optional[int] = None
-    target_fps: Optional[float] = None
-    timestamps_sec: Optional[tuple] = None
-    max_frames: Optional[int] = None
+    end_time_sec: float | None = None
+    count_k: int | None = 8
+    interval_sec: float | None = None
+    interval_frames: int | None = None
+    target_fps: float | None = None
+    timestamps_sec: tuple | None = None
+    max_frames: int | None = None
     reduce_mode: str = "avg"
     default_video_format: str = "mp4"
 
@@ -111,7 +114,7 @@ class KeyframeSettings:
     t2: float = -100.0
     all_depth: int = 5
     budget: str = "exact"
-    max_candidates: Optional[int] = None
+    max_candidates: int | None = None
     img_type: str = ".jpg"
     jpeg_quality: int = 95
     video_src_type: str = "video_url"
@@ -141,19 +144,20 @@ class StepStats:
 def pipeline_source_policy(inbox: str, warehouse: str, *, extra_roots: tuple[str, ...] = (),
                            extra_buckets: tuple[str, ...] = (), hosts: tuple[str, ...] | None = None,
                            schemes: tuple[str, ...] | None = None, allow_private_networks: bool = False,
-                           data_dir: str = "data") -> "SourcePolicy":
+                           data_dir: str = "data") -> SourcePolicy:
     """The strict policy the pipeline reads manifests' videos with: local paths only inside the inbox tree,
     ``data_dir`` and ``extra_roots``; s3/tos only in the inbox's and the warehouse's buckets and
     ``extra_buckets``; http(s) to ``hosts`` (None: any public host); private networks and cloud metadata
     addresses blocked unless ``allow_private_networks``."""
-    from video_assets.storage.fs import scheme_of
     from video_assets.storage.policy import ALL_SCHEMES, SourcePolicy, local_roots_from
+    from video_assets.storage.uri import bucket_of, scheme_of
 
     roots = list(local_roots_from([inbox, data_dir, *extra_roots]))
     buckets = [b for b in extra_buckets if b]
     for uri in (inbox, warehouse):
         if scheme_of(uri) in ("s3", "s3a", "tos"):
-            buckets.append(uri.split("://", 1)[1].split("/", 1)[0])
+            buckets.append(bucket_of(uri))
     return SourcePolicy(schemes=tuple(schemes) if schemes else ALL_SCHEMES, local_roots=tuple(roots),
-                        buckets=tuple(dict.fromkeys(buckets)), hosts=tuple(hosts) if hosts is not None else None,
+                        buckets=tuple(dict.fromkeys(buckets)),
+                        hosts=tuple(hosts) if hosts is not None else None,
                         allow_private_networks=allow_private_networks)

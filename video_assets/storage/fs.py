@@ -1,30 +1,34 @@
 """One place that turns a URI into an fsspec filesystem and a path.
 
 Supported: local paths, ``file://``, ``http(s)://``, ``s3://bucket/key`` and ``tos://bucket/key``.
-``tos://`` is Volcengine TOS through its S3-compatible API: the endpoint comes from ``VIDEO_ASSETS_TOS_ENDPOINT``
-(or ``TOS_ENDPOINT_URL``), credentials from ``TOS_ACCESS_KEY``/``TOS_SECRET_KEY`` when set, otherwise from the
-usual AWS variables. ``s3://`` uses botocore's normal configuration (``AWS_ENDPOINT_URL_S3`` included).
+``tos://`` is Volcengine TOS through its S3-compatible API: the endpoint comes from
+``VIDEO_ASSETS_TOS_ENDPOINT`` (or ``TOS_ENDPOINT_URL``), credentials from
+``TOS_ACCESS_KEY``/``TOS_SECRET_KEY`` when set, otherwise from the usual AWS variables. ``s3://`` uses
+botocore's normal configuration (``AWS_ENDPOINT_URL_S3`` included). The pure URI helpers (schemes, ``file://``
+paths, redaction) are in :mod:`video_assets.storage.uri`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import threading
-from urllib.parse import urlsplit, urlunsplit
 
 import fsspec
 
-_REMOTE_SCHEMES = ("http", "https", "s3", "s3a", "tos")
+from video_assets.storage.policy import http_client_factory
+from video_assets.storage.uri import (
+    describe_uri,
+    is_local,
+    is_remote_uri,
+    join_uri,
+    local_path,
+    redact_text,
+    scheme_of,
+)
 
-
-def scheme_of(uri: str) -> str:
-    m = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", uri)
-    return m.group(1).lower() if m else ""
-
-
-def is_remote_uri(uri: str) -> bool:
-    return scheme_of(uri) in _REMOTE_SCHEMES
+# The URI helpers lived here before storage/uri.py; importers of video_assets.storage.fs keep working.
+__all__ = ["describe_uri", "filesystem_for", "is_remote_uri", "join_uri", "redact_text", "scheme_of",
+           "write_bytes"]
 
 
 def _tos_options() -> dict:
@@ -51,8 +55,7 @@ def filesystem_for(uri: str, storage_options: dict | None = None, *, policy=None
     scheme = scheme_of(uri)
     opts = dict(storage_options or {})
     if scheme in ("", "file"):
-        path = uri[len("file://"):] if scheme == "file" else uri
-        return fsspec.filesystem("file"), os.path.abspath(os.path.expanduser(path))
+        return fsspec.filesystem("file"), local_path(uri)
     if scheme in ("s3", "s3a", "tos"):
         if scheme == "tos":
             opts = {**_tos_options(), **opts}
@@ -63,8 +66,6 @@ def filesystem_for(uri: str, storage_options: dict | None = None, *, policy=None
         return fs, uri.split("://", 1)[1]
     if scheme in ("http", "https"):
         if policy is not None and "get_client" not in opts:
-            from video_assets.storage.policy import http_client_factory
-
             connect = getattr(limits, "http_connect_timeout_sec", None)
             read = getattr(limits, "http_read_timeout_sec", None)
             opts["get_client"] = http_client_factory(policy, connect, read)
@@ -91,45 +92,6 @@ def _s3_retry_options(opts: dict, limits) -> dict:
     return opts
 
 
-def join_uri(base: str, *parts: str) -> str:
-    """Join path parts onto a local path or URI with '/' (no normalisation of the base's scheme)."""
-    base = os.fspath(base)
-    if not scheme_of(base):
-        return os.path.join(base, *parts)
-    out = base.rstrip("/")
-    for p in parts:
-        out += "/" + p.strip("/")
-    return out
-
-
-def describe_uri(uri: str) -> str:
-    """The URI as it may appear in logs and errors: user:password and query strings (signatures) removed."""
-    uri = os.fspath(uri)
-    if not scheme_of(uri):
-        return uri
-    try:
-        parts = urlsplit(uri)
-    except ValueError:  # e.g. an invalid IPv6 literal: keep only the scheme
-        return f"{scheme_of(uri)}://<unparseable>"
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    query = "<redacted>" if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>()\[\]{}]+")
-# Signed-URL and token parameters that may appear without their URL (library messages, headers).
-_SECRET_PARAM = re.compile(r"(?i)\b(x-amz-signature|x-amz-credential|x-amz-security-token|signature|"
-                           r"awsaccesskeyid|access_token|token|sig|x-tos-signature|x-tos-credential|"
-                           r"x-tos-security-token)=[^&\s'\"]+")
-
-
-def redact_text(text: str) -> str:
-    """``text`` with every URL in it passed through :func:`describe_uri` and stray signature/token parameters
-    blanked: use on any message that may quote a library error."""
-    text = _URL_IN_TEXT.sub(lambda m: describe_uri(m.group(0)), str(text))
-    return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}=<redacted>", text)
-
-
 def write_bytes(uri: str, data: bytes, storage_options: dict | None = None) -> None:
     """Write ``data`` to ``uri`` so that no reader sees a half-written object.
 
@@ -137,7 +99,7 @@ def write_bytes(uri: str, data: bytes, storage_options: dict | None = None) -> N
     PUT atomically already.
     """
     fs, path = filesystem_for(uri, storage_options)
-    if scheme_of(os.fspath(uri)) in ("", "file"):
+    if is_local(uri):
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
         tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"

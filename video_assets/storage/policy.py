@@ -14,12 +14,12 @@ import functools
 import ipaddress
 import os
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Iterable
 from urllib.parse import urljoin, urlsplit
 
 from video_assets.errors import SourcePolicyError
-from video_assets.storage.fs import describe_uri, scheme_of
+from video_assets.storage.uri import bucket_of, describe_uri, is_local, scheme_of, strip_file_scheme
 
 ALL_SCHEMES = ("file", "http", "https", "s3", "tos")
 
@@ -82,12 +82,12 @@ class SourcePolicy:
             raise ValueError(f"max_redirects must be >= 0, got {self.max_redirects!r}")
 
     @classmethod
-    def permissive(cls) -> "SourcePolicy":
+    def permissive(cls) -> SourcePolicy:
         """What the operators use when called from Python without a policy: any scheme, folder, bucket and
         host, private networks allowed. Metadata addresses stay blocked."""
         return cls(allow_private_networks=True)
 
-    def with_private_networks(self, allow: bool = True) -> "SourcePolicy":
+    def with_private_networks(self, allow: bool = True) -> SourcePolicy:
         return replace(self, allow_private_networks=allow)
 
     # -- checks --------------------------------------------------------------------------------------------
@@ -107,19 +107,17 @@ class SourcePolicy:
         if scheme == "file":
             self._check_local(uri, desc)
         elif scheme in ("s3", "tos"):
-            bucket = uri.split("://", 1)[1].split("/", 1)[0]
-            bucket = bucket.rsplit("@", 1)[-1]
+            bucket = bucket_of(uri)
             if self.buckets is not None and bucket not in self.buckets:
-                raise SourcePolicyError(f"{desc}: source not allowed: bucket {bucket!r} is not among the allowed "
-                                        f"buckets ({', '.join(self.buckets) or 'none'})")
+                raise SourcePolicyError(f"{desc}: source not allowed: bucket {bucket!r} is not among the "
+                                        f"allowed buckets ({', '.join(self.buckets) or 'none'})")
         elif scheme in ("http", "https"):
             self.check_url(uri)
 
     def _check_local(self, uri: str, desc: str) -> None:
         if self.local_roots is None:
             return
-        path = uri[len("file://"):] if uri.lower().startswith("file://") else uri
-        real = _resolve_local(path)
+        real = _resolve_local(strip_file_scheme(uri))
         for root in self.local_roots:
             if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
                 return
@@ -132,14 +130,14 @@ class SourcePolicy:
         parts = urlsplit(url)
         scheme = (parts.scheme or "").lower()
         if scheme not in ("http", "https") or scheme not in self.schemes:
-            raise SourcePolicyError(f"{desc}: source not allowed: scheme {scheme or '(none)'}:// is not among "
-                                    f"the allowed sources ({', '.join(self.schemes) or 'none'})")
+            raise SourcePolicyError(f"{desc}: source not allowed: scheme {scheme or '(none)'}:// is not "
+                                    f"among the allowed sources ({', '.join(self.schemes) or 'none'})")
         host = (parts.hostname or "").lower().rstrip(".")
         if not host:
             raise SourcePolicyError(f"{desc}: source not allowed: URL has no host")
         if self.hosts is not None and not any(_host_matches(host, h) for h in self.hosts):
-            raise SourcePolicyError(f"{desc}: source not allowed: host {host!r} is not among the allowed hosts "
-                                    f"({', '.join(self.hosts) or 'none'})")
+            raise SourcePolicyError(f"{desc}: source not allowed: host {host!r} is not among the allowed "
+                                    f"hosts ({', '.join(self.hosts) or 'none'})")
         literal = _ip_literal(host)
         if literal is not None:
             self.check_address(literal, desc, host)
@@ -241,7 +239,8 @@ def http_client_factory(policy: SourcePolicy, connect_timeout: float | None, rea
             for r in results:
                 problem = policy.address_problem(r["host"].split("%", 1)[0])
                 if problem:
-                    raise BlockedAddressError(f"{host}: source not allowed: {problem} ({host} resolves to it)")
+                    raise BlockedAddressError(
+                        f"{host}: source not allowed: {problem} ({host} resolves to it)")
             return results
 
         async def close(self):
@@ -281,7 +280,6 @@ def local_roots_from(values: Iterable[str]) -> tuple[str, ...]:
     out = []
     for v in values:
         v = os.fspath(v).strip()
-        if not v or scheme_of(v) not in ("", "file"):
-            continue
-        out.append(v[len("file://"):] if v.startswith("file://") else v)
+        if v and is_local(v):
+            out.append(strip_file_scheme(v))
     return tuple(out)

@@ -13,10 +13,12 @@ import logging
 import random
 import socket
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from video_assets.errors import LimitExceededError
 from video_assets.storage.policy import find_policy_error
+from video_assets.storage.uri import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +107,5 @@ def call_with_retries(fn: Callable[[], T], description: str, max_retries: int, b
 
 
 def _short(e: BaseException) -> str:
-    from video_assets.storage.fs import redact_text
-
     status = http_status(e)
     return f"HTTP {status}" if status else redact_text(f"{type(e).__name__}: {e}")
