@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from video_assets.cli import launch_remote
 from video_assets.pipeline.registry import ManifestRegistry
 from video_assets_tests.dagster_dev import REPO, dagster_dev
 from video_assets_tests.pipeline_helpers import write_atomic
@@ -86,11 +87,11 @@ def test_ui_shows_the_metadata_and_a_failed_partition(tmp_path):
     shots.mkdir()
     with dagster_dev(tmp_path / "dagster_home", env) as server:
         server.wait_loaded()
-        for key in (demo_key, bad_key):
-            server.add_partition("video_manifests", key)
-        good_run = server.materialize(ASSET_PATHS, demo_key)
+        server.add_partition("video_manifests", demo_key)
+        good_run = server.materialize(ASSET_PATHS, demo_key)  # the UI's Materialize button
         assert server.wait_run(good_run) == "SUCCESS", server.run_failure_messages(good_run)
-        bad_run = server.materialize(ASSET_PATHS, bad_key)
+        # `python -m video_assets add-manifest PATH --url URL`: adds the partition and launches its run
+        bad_run = launch_remote(server.url, bad_key)
         assert server.wait_run(bad_run) == "FAILURE"
         assert "file not found under" in server.run_failure_messages(bad_run)
 
@@ -99,7 +100,8 @@ def test_ui_shows_the_metadata_and_a_failed_partition(tmp_path):
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
             try:
-                page = browser.new_page(viewport={"width": 1500, "height": 1100})
+                # tall enough for the whole metadata table: the UI scrolls inside its own panel, not the page
+                page = browser.new_page(viewport={"width": 1700, "height": 2100})
                 # the partitions of video_quality_scores: the demo materialised, the bad one failed (red)
                 _open(page, f"{server.url}/assets/video_quality_scores?view=partitions", "Partitions")
                 page.get_by_text("Failed (1)").wait_for(timeout=30_000)
@@ -128,7 +130,9 @@ def test_ui_shows_the_metadata_and_a_failed_partition(tmp_path):
                 img = hist.locator('img[src^="data:image/png"]').first
                 img.wait_for()
                 assert _image_loaded(img)
-                page.screenshot(path=str(shots / "quality_events.png"), full_page=True)
+                end = page.get_by_text("Show tags", exact=False).first.bounding_box()  # below the metadata
+                page.screenshot(path=str(shots / "quality_events.png"),
+                                clip={"x": 0, "y": 0, "width": 1700, "height": end["y"] + end["height"] + 20})
 
                 # video_keyframes: the contact sheet is behind "[Show Markdown]" (longer than the UI inlines)
                 _open(page, f"{server.url}/assets/video_keyframes?view=events&partition={demo_key}",
