@@ -135,8 +135,8 @@ def add_manifest(args: argparse.Namespace) -> int:
     print(f"partition {key!r} {state} the instance at {instance.root_directory}")
     if not args.launch:
         print(f"materialise it: in the UI (make dev), with --launch, or\n"
-              f"  DAGSTER_HOME={instance.root_directory} dagster asset materialize -m video_assets.definitions "
-              f"--select '*' --partition {key}")
+              f"  DAGSTER_HOME={instance.root_directory} dagster asset materialize "
+              f"-m video_assets.definitions --select '*' --partition {key}")
         return 0
     # the run's own events are in the instance (the UI); here only warnings, such as why most videos failed
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

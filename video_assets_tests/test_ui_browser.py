@@ -30,8 +30,8 @@ def _browser() -> str:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        problem = ("Playwright's Python package is not installed (pip install playwright; no browser download "
-                   "needed)")
+        problem = ("Playwright's Python package is not installed (pip install playwright; no browser "
+                   "download needed)")
     exe = os.environ.get(CHROMIUM_ENV) or shutil.which("chromium") or shutil.which("chromium-browser")
     if problem is None and not exe:
         problem = (f"no Chromium found (Debian: apt-get install -y chromium; or set {CHROMIUM_ENV} to a "

@@ -1,7 +1,7 @@
-"""What a user sees: a partition of bad videos fails loudly with its cause and fix, the demo manifest works when
-copied into the inbox, the tables of all partitions read as one dataset (DuckDB, pandas), ``make demo`` and
-``python -m video_assets add-manifest`` record their runs in the instance the UI uses, and the smaller messages
-(source policy, an empty sampling window, an unwritable keyframe folder)."""
+"""What a user sees: a partition of bad videos fails loudly with its cause and fix, the demo manifest works
+when copied into the inbox, the tables of all partitions read as one dataset (DuckDB, pandas), ``make demo``
+and ``python -m video_assets add-manifest`` record their runs in the instance the UI uses, and the smaller
+messages (source policy, an empty sampling window, an unwritable keyframe folder)."""
 
 import json
 import os
@@ -62,7 +62,7 @@ def test_partition_of_missing_videos_fails_with_the_cause_and_its_fix(tmp_path, 
         # the two model assets are not materialised (the partition shows as failed); their error check failed
         assert [m.asset_key.to_user_string() for m in result.get_asset_materialization_events()] == \
             [MANIFEST_ASSET]
-        evals = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
+        evals = _evals(result)
         for asset in (QUALITY_ASSET, KEYFRAMES_ASSET):
             c = evals[(asset, checks.MOSTLY_FAILED)]
             assert not c.passed and c.severity == dg.AssetCheckSeverity.ERROR
@@ -70,7 +70,8 @@ def test_partition_of_missing_videos_fails_with_the_cause_and_its_fix(tmp_path, 
         status = instance.get_status_by_partition(dg.AssetKey(QUALITY_ASSET), [key], _partitions_def())
         assert status[key].value == "FAILED"
         # the tables are written anyway, each video with its error
-        assert read_frame(warehouse.table_uri(QUALITY_ASSET, key))["error"].str.contains("file not found").all()
+        errors = read_frame(warehouse.table_uri(QUALITY_ASSET, key))["error"]
+        assert errors.str.contains("file not found").all()
         # the run log names the folder relative paths resolved against, and the common cause once per asset
         logs = [e.user_message for e in instance.all_logs(result.run_id)]
         assert any("do not exist where they resolve" in m and str(inbox_manifests) in m for m in logs)
@@ -80,9 +81,13 @@ def test_partition_of_missing_videos_fails_with_the_cause_and_its_fix(tmp_path, 
         monkeypatch.setenv(checks.ERROR_FAILED_SHARE_ENV, "1.0")
         _, result = materialize_partition(warehouse, str(manifest), instance)
         assert result.success
-        evals = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
+        evals = _evals(result)
         assert evals[(QUALITY_ASSET, checks.MOSTLY_FAILED)].passed
         assert not evals[(QUALITY_ASSET, checks.FAILED_SHARE)].passed
+
+
+def _evals(result) -> dict:
+    return {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
 
 
 def _partitions_def():
@@ -95,8 +100,8 @@ def test_common_cause_names_the_folder_the_policy_or_the_credentials():
     def frame(errors, uris):
         return pd.DataFrame({"error": errors, "uri": uris})
 
-    missing = frame(["/in/m/a.mp4: file not found", "/in/m/b.mp4: file not found", "/x/c.mp4: not a video", None],
-                    ["/in/m/a.mp4", "/in/m/b.mp4", "/x/c.mp4", "/x/d.mp4"])
+    missing = frame(["/in/m/a.mp4: file not found", "/in/m/b.mp4: file not found", "/x/c.mp4: not a video",
+                     None], ["/in/m/a.mp4", "/in/m/b.mp4", "/x/c.mp4", "/x/d.mp4"])
     line = report.common_cause(missing)
     assert line.startswith("2 of 3 failures: file not found under /in/m/") and "manifest's folder" in line
     policy = frame(["/etc/a.mp4: source not allowed: local path resolves to a location outside the allowed "
@@ -105,7 +110,8 @@ def test_common_cause_names_the_folder_the_policy_or_the_credentials():
     creds = frame(["s3://b/a.mp4: cannot open (NoCredentialsError: Unable to locate credentials)",
                    "s3://b/c.mp4: access denied (HTTP 403)"], ["s3://b/a.mp4", "s3://b/c.mp4"])
     assert "AWS_ACCESS_KEY_ID" in report.common_cause(creds)
-    mixed = frame(["a.mp4: not a video", "b.mp4: file not found", "c.mp4: too long"], ["a.mp4", "b.mp4", "c.mp4"])
+    mixed = frame(["a.mp4: not a video", "b.mp4: file not found", "c.mp4: too long"],
+                  ["a.mp4", "b.mp4", "c.mp4"])
     assert report.common_cause(mixed) is None
     assert report.common_cause(frame([None], ["a.mp4"])) is None
 
@@ -115,7 +121,7 @@ def test_common_cause_names_the_folder_the_policy_or_the_credentials():
 
 
 def test_demo_manifest_copied_into_the_inbox_finds_the_samples(tmp_path, monkeypatch):
-    monkeypatch.chdir(REPO)  # data/ is relative to the working directory, like the default inbox and warehouse
+    monkeypatch.chdir(REPO)  # data/ is relative to the working directory, like the default inbox
     inbox = tmp_path / "inbox"
     copied = inbox / "manifests" / "demo_manifest.csv"
     copied.parent.mkdir(parents=True)
@@ -142,8 +148,10 @@ def test_tables_of_partitions_with_different_user_columns_read_as_one(tmp_path, 
 
     a, b = clips["a.mp4"], clips["b.mp4"]
     folder = tmp_path / "manifests"
-    csv = write_atomic(folder / "labelled.csv", f"uri,label,score_hint\n{a},clean,1\n{clips['broken.mp4']},bad,2\n")
-    jsonl = write_atomic(folder / "cameras.jsonl", json.dumps({"uri": str(b), "camera": "front", "n": 7}) + "\n"
+    csv = write_atomic(folder / "labelled.csv",
+                       f"uri,label,score_hint\n{a},clean,1\n{clips['broken.mp4']},bad,2\n")
+    jsonl = write_atomic(folder / "cameras.jsonl",
+                         json.dumps({"uri": str(b), "camera": "front", "n": 7}) + "\n"
                          + json.dumps({"uri": str(a), "camera": "rear"}) + "\n")
     uploads = write_upload_manifest(str(folder), [{"uri": str(b), "mtime": 1.7e9, "size": 1234,
                                                    "fingerprint": "sha1:abc"}])
@@ -157,11 +165,13 @@ def test_tables_of_partitions_with_different_user_columns_read_as_one(tmp_path, 
     wh = tmp_path / "wh"
     for asset, n in ((MANIFEST_ASSET, 5), (QUALITY_ASSET, 5), (KEYFRAMES_ASSET, 5)):
         glob = f"{wh}/{asset}/*.parquet"
-        rows = duckdb.sql(f"select partition_key, video_id, user from '{glob}' order by partition_key").fetchall()
+        rows = duckdb.sql(f"select partition_key, video_id, user from '{glob}'").fetchall()
         assert len(rows) == n and {r[0] for r in rows} == set(keys)
-        labels = duckdb.sql(f"select user->>'label' from '{glob}' where user->>'label' is not null").fetchall()
+        labels = duckdb.sql(f"select user->>'label' from '{glob}' where user->>'label' is not null"
+                            ).fetchall()
         assert sorted(r[0] for r in labels) == ["bad", "clean"]
-        assert duckdb.sql(f"select (user->>'n')::int from '{glob}' where user->>'n' is not null").fetchall() == [(7,)]
+        n_values = duckdb.sql(f"select (user->>'n')::int from '{glob}' where user->>'n' is not null")
+        assert n_values.fetchall() == [(7,)]
         assert duckdb.sql(f"select user->>'size_bytes' from '{glob}' where partition_key like 'uploads-%'"
                           ).fetchall() == [("1234",)]
         frame = pd.read_parquet(f"{wh}/{asset}/")
@@ -268,10 +278,13 @@ def test_unwritable_keyframe_folder_fails_at_construction(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     with pytest.raises(ValueError, match=r"output_tos_dir .*a_file/keyframes.* is a file, not a folder"):
-        VideoAdaptiveKeyframesSampling(clip_model_name=TINY, device="cpu", output_tos_dir=str(blocker / "keyframes"))
+        VideoAdaptiveKeyframesSampling(clip_model_name=TINY, device="cpu",
+                                       output_tos_dir=str(blocker / "keyframes"))
     if os.geteuid() != 0:  # root may write anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
         with pytest.raises(ValueError, match="is not writable"):
-            VideoAdaptiveKeyframesSampling(clip_model_name=TINY, device="cpu", output_tos_dir=str(locked / "k"))
-    VideoAdaptiveKeyframesSampling(clip_model_name=TINY, device="cpu", output_tos_dir=str(tmp_path / "new" / "k"))
+            VideoAdaptiveKeyframesSampling(clip_model_name=TINY, device="cpu",
+                                           output_tos_dir=str(locked / "k"))
+    VideoAdaptiveKeyframesSampling(clip_model_name=TINY, device="cpu",
+                                   output_tos_dir=str(tmp_path / "new" / "k"))

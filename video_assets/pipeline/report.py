@@ -267,7 +267,8 @@ def common_cause(frame: pd.DataFrame, min_share: float = 0.5) -> str | None:
     folder, count = most([_folder(u) if _NOT_FOUND.search(e) else None for e, u in zip(errors, uris)])
     if folder is not None and count > min_share * n:
         return (f"{count} of {n} failures: file not found under {folder} (relative paths in a manifest "
-                "resolve against the manifest's folder); fix the paths in the manifest or put the videos there")
+                "resolve against the manifest's folder); fix the paths in the manifest or put the videos "
+                "there")
     count = sum("source not allowed" in e for e in errors)
     if count > min_share * n:
         return (f"{count} of {n} failures: source not allowed by the source policy; allow the folders with "
