@@ -26,8 +26,9 @@ test: setup
 
 # Real default models when they can be loaded (local VIDEO_ASSETS_MODEL_PATH or the hub); otherwise it says why
 # and runs with the built-in tiny model. VIDEO_ASSETS_CLIP_MODEL=... make demo picks a model and never falls back.
+# The run goes into make dev's instance (dagster_home/), so the UI shows the demo's partition as materialised.
 demo: setup
-	$(PY) -m video_assets.demo --fallback-tiny
+	DAGSTER_HOME=$(CURDIR)/dagster_home $(PY) -m video_assets.demo --fallback-tiny
 
 # dagster dev on http://127.0.0.1:3000 with the project's instance settings (dagster_home/dagster.yaml)
 dev: setup

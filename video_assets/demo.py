@@ -1,6 +1,7 @@
 """``make demo``: materialise the three assets (and their checks) for the bundled demo manifest into the
 warehouse (``data/warehouse/`` unless ``VIDEO_ASSETS_WAREHOUSE`` says otherwise), print a summary and where
-the files are.
+the files are. The run is recorded in the Dagster instance that ``make dev`` uses (``$DAGSTER_HOME``, default
+the repository's ``dagster_home/``), so the UI shows the demo's partition as materialised, with its metadata.
 
 Models: the operators' defaults (openai/clip-vit-large-patch14 for quality, openai/clip-vit-base-patch32 for
 keyframes) from ``VIDEO_ASSETS_MODEL_PATH`` or the hub cache;
@@ -9,7 +10,8 @@ only show that the pipeline works). When the models cannot be loaded the demo st
 message and exit status 2 — or, with ``--fallback-tiny`` (``make demo``) and no model chosen explicitly, prints
 that message and runs with the tiny model.
 
-The demo manifest lists a broken video on purpose: its row has no score and says why.
+The demo manifest lists a broken video on purpose (``data/samples/broken.mp4``, random bytes): its row has no
+score and says why.
 """
 
 from __future__ import annotations
@@ -48,12 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    import dagster as dg
 
+    from video_assets.cli import add_partition, print_result, project_instance, run_partition
     from video_assets.errors import ModelLoadError
-    from video_assets.orchestration.assets import ASSETS
-    from video_assets.orchestration.partitions import PARTITIONS_NAME
-    from video_assets.orchestration.resources import ClipModelResource, WarehouseResource, default_resources
+    from video_assets.orchestration.resources import ClipModelResource, WarehouseResource
     from video_assets.pipeline import report
     from video_assets.pipeline.manifests import ManifestError
     from video_assets.pipeline.tables import KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET, read_frame
@@ -81,19 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"manifest {args.manifest} -> partition {key!r}; warehouse {warehouse.warehouse_uri}\n", flush=True)
 
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
+    instance = project_instance()  # make dev's instance: the UI shows this run and its partition
+    add_partition(instance, key)
     level = "DEBUG" if args.verbose else "ERROR"
     t0 = time.monotonic()
-    result = dg.materialize(ASSETS, partition_key=key, instance=instance,
-                            resources=default_resources(clip=clip, warehouse=warehouse), raise_on_error=False,
-                            run_config={"loggers": {"console": {"config": {"log_level": level}}}})
+    result = run_partition(instance, key, resources={"clip": clip, "warehouse": warehouse},
+                           run_config={"loggers": {"console": {"config": {"log_level": level}}}})
     elapsed = time.monotonic() - t0
     if not result.success:
-        for ev in result.all_events:
-            if ev.is_step_failure:
-                err = ev.event_specific_data.error
-                print(f"step {ev.step_key} failed: {err.message.strip() if err else ''}", file=sys.stderr)
+        print_result(result)
         return 1
 
     import pandas as pd
@@ -107,26 +103,30 @@ def main(argv: list[str] | None = None) -> int:
                .merge(keyframes[["video_id", "num_keyframes"]], on="video_id", how="left"))
     for col in ("width", "height", "num_keyframes"):
         summary[col] = summary[col].map(lambda v: "-" if pd.isna(v) else str(int(v)))
-    summary["error"] = [report.error_reason(e, u)[:60] if isinstance(e, str) else ""
-                        for e, u in zip(summary["error"], summary.pop("uri"))]
-    with pd.option_context("display.width", 160, "display.max_colwidth", 72, "display.max_columns", 20):
+    errors = {vid: report.error_reason(e, u) for vid, e, u in zip(summary["video_id"], summary["error"],
+                                                                   summary.pop("uri")) if isinstance(e, str)}
+    summary["error"] = ["see below" if v in errors else "" for v in summary["video_id"]]
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(summary.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))
+    for vid, why in errors.items():  # in full: the reason is the point of showing a failure
+        print(f"\n{vid}: {why}")
+        if vid == "broken" and Path(args.manifest).resolve() == DEFAULT_MANIFEST:
+            print("  (data/samples/broken.mp4 is broken on purpose: one bad video gets an error, it never "
+                  "fails the run)")
     print(f"\nmodels: quality {quality['model'].iloc[0]}, keyframes {keyframes['model'].iloc[0]} "
           f"on {quality['device'].iloc[0]}; {len(summary)} videos in {elapsed:.1f}s")
     if "tiny-clip" in str(quality["model"].iloc[0]):
         print("(video-assets/tiny-clip has random weights: the scores show that the pipeline runs, not quality)")
-    print("\nasset checks:")
-    for c in result.get_asset_check_evaluations():
-        warn = c.severity == dg.AssetCheckSeverity.WARN
-        state = "passed" if c.passed else ("WARNING" if warn else "FAILED")
-        desc = (c.description or "").strip()
-        print(f"  {c.asset_key.to_user_string()}.{c.check_name}: {state}" + (f" ({desc})" if desc else ""))
+    print()
+    print_result(result)
     print("\nfiles:")
     for asset in (MANIFEST_ASSET, QUALITY_ASSET, KEYFRAMES_ASSET):
         print(f"  {warehouse.table_uri(asset, key)}")
     print(f"  {warehouse.keyframes_dir(key)}/<video>/<frame>-<hash>.jpg")
     print(f"\nquery: python -c \"import pandas as pd; "
           f"print(pd.read_parquet('{warehouse.table_uri(QUALITY_ASSET, key)}'))\"")
+    print(f"in the UI: make dev, then http://127.0.0.1:3000/assets/{QUALITY_ASSET} (instance "
+          f"{instance.root_directory}, run {result.run_id})")
     return 0
 
 

@@ -10,7 +10,7 @@ from video_assets.orchestration.jobs import video_assets_job
 from video_assets.orchestration.partitions import PARTITIONS_NAME
 from video_assets.orchestration.resources import WarehouseResource, default_resources
 from video_assets.pipeline.tables import (KEYFRAMES_ASSET, KEYFRAMES_SCHEMA, MANIFEST_ASSET, MANIFEST_SCHEMA,
-                                          QUALITY_ASSET, QUALITY_SCHEMA, read_table)
+                                          QUALITY_ASSET, QUALITY_SCHEMA, read_table, user_values)
 from video_assets.storage import filesystem_for
 from video_assets_tests.pipeline_helpers import (DEMO_CSV, make_videos, materialize_partition, s3_client,
                                                  upload_tree)
@@ -30,12 +30,12 @@ def _check_tables(warehouse: WarehouseResource, key: str):
     m = read_table(warehouse.table_uri(MANIFEST_ASSET, key))
     q = read_table(warehouse.table_uri(QUALITY_ASSET, key))
     k = read_table(warehouse.table_uri(KEYFRAMES_ASSET, key))
-    # schemas: the explicit core schema, then the user columns
+    # schemas: exactly the explicit schema; the user columns are the JSON object in `user`
     for table, schema in ((m, MANIFEST_SCHEMA), (q, QUALITY_SCHEMA), (k, KEYFRAMES_SCHEMA)):
-        assert table.schema.names[:len(schema)] == schema.names
-        assert table.schema.names[len(schema):] == USER_COLUMNS
+        assert table.schema.names == schema.names and table.schema.names[-1] == "user"
         for f in schema:
             assert table.schema.field(f.name).type == f.type, f.name
+        assert list(user_values(table.to_pandas()).columns) == USER_COLUMNS
     assert m.num_rows == 5 and q.num_rows == 4 and k.num_rows == 4  # the duplicated row is scored once
     mf, qf, kf = m.to_pandas(), q.to_pandas(), k.to_pandas()
     assert mf["duplicate_of"].notna().sum() == 1
@@ -55,7 +55,8 @@ def _check_tables(warehouse: WarehouseResource, key: str):
     assert pa.compute.is_null(q["quality_score"][3]).as_py() and q["frame_scores"][3].as_py() is None
     assert "not a readable video" in bad_q["error"]
     assert (qf["model"] == "video-assets/tiny-clip").all() and (qf["prompt"] == "quality").all()
-    assert (qf["label"].tolist() == ["clean", "clean", "other", "corrupt"])
+    assert user_values(qf)["label"].tolist() == ["clean", "clean", "other", "corrupt"]
+    assert user_values(mf)["score_hint"].tolist() == ["1", "2", "3", "4", "5"]  # CSV values are text
 
     okk = kf[kf["video_id"] != "bad"]
     assert okk["error"].isna().all() and (okk["num_keyframes"] == 2).all()  # 2 s at 1 fps: 2 candidates
@@ -72,13 +73,15 @@ def _check_tables(warehouse: WarehouseResource, key: str):
 def _check_results(result):
     assert result.success
     checks = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
-    assert len(checks) == 6
+    assert len(checks) == 8
     for name in ("quality_scores_in_range", "row_count_matches_manifest"):
         assert checks[("video_quality_scores", name)].passed
     assert checks[("video_keyframes", "keyframe_files_exist")].passed
     assert checks[("video_keyframes", "row_count_matches_manifest")].passed
     share = checks[("video_quality_scores", "failed_share_below_threshold")]
     assert not share.passed and share.severity == dg.AssetCheckSeverity.WARN  # 1 of 4 > 10 %
+    mostly = checks[("video_quality_scores", "failed_share_below_error_threshold")]
+    assert mostly.passed and mostly.severity == dg.AssetCheckSeverity.ERROR  # 1 of 4 <= 50 %
     md = {m.asset_key.to_user_string(): m.metadata for m in result.get_asset_materialization_events()
           and [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]}
     q, k, m = md["video_quality_scores"], md["video_keyframes"], md["video_manifest"]

@@ -14,7 +14,6 @@ from video_assets.pipeline.manifests import (ManifestError, assign_partition_key
                                              manifest_identity, read_manifest, resolve_uri,
                                              sanitize_partition_key)
 from video_assets.pipeline.registry import ManifestRegistry
-from video_assets.pipeline.tables import RESERVED_COLUMNS
 from video_assets_tests.pipeline_helpers import DEMO_CSV, s3_client
 
 FORBIDDEN = set("|,[]/ ")
@@ -139,8 +138,11 @@ def test_missing_manifest(tmp_path):
 def test_user_column_clash_and_reused_video_id(tmp_path):
     p = tmp_path / "m.csv"
     p.write_text("uri,video_id,quality_score,error\na.mp4,x,0.9,none\nb.mp4,x,0.1,none\n")
-    m = read_manifest(str(p), reserved_columns=RESERVED_COLUMNS)
-    assert m.user_columns == ["user_quality_score", "user_error"]
+    m = read_manifest(str(p))
+    # only a core column of the manifest frame is renamed there; the tables keep the manifest's names
+    assert m.user_columns == ["quality_score", "user_error"] and m.user_names == ["quality_score", "error"]
+    assert read_manifest(str(p), reserved_columns={"quality_score"}).user_columns == ["user_quality_score",
+                                                                                       "user_error"]
     assert m.frame["video_id"].tolist()[0] == "x" and m.frame["video_id"].tolist()[1].startswith("x-")
     assert any("renamed" in w for w in m.warnings) and any("clashes" in w for w in m.warnings)
 

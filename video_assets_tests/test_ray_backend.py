@@ -191,10 +191,10 @@ def test_dagster_materialisation_with_the_ray_backend_gives_the_local_tables(ray
     assert len(qr) == len(ql) == 4 and len(kr) == len(kl) == 4
     assert np.allclose(qr["quality_score"].astype(float), ql["quality_score"].astype(float), atol=1e-5,
                        equal_nan=True)
-    for col in ("video_id", "uri", "error", "device", "settings_hash", "label"):
+    for col in ("video_id", "uri", "error", "device", "settings_hash", "user"):
         assert [_none(v) for v in qr[col]] == [_none(v) for v in ql[col]], col
     assert _lists(qr["frame_indices"]) == _lists(ql["frame_indices"])
-    for col in ("video_id", "error", "num_keyframes", "num_candidates", "settings_hash", "label"):
+    for col in ("video_id", "error", "num_keyframes", "num_candidates", "settings_hash", "user"):
         assert [_none(v) for v in kr[col]] == [_none(v) for v in kl[col]], col
     for col in ("frame_ids", "keyframe_paths"):
         assert _lists(kr[col]) == _lists(kl[col]), col

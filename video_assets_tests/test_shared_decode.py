@@ -246,7 +246,8 @@ def test_dagster_both_assets_share_a_decode_and_equal_one_at_a_time(tmp_path, de
         logs = [e.user_message for e in instance.all_logs(result.run_id)]
         assert any("both assets from one decode per video" in m for m in logs)
         checks = result.get_asset_check_evaluations()
-        assert len(checks) == 6 and all(c.passed for c in checks if c.check_name != "failed_share_below_threshold")
+        assert len(checks) == 8
+        assert all(c.passed for c in checks if c.check_name != "failed_share_below_threshold")
 
         # one asset at a time (what a person does by selecting one in the UI): the step runs as a subset
         materialize_partition(apart, demo_manifest, instance, selection=[dg.AssetKey("video_manifest")])

@@ -62,7 +62,7 @@ class Progress:
 
 
 def error_message(item_desc: str, exc: BaseException) -> str:
-    if isinstance(exc, VideoAssetsError):
+    if isinstance(exc, VideoAssetsError) or str(exc).startswith(f"{item_desc}:"):
         return str(exc)  # already names the source
     return f"{item_desc}: {type(exc).__name__}: {exc}"
 

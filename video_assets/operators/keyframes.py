@@ -59,7 +59,9 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
       frames are written to ``{output_tos_dir}/{video_id}/{frame_id:06d}-{hash}{img_type}``
       (``hash``: 10 hex digits of SHA-1 over the image bytes); ``video_id`` is the first 16
       hex digits of SHA-1 over the source URI (or over the bytes for base64/binary inputs), so writes are
-      idempotent. ``return_keyframes``: include the frames as HxWx3 uint8 arrays.
+      idempotent. ``return_keyframes`` (default True, as in LAS): include the frames as HxWx3 uint8
+      arrays under ``"keyframes"``; printing such a result prints every array, so pass
+      ``return_keyframes=False`` when the paths are enough (the pipeline does).
 
     ``op(videos=[...])`` returns per input a dict ``{"tos_paths", "frame_ids", "timestamps", "scores",
     "keyframes"?}`` or None when the video cannot be read; :meth:`details` gives the error.
@@ -91,6 +93,7 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         self.video_src_type, self.video_format = video_src_type, video_format
         self.img_type = img_type.lower()
         self.output_tos_dir = _absolute_dir(output_tos_dir) if output_tos_dir else ""
+        _check_writable(self.output_tos_dir)
         self.return_keyframes = return_keyframes
         self.model_path = default_model_path(model_path)
         self.clip_model_name = default_model_name(clip_model_name, DEFAULT_KEYFRAMES_MODEL)
@@ -238,6 +241,20 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         kwargs = {"quality": self.jpeg_quality} if fmt == "JPEG" else {"optimize": False}
         Image.fromarray(rgb).save(buf, format=fmt, **kwargs)
         return buf.getvalue()
+
+
+def _check_writable(d: str) -> None:
+    """A local output folder that cannot be written fails here, naming it, instead of every video failing
+    later; object stores are checked by the first write (no request is made here)."""
+    if not d or scheme_of(d) not in ("", "file"):
+        return
+    probe = d[len("file://"):] if d.startswith("file://") else d
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)  # the nearest existing folder: where the first image creates its own
+    if not os.path.isdir(probe):
+        raise ValueError(f"output_tos_dir {d!r} cannot be created: {probe!r} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"output_tos_dir {d!r} is not writable ({probe!r} does not allow writing)")
 
 
 def _absolute_dir(d: str) -> str:

@@ -184,6 +184,7 @@ def _preview(frame: pd.DataFrame, columns: list[str], limit: int = 10) -> dg.Met
 def _common_metadata(table: pa.Table, frame: pd.DataFrame, uri: str, elapsed: float, failed: int,
                      preview_cols: list[str]) -> dict:
     rows = table.num_rows
+    cause = report.common_cause(frame)
     return {
         "dagster/row_count": dg.MetadataValue.int(rows),
         "dagster/column_schema": _column_schema(table),
@@ -194,7 +195,14 @@ def _common_metadata(table: pa.Table, frame: pd.DataFrame, uri: str, elapsed: fl
         "path": _path_value(uri),
         "elapsed_s": dg.MetadataValue.float(round(elapsed, 3)),
         "throughput_videos_per_s": dg.MetadataValue.float(round(rows / elapsed, 3) if elapsed > 0 else 0.0),
+        **({"common_cause": dg.MetadataValue.text(cause)} if cause else {}),
     }
+
+
+def _log_common_cause(context: dg.AssetExecutionContext, asset: str, md: dict) -> None:
+    """The one line that says why most videos failed, and the fix, in the run log too."""
+    if "common_cause" in md:
+        context.log.warning(f"{asset}: {md['common_cause'].value}")
 
 
 def _read_manifest_table(warehouse: WarehouseResource, key: str) -> pd.DataFrame:
@@ -241,7 +249,7 @@ def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
     failed = int((uniq["readable"] == False).sum()) if config.probe else 0  # noqa: E712
     md = _common_metadata(table, uniq, uri, elapsed, failed,
                           ["row", "video_id", "source_uri", "duration_sec", "fps", "width", "height", "codec",
-                           "size_bytes", "readable", "error"])
+                           "size_bytes", "readable", "error", "user"])
     md["failed_share"] = dg.MetadataValue.float(round(failed / len(uniq), 4) if len(uniq) else 0.0)
     md.update({
         "videos": dg.MetadataValue.int(len(uniq)),
@@ -249,12 +257,13 @@ def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
         "manifest": _path_value(manifest.uri),
         "manifest_format": manifest.format,
         "manifest_sha256": manifest.sha256,
-        "user_columns": dg.MetadataValue.json(manifest.user_columns),
+        "user_columns": dg.MetadataValue.json(manifest.user_names),  # the keys of the JSON column `user`
         "total_duration_s": dg.MetadataValue.float(round(float(uniq["duration_sec"].fillna(0).sum()), 3)),
         "bytes_written": dg.MetadataValue.int(size),
     })
     if manifest.warnings:
         md["warnings"] = dg.MetadataValue.md("\n".join(f"- {w}" for w in manifest.warnings))
+    _log_common_cause(context, MANIFEST_ASSET, md)
     return dg.MaterializeResult(metadata=md)
 
 
@@ -372,13 +381,14 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
                                         progress_callback=_progress_logger(context, KEYFRAMES_ASSET), **common)
     compute_s = time.monotonic() - t0
     # shared_decode: both tables came from one decode; elapsed_s is then the time of the shared step
+    mostly_failed = []
     if want_q:
         uri = warehouse.table_uri(QUALITY_ASSET, key)
         write_table(q_table, uri)
         q_frame = q_table.to_pandas()
         md = _quality_metadata(q_table, q_frame, uri, time.monotonic() - t0, q_settings)
-        yield dg.MaterializeResult(asset_key=QUALITY_KEY, metadata={**md, "shared_decode": shared})
-        yield from checks.evaluate(QUALITY_KEY, q_frame, lambda: manifest, selected_checks, warehouse, key)
+        yield from _report(context, QUALITY_KEY, q_frame, {**md, "shared_decode": shared}, manifest,
+                           selected_checks, warehouse, mostly_failed)
     if want_k:
         uri = warehouse.table_uri(KEYFRAMES_ASSET, key)
         t_write = time.monotonic()
@@ -386,8 +396,41 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
         k_frame = k_table.to_pandas()
         md = _keyframes_metadata(context, warehouse, k_table, k_frame, uri,
                                  compute_s + time.monotonic() - t_write, k_settings)
-        yield dg.MaterializeResult(asset_key=KEYFRAMES_KEY, metadata={**md, "shared_decode": shared})
-        yield from checks.evaluate(KEYFRAMES_KEY, k_frame, lambda: manifest, selected_checks, warehouse, key)
+        yield from _report(context, KEYFRAMES_KEY, k_frame, {**md, "shared_decode": shared}, manifest,
+                           selected_checks, warehouse, mostly_failed)
+    if mostly_failed:
+        raise _mostly_failed_error(mostly_failed)
+
+
+def _report(context: dg.AssetExecutionContext, asset: dg.AssetKey, frame: pd.DataFrame, md: dict,
+            manifest: pd.DataFrame, selected_checks, warehouse: WarehouseResource, mostly_failed: list
+            ) -> Iterator[Union[dg.MaterializeResult, dg.AssetCheckResult]]:
+    """The materialisation and checks of one written table; or, when more than the error threshold of its
+    videos failed, only that check's failed result: the asset is then not materialised (the step fails after
+    the other asset), so the partition shows as failed. A failed blocking check after a materialisation would
+    leave the partition "Materialized" (green) in the UI's partition view."""
+    _log_common_cause(context, asset.path[-1], md)
+    mostly = checks.failed_share_below_threshold(asset, frame, error=True)
+    if mostly.passed:
+        yield dg.MaterializeResult(asset_key=asset, metadata=md)
+        yield from checks.evaluate(asset, frame, lambda: manifest, selected_checks, warehouse,
+                                   context.partition_key)
+        return
+    if dg.AssetCheckKey(asset, checks.MOSTLY_FAILED) in selected_checks:
+        yield mostly
+    mostly_failed.append((asset, mostly, md))
+
+
+def _mostly_failed_error(mostly_failed: list) -> dg.Failure:
+    """The step's failure when most videos failed: which tables, how many, the common cause and its fix, and
+    where the tables (written anyway, with each video's error) are."""
+    names = ", ".join(a.path[-1] for a, _, _ in mostly_failed)
+    description = (f"{names}: {mostly_failed[0][1].description}. The tables are written, each video with its "
+                   "error; the partition counts as failed until a run passes.")
+    keep = ("failed", "failed_share", "top_errors", "common_cause", "path", "dagster/row_count")
+    metadata = {f"{a.path[-1]}/{k}" if len(mostly_failed) > 1 else k: v
+                for a, _, m in mostly_failed for k, v in m.items() if k in keep}
+    return dg.Failure(description=description, metadata=metadata, allow_retries=False)
 
 
 ASSETS = [video_manifest, video_quality_and_keyframes]

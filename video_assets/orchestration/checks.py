@@ -33,6 +33,10 @@ warnings.filterwarnings("ignore",
 
 MAX_FAILED_SHARE_ENV = "VIDEO_ASSETS_MAX_FAILED_SHARE"
 DEFAULT_MAX_FAILED_SHARE = 0.1
+# Above this share of failed videos the partition is an error, not a warning: a blocking ERROR check, and the
+# step fails without materialising the asset (see assets._report).
+ERROR_FAILED_SHARE_ENV = "VIDEO_ASSETS_ERROR_FAILED_SHARE"
+DEFAULT_ERROR_FAILED_SHARE = 0.5
 IMAGE_SAMPLE = 5  # keyframe images opened and decoded per check
 
 QUALITY_KEY, KEYFRAMES_KEY = dg.AssetKey(QUALITY_ASSET), dg.AssetKey(KEYFRAMES_ASSET)
@@ -40,13 +44,22 @@ MANIFEST_KEY = dg.AssetKey(MANIFEST_ASSET)
 
 QUALITY_RANGE, ROW_COUNT = "quality_scores_in_range", "row_count_matches_manifest"
 FAILED_SHARE, KEYFRAME_FILES = "failed_share_below_threshold", "keyframe_files_exist"
+MOSTLY_FAILED = "failed_share_below_error_threshold"
+
+
+def _share_setting(env: str, default: float) -> float:
+    try:
+        return float(os.environ.get(env, default))
+    except ValueError:
+        return default
 
 
 def max_failed_share() -> float:
-    try:
-        return float(os.environ.get(MAX_FAILED_SHARE_ENV, DEFAULT_MAX_FAILED_SHARE))
-    except ValueError:
-        return DEFAULT_MAX_FAILED_SHARE
+    return _share_setting(MAX_FAILED_SHARE_ENV, DEFAULT_MAX_FAILED_SHARE)
+
+
+def error_failed_share() -> float:
+    return _share_setting(ERROR_FAILED_SHARE_ENV, DEFAULT_ERROR_FAILED_SHARE)
 
 
 def missing(asset: dg.AssetKey, check_name: str, uri: str) -> dg.AssetCheckResult:
@@ -84,16 +97,26 @@ def row_count_matches_manifest(asset: dg.AssetKey, table: pd.DataFrame,
                                          "manifest_rows": len(manifest), "same_video_ids": same_ids})
 
 
-def failed_share_below_threshold(asset: dg.AssetKey, table: pd.DataFrame) -> dg.AssetCheckResult:
+def failed_share_below_threshold(asset: dg.AssetKey, table: pd.DataFrame,
+                                 error: bool = False) -> dg.AssetCheckResult:
+    """The share of failed videos against the warning threshold, or (``error``) the error threshold."""
     failed = int(table["error"].notna().sum())
     share = failed / len(table) if len(table) else 0.0
-    limit = max_failed_share()
+    limit = error_failed_share() if error else max_failed_share()
+    passed = share <= limit
+    cause = report.common_cause(table)
+    env = ERROR_FAILED_SHARE_ENV if error else MAX_FAILED_SHARE_ENV
+    description = f"{failed} of {len(table)} videos failed ({share:.1%}; threshold {limit:.1%}, ${env})"
+    if cause and not passed:
+        description += f". {cause}"
+    metadata = {"failed": failed, "rows": len(table), "failed_share": round(share, 4), "threshold": limit,
+                "top_errors": dg.MetadataValue.md(report.errors_markdown(table))}
+    if cause:
+        metadata["common_cause"] = cause
     return dg.AssetCheckResult(
-        asset_key=asset, check_name=FAILED_SHARE,
-        passed=share <= limit, severity=dg.AssetCheckSeverity.WARN,
-        description=f"{failed} of {len(table)} videos failed ({share:.1%}; threshold {limit:.1%})",
-        metadata={"failed": failed, "rows": len(table), "failed_share": round(share, 4), "threshold": limit,
-                  "top_errors": dg.MetadataValue.md(report.errors_markdown(table))})
+        asset_key=asset, check_name=MOSTLY_FAILED if error else FAILED_SHARE, passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR if error else dg.AssetCheckSeverity.WARN,
+        description=description, metadata=metadata)
 
 
 def keyframe_files_exist(keyframes: pd.DataFrame, warehouse: WarehouseResource,
@@ -140,6 +163,10 @@ def _spec(asset: dg.AssetKey, name: str, description: str, **kwargs) -> dg.Asset
 _ROW_COUNT_DESCRIPTION = "One row per distinct video of the manifest (duplicated rows count once)."
 _FAILED_SHARE_DESCRIPTION = (f"The share of videos with an error is at most ${MAX_FAILED_SHARE_ENV} "
                              f"(default {DEFAULT_MAX_FAILED_SHARE}); a warning, not an error.")
+_MOSTLY_FAILED_DESCRIPTION = (f"The share of videos with an error is at most ${ERROR_FAILED_SHARE_ENV} "
+                              f"(default {DEFAULT_ERROR_FAILED_SHARE}). Above it the step fails without "
+                              "materialising the asset, so a partition of mostly bad videos shows as failed, "
+                              "never green; the table is still written.")
 
 CHECK_SPECS = [
     _spec(QUALITY_KEY, QUALITY_RANGE, "Every quality score and per-frame score lies in [0, 1]."),
@@ -147,6 +174,8 @@ CHECK_SPECS = [
     _spec(KEYFRAMES_KEY, ROW_COUNT, _ROW_COUNT_DESCRIPTION, additional_deps=[MANIFEST_KEY]),
     _spec(QUALITY_KEY, FAILED_SHARE, _FAILED_SHARE_DESCRIPTION),
     _spec(KEYFRAMES_KEY, FAILED_SHARE, _FAILED_SHARE_DESCRIPTION),
+    _spec(QUALITY_KEY, MOSTLY_FAILED, _MOSTLY_FAILED_DESCRIPTION, blocking=True),
+    _spec(KEYFRAMES_KEY, MOSTLY_FAILED, _MOSTLY_FAILED_DESCRIPTION, blocking=True),
     _spec(KEYFRAMES_KEY, KEYFRAME_FILES,
           "Every keyframe path in the table exists (one listing of the partition's keyframe folder), and a "
           f"sample of {IMAGE_SAMPLE} images opens as pictures."),
@@ -170,8 +199,8 @@ def evaluate(asset: dg.AssetKey, table: Optional[pd.DataFrame], manifest: Callab
             m = manifest()
             yield (missing(asset, spec.name, warehouse.table_uri(MANIFEST_ASSET, partition_key)) if m is None
                    else row_count_matches_manifest(asset, table, m))
-        elif spec.name == FAILED_SHARE:
-            yield failed_share_below_threshold(asset, table)
+        elif spec.name in (FAILED_SHARE, MOSTLY_FAILED):
+            yield failed_share_below_threshold(asset, table, error=spec.name == MOSTLY_FAILED)
         elif spec.name == KEYFRAME_FILES:
             yield keyframe_files_exist(table, warehouse, partition_key)
         else:  # pragma: no cover - a spec without an evaluation is a programming error

@@ -12,6 +12,10 @@ Formats, chosen by the file's suffix:
   skipped.
 
 Relative paths resolve against the folder that holds the manifest (a local folder or an object-store prefix).
+A local relative path that does not exist there but does under :data:`DATA_DIR` (``data/``, the folder the
+pipeline's source policy allows besides the inbox; so ``data/demo_manifest.csv`` also works when copied into
+the inbox) resolves there; either way :attr:`Manifest.warnings` says so, naming the folder the paths resolved
+against.
 Rows that name the same video (the same resolved URI) are kept in the manifest table with ``duplicate_of`` set
 to the first row's ``video_id``, and are processed once.
 
@@ -63,6 +67,9 @@ MAX_URI_CHARS = 4096  # PATH_MAX; longer references are not real videos
 _MAX_RECORD_LINES = 64  # a quoted CSV field may span lines, but an unclosed quote must not swallow the file
 _MAX_SOURCE_CHARS = 500  # how much of a malformed line is kept in source_uri
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Relative local paths missing next to the manifest are looked up here (relative to the working directory,
+# like the default inbox and warehouse); the pipeline's source policy allows this folder too.
+DATA_DIR = "data"
 
 
 class ManifestError(VideoAssetsError, ValueError):
@@ -71,7 +78,9 @@ class ManifestError(VideoAssetsError, ValueError):
 
 @dataclass
 class Manifest:
-    """A parsed manifest. ``frame`` has :data:`CORE_COLUMNS` then ``user_columns``."""
+    """A parsed manifest. ``frame`` has :data:`CORE_COLUMNS` then ``user_columns``; ``user_names``: those
+    columns' names as the manifest spells them (the same, except a column named like a core column, which
+    the frame carries as ``user_<name>``). The tables keep the manifest's names (see ``tables.user_json``)."""
 
     uri: str
     format: str
@@ -79,6 +88,7 @@ class Manifest:
     user_columns: list[str]
     sha256: str
     warnings: list[str] = field(default_factory=list)
+    user_names: list[str] = field(default_factory=list)
 
     @property
     def num_rows(self) -> int:
@@ -123,8 +133,9 @@ def read_manifest(uri: str, data: bytes | None = None, storage_options: dict | N
                   reserved_columns: Iterable[str] = ()) -> Manifest:
     """Read and normalise the manifest at ``uri`` (``data``: its content, when already fetched).
 
-    ``reserved_columns``: names the output tables use; a user column with such a name is renamed
-    ``user_<name>`` (and a warning says so) so that it cannot shadow a result.
+    A user column named like a core column (:data:`CORE_COLUMNS`) or one of ``reserved_columns`` is carried
+    in :attr:`Manifest.frame` as ``user_<name>`` (and a warning says so) so that it cannot shadow them; the
+    tables store user columns under their own names in one JSON column, so the pipeline reserves nothing else.
     """
     uri = os.fspath(uri)
     name = describe_uri(uri)
@@ -142,8 +153,9 @@ def read_manifest(uri: str, data: bytes | None = None, storage_options: dict | N
                    "tsv": lambda: _csv_records(name, text, "\t"),
                    "jsonl": lambda: _jsonl_records(name, text), "json": lambda: _json_records(name, text),
                    "text": lambda: _text_records(text)}[fmt]()
-    frame, user_cols, warnings = _normalise(uri, name, records, set(reserved_columns))
-    return Manifest(uri=uri, format=fmt, frame=frame, user_columns=user_cols, sha256=sha, warnings=warnings)
+    frame, user_cols, warnings, user_names = _normalise(uri, name, records, set(reserved_columns))
+    return Manifest(uri=uri, format=fmt, frame=frame, user_columns=user_cols, sha256=sha, warnings=warnings,
+                    user_names=user_names)
 
 
 def read_bytes(uri: str, storage_options: dict | None = None) -> bytes:
@@ -359,15 +371,17 @@ def _check_record(rec: dict) -> tuple[Optional[str], Optional[str], Optional[str
 
 
 def _normalise(uri: str, name: str, records: list[Record], reserved: set[str]
-               ) -> tuple[pd.DataFrame, list[str], list[str]]:
+               ) -> tuple[pd.DataFrame, list[str], list[str], list[str]]:
     rows: list[dict] = []
     user_cols: list[str] = []
+    user_names: list[str] = []
     renames: dict[str, str] = {}
     errors: list[str] = []
     n_errors = 0
     warnings: list[str] = []
     first_of_uri: dict[str, str] = {}
     uri_of_id: dict[str, str] = {}
+    locate = _RelativePaths(uri)
     for label, rec, error, raw_line in records:
         uri_key = id_key = None
         resolved = None
@@ -376,7 +390,7 @@ def _normalise(uri: str, name: str, records: list[Record], reserved: set[str]
             uri_key, id_key, error = _check_record(rec) if not bad else (None, None, bad)
         if error is None:
             try:
-                resolved = resolve_uri(rec[uri_key].strip(), uri)
+                resolved = locate(rec[uri_key].strip(), resolve_uri(rec[uri_key].strip(), uri))
             except ValueError as e:
                 error = str(e)
         if error is not None:
@@ -411,27 +425,77 @@ def _normalise(uri: str, name: str, records: list[Record], reserved: set[str]
                 col = str(k)
                 if col in CORE_COLUMNS or col in reserved:
                     col = f"user_{col}"
-                    warnings.append(f"user column {k!r} clashes with an output column; carried as {col!r}")
+                    warnings.append(f"user column {k!r} clashes with a core column; carried as {col!r}")
                 renames[k] = col
                 user_cols.append(col)
+                user_names.append(str(k))
             row[col] = v
         rows.append(row)
     if n_errors == len(rows):
         detail = f" ({_error_summary(errors, n_errors)})" if n_errors else ""
         raise ManifestError(f"{name}: the manifest lists no videos{detail}")
+    warnings += locate.warnings()
     if n_errors:
         warnings.append(f"{_error_summary(errors, n_errors)}\n(kept as rows with an error; not processed)")
-    frame = pd.DataFrame(rows, columns=list(CORE_COLUMNS) + user_cols)
+    # object columns keep each value as the manifest has it (an integer column with gaps stays integers)
+    frame = pd.DataFrame(rows, columns=list(CORE_COLUMNS) + user_cols, dtype=object)
     frame["row"] = frame["row"].astype("int64")
     dupes = int(frame["duplicate_of"].notna().sum())
     if dupes:
         warnings.append(f"{dupes} duplicated row(s) (same video as an earlier row); "
                         "each video is processed once")
-    return frame, user_cols, warnings
+    return frame, user_cols, warnings, user_names
 
 
 def _row_number(label: str) -> int:
     return int(label.rsplit(" ", 1)[1])
+
+
+class _RelativePaths:
+    """Relative local paths of one local manifest: where they resolved, and the :data:`DATA_DIR` fallback for
+    those missing next to the manifest. One folder listing per folder, not one stat per row."""
+
+    def __init__(self, manifest_uri: str):
+        scheme = scheme_of(manifest_uri)
+        self.local = scheme in ("", "file")
+        path = manifest_uri[len("file://"):] if scheme == "file" else manifest_uri
+        self.folder = os.path.dirname(os.path.abspath(os.path.expanduser(path))) if self.local else ""
+        self.data_dir = os.path.abspath(DATA_DIR)
+        self._listings: dict[str, set[str]] = {}
+        self.missing: list[str] = []
+        self.fallback: list[str] = []
+
+    def _exists(self, path: str) -> bool:
+        folder, name = os.path.split(path)
+        if folder not in self._listings:
+            try:
+                self._listings[folder] = set(os.listdir(folder))
+            except OSError:
+                self._listings[folder] = set()
+        return name in self._listings[folder]
+
+    def __call__(self, raw: str, resolved: str) -> str:
+        if not self.local or scheme_of(raw) or raw.startswith("~") or os.path.isabs(raw):
+            return resolved
+        if self._exists(resolved):
+            return resolved
+        other = os.path.normpath(os.path.join(self.data_dir, raw))
+        if self.data_dir != self.folder and self._exists(other):
+            self.fallback.append(raw)
+            return other
+        self.missing.append(raw)
+        return resolved
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.fallback:
+            out.append(f"{len(self.fallback)} relative path(s) such as {self.fallback[0]!r} are not under "
+                       f"the manifest's folder {self.folder}; found under {self.data_dir} and resolved there")
+        if self.missing:
+            out.append(f"{len(self.missing)} relative path(s) such as {self.missing[0]!r} do not exist where "
+                       f"they resolve: relative paths resolve against the manifest's folder, {self.folder} "
+                       f"(then {self.data_dir}); write them relative to the manifest, or absolute")
+        return out
 
 
 def resolve_uri(raw: str, manifest_uri: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import os
 import re
 from collections import Counter
 from typing import Iterable, Sequence
@@ -234,3 +235,51 @@ def errors_markdown(frame: pd.DataFrame, limit: int = 5) -> str:
     lines = ["| reason | videos | example |", "|---|---|---|"]
     lines += [f"| {_cell(r)} | {n} | {_cell(v)} |" for r, n, v in rows]
     return "\n".join(lines)
+
+
+# When most failures share a cause a person can fix in one place, say which and how (README "Loud failures").
+_CREDENTIALS = re.compile(r"(?i)NoCredentialsError|Unable to locate credentials|access denied|"
+                          r"InvalidAccessKeyId|SignatureDoesNotMatch|ExpiredToken|HTTP 40[13]\b")
+_NOT_FOUND = re.compile(r"(?i)file not found|not found \(404 or no such object\)|No such file")
+
+
+def _folder(uri: str) -> str:
+    if "://" in uri and not uri.startswith("file://"):
+        return describe_uri(uri).rsplit("/", 1)[0] + "/"
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    return os.path.dirname(path) + os.sep
+
+
+def common_cause(frame: pd.DataFrame, min_share: float = 0.5) -> str | None:
+    """One line naming the cause shared by more than ``min_share`` of the failed rows of a table (``error``,
+    ``uri``) and its fix: files not found under one folder, sources the policy does not allow, missing or
+    refused credentials, else one error reason. None when there are no failures or no common cause."""
+    bad = frame[frame["error"].notna()]
+    if bad.empty:
+        return None
+    errors, uris = [str(e) for e in bad["error"]], [str(u) for u in bad["uri"]]
+    n = len(errors)
+
+    def most(keys: list) -> tuple[object, int]:
+        (key, count), = Counter(keys).most_common(1)
+        return key, count
+
+    folder, count = most([_folder(u) if _NOT_FOUND.search(e) else None for e, u in zip(errors, uris)])
+    if folder is not None and count > min_share * n:
+        return (f"{count} of {n} failures: file not found under {folder} (relative paths in a manifest "
+                "resolve against the manifest's folder); fix the paths in the manifest or put the videos "
+                "there")
+    count = sum("source not allowed" in e for e in errors)
+    if count > min_share * n:
+        return (f"{count} of {n} failures: source not allowed by the source policy; allow the folders with "
+                "VIDEO_ASSETS_ALLOWED_ROOTS (buckets: VIDEO_ASSETS_ALLOWED_BUCKETS, hosts: the warehouse "
+                "resource's allowed_hosts), see docs/security.md")
+    count = sum(bool(_CREDENTIALS.search(e)) for e in errors)
+    if count > min_share * n:
+        return (f"{count} of {n} failures: missing or refused credentials; set AWS_ACCESS_KEY_ID/"
+                "AWS_SECRET_ACCESS_KEY (tos://: TOS_ACCESS_KEY/TOS_SECRET_KEY) for the process that runs the "
+                "step")
+    reason, count = most([error_reason(e, u) for e, u in zip(errors, uris)])
+    if count > min_share * n and n > 1:
+        return f"{count} of {n} failures share one reason: {reason}"
+    return None

@@ -32,8 +32,8 @@ from video_assets.pipeline.manifests import (CORE_COLUMNS, Manifest, manifest_id
                                              unique_rows)
 from video_assets.pipeline.probe import PROBE_FIELDS, probe_videos
 from video_assets.pipeline.settings import KeyframeSettings, ManifestSettings, ModelSettings, QualitySettings
-from video_assets.pipeline.tables import (KEYFRAMES_SCHEMA, MANIFEST_SCHEMA, QUALITY_SCHEMA, RESERVED_COLUMNS,
-                                          build_table, keyframes_dir, user_columns_of)
+from video_assets.pipeline.tables import (KEYFRAMES_SCHEMA, MANIFEST_SCHEMA, QUALITY_SCHEMA, USER_COLUMN,
+                                          build_table, keyframes_dir, user_columns_of, user_json)
 from video_assets.storage import filesystem_for
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import ReadLimits
@@ -56,8 +56,7 @@ def build_manifest_table(manifest_uri: str, partition_key: str,
     """The normalised manifest (every row, duplicates marked) with probed metadata; raises ManifestError for a
     malformed manifest. ``source_policy``/``limits`` apply to the probes (a row the policy rejects is
     ``readable=False`` with the reason, and is never opened)."""
-    manifest = read_manifest(manifest_uri, data=data, storage_options=storage_options,
-                             reserved_columns=RESERVED_COLUMNS)
+    manifest = read_manifest(manifest_uri, data=data, storage_options=storage_options)
     frame = manifest.frame
     uniq = manifest.unique
     probes: dict[str, dict] = {}
@@ -75,16 +74,20 @@ def build_manifest_table(manifest_uri: str, partition_key: str,
                     "readable": p.get("readable") if settings.probe else None})
         if rec["error"]:  # a malformed manifest line: kept with its reason, never probed or processed
             out[-1].update(error=rec["error"], readable=False)
-    return build_table(MANIFEST_SCHEMA, out, frame[manifest.user_columns]), manifest
+    user = user_json(frame[manifest.user_columns], manifest.user_names)
+    return build_table(MANIFEST_SCHEMA, out, user), manifest
 
 
-def _distinct(manifest_df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The distinct videos of a manifest table and their user columns."""
+def _distinct(manifest_df: pd.DataFrame) -> tuple[pd.DataFrame, list]:
+    """The distinct videos of a manifest table and their ``user`` values (JSON text): a ``video_manifest``
+    table's ``user`` column as it is, or a plain frame's other columns (``uri``, ``video_id`` aside)."""
     if "duplicate_of" in manifest_df.columns:
         uniq = unique_rows(manifest_df)
     else:
         uniq = manifest_df.reset_index(drop=True)
-    return uniq, uniq[user_columns_of(uniq, MANIFEST_SCHEMA)]
+    if USER_COLUMN in uniq.columns:
+        return uniq, [v if isinstance(v, str) else None for v in uniq[USER_COLUMN]]
+    return uniq, user_json(uniq[user_columns_of(uniq, MANIFEST_SCHEMA)])
 
 
 def _access_kwargs(source_policy: SourcePolicy | None, limits: ReadLimits | None) -> dict:
@@ -109,7 +112,7 @@ def _keyframes_kwargs(settings: KeyframeSettings, warehouse: str, partition_key:
                 return_keyframes=False, **kwargs)
 
 
-def _quality_table(uniq: pd.DataFrame, user: pd.DataFrame, details: list[dict], settings: QualitySettings,
+def _quality_table(uniq: pd.DataFrame, user: list, details: list[dict], settings: QualitySettings,
                    op, partition_key: str) -> pa.Table:
     sample = json.dumps(settings.sample_settings(), sort_keys=True)
     fp = settings.fingerprint(op.clip_model_name)
@@ -130,7 +133,7 @@ def _quality_table(uniq: pd.DataFrame, user: pd.DataFrame, details: list[dict], 
     return build_table(QUALITY_SCHEMA, rows, user)
 
 
-def _keyframes_table(uniq: pd.DataFrame, user: pd.DataFrame, details: list[dict], settings: KeyframeSettings,
+def _keyframes_table(uniq: pd.DataFrame, user: list, details: list[dict], settings: KeyframeSettings,
                      op, partition_key: str) -> pa.Table:
     settings_json = json.dumps(asdict(settings), sort_keys=True)
     fp = settings.fingerprint(op.clip_model_name)

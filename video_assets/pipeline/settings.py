@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from video_assets.storage.policy import SourcePolicy
 
 # Bump when the code that produces a table changes what it writes (not for refactors).
-PIPELINE_VERSION = {"video_manifest": "1", "video_quality_scores": "1", "video_keyframes": "1"}
+PIPELINE_VERSION = {"video_manifest": "2", "video_quality_scores": "2", "video_keyframes": "2"}
 
 
 def _fingerprint(kind: str, payload: dict) -> str:
@@ -144,15 +144,17 @@ class StepStats:
 def pipeline_source_policy(inbox: str, warehouse: str, *, extra_roots: tuple[str, ...] = (),
                            extra_buckets: tuple[str, ...] = (), hosts: tuple[str, ...] | None = None,
                            schemes: tuple[str, ...] | None = None, allow_private_networks: bool = False,
-                           data_dir: str = "data") -> SourcePolicy:
+                           data_dir: str | None = None) -> SourcePolicy:
     """The strict policy the pipeline reads manifests' videos with: local paths only inside the inbox tree,
-    ``data_dir`` and ``extra_roots``; s3/tos only in the inbox's and the warehouse's buckets and
+    ``data_dir`` (default: ``manifests.DATA_DIR``) and ``extra_roots``;
+    s3/tos only in the inbox's and the warehouse's buckets and
     ``extra_buckets``; http(s) to ``hosts`` (None: any public host); private networks and cloud metadata
     addresses blocked unless ``allow_private_networks``."""
+    from video_assets.pipeline.manifests import DATA_DIR
     from video_assets.storage.policy import ALL_SCHEMES, SourcePolicy, local_roots_from
     from video_assets.storage.uri import bucket_of, scheme_of
 
-    roots = list(local_roots_from([inbox, data_dir, *extra_roots]))
+    roots = list(local_roots_from([inbox, data_dir or DATA_DIR, *extra_roots]))
     buckets = [b for b in extra_buckets if b]
     for uri in (inbox, warehouse):
         if scheme_of(uri) in ("s3", "s3a", "tos"):

@@ -1,5 +1,11 @@
 """The three tables: explicit Arrow schemas, atomic Parquet writes to ``{warehouse}/{asset}/{key}.parquet``.
 
+Every partition of a table has exactly the same schema, so a folder of partitions reads as one dataset
+(``duckdb.sql("select * from 'data/warehouse/video_quality_scores/*.parquet'")``,
+``pd.read_parquet("data/warehouse/video_quality_scores/")``): the manifest's own columns, which differ between
+manifests, are one JSON object per row in the last column, ``user`` (:data:`USER_COLUMN`). The schemas carry
+pandas metadata so that nullable integer columns read as pandas' ``Int64`` (not float64 with NaN).
+
 A write goes through :func:`video_assets.storage.write_bytes`: a local file is written under a temporary name
 and renamed into place, an object store publishes the PUT atomically, so a reader never sees half a file and
 re-materialising a partition replaces its file.
@@ -26,6 +32,7 @@ KEYFRAMES_ASSET = "video_keyframes"
 ASSETS = (MANIFEST_ASSET, QUALITY_ASSET, KEYFRAMES_ASSET)
 
 _TS = pa.timestamp("us", tz="UTC")
+USER_COLUMN = "user"
 
 MANIFEST_SCHEMA = pa.schema([
     pa.field("partition_key", pa.string(), nullable=False),
@@ -46,6 +53,7 @@ MANIFEST_SCHEMA = pa.schema([
     pa.field("probed_at", _TS),
     pa.field("manifest_uri", pa.string(), nullable=False),
     pa.field("manifest_sha256", pa.string(), nullable=False),
+    pa.field(USER_COLUMN, pa.string()),  # JSON object: the manifest's user columns
 ])
 
 QUALITY_SCHEMA = pa.schema([
@@ -67,6 +75,7 @@ QUALITY_SCHEMA = pa.schema([
     pa.field("settings_hash", pa.string(), nullable=False),
     pa.field("error", pa.string()),
     pa.field("scored_at", _TS),
+    pa.field(USER_COLUMN, pa.string()),  # JSON object: the manifest's user columns
 ])
 
 KEYFRAMES_SCHEMA = pa.schema([
@@ -89,10 +98,25 @@ KEYFRAMES_SCHEMA = pa.schema([
     pa.field("settings_hash", pa.string(), nullable=False),
     pa.field("error", pa.string()),
     pa.field("extracted_at", _TS),
+    pa.field(USER_COLUMN, pa.string()),  # JSON object: the manifest's user columns
 ])
 
+
+
+def _with_pandas_metadata(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with the pandas metadata that makes its nullable integer columns ``Int64`` in pandas (what
+    ``pd.read_parquet`` and ``Table.to_pandas()`` then give without a ``types_mapper``)."""
+    frame = schema.empty_table().to_pandas()
+    for f in schema:
+        if pa.types.is_integer(f.type) and f.nullable:
+            frame[f.name] = frame[f.name].astype("Int64")
+    return schema.with_metadata(pa.Schema.from_pandas(frame, preserve_index=False).metadata)
+
+
+MANIFEST_SCHEMA = _with_pandas_metadata(MANIFEST_SCHEMA)
+QUALITY_SCHEMA = _with_pandas_metadata(QUALITY_SCHEMA)
+KEYFRAMES_SCHEMA = _with_pandas_metadata(KEYFRAMES_SCHEMA)
 SCHEMAS = {MANIFEST_ASSET: MANIFEST_SCHEMA, QUALITY_ASSET: QUALITY_SCHEMA, KEYFRAMES_ASSET: KEYFRAMES_SCHEMA}
-RESERVED_COLUMNS = frozenset(n for s in SCHEMAS.values() for n in s.names)
 
 
 def table_uri(warehouse: str, asset: str, partition_key: str) -> str:
@@ -103,34 +127,48 @@ def keyframes_dir(warehouse: str, partition_key: str) -> str:
     return join_uri(warehouse, "keyframes", partition_key)
 
 
-def build_table(schema: pa.Schema, rows: Sequence[dict], user: pd.DataFrame | None = None) -> pa.Table:
-    """Rows (dicts with the schema's fields) into a table with exactly ``schema``, then the user columns."""
+def build_table(schema: pa.Schema, rows: Sequence[dict],
+                user: Sequence[str | None] | None = None) -> pa.Table:
+    """Rows (dicts with the schema's fields) into a table with exactly ``schema``; ``user``: the
+    :data:`USER_COLUMN` value of each row (JSON text, see :func:`user_json`), when the rows do not hold it."""
     # pandas marks missing values with NaN (also in string columns), Arrow wants None; column by column with
     # the test inlined, as a 100,000-row manifest has millions of cells
     columns = {k: [None if v.__class__ is float and v != v else v for v in (r.get(k) for r in rows)]
                for k in schema.names}
-    table = pa.Table.from_pydict(columns, schema=schema)
-    if user is not None and len(user.columns):
+    if user is not None:
         if len(user) != len(rows):
-            raise ValueError(f"{len(user)} user-column rows for {len(rows)} rows")
-        for col in user.columns:
-            table = table.append_column(str(col), user_column(user[col]))
-    return table
+            raise ValueError(f"{len(user)} user values for {len(rows)} rows")
+        columns[USER_COLUMN] = list(user)
+    return pa.Table.from_pydict(columns, schema=schema)
 
 
-def user_column(series: pd.Series) -> pa.Array:
-    """A user column as Arrow: its natural type when it has one, else JSON/str text (mixed JSON values)."""
-    values = series.tolist()
-    try:
-        arr = pa.array(values, from_pandas=True)
-        if pa.types.is_null(arr.type):
-            return arr.cast(pa.string())
-        return arr
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError,
-            UnicodeEncodeError):  # mixed types, ints beyond int64, lone surrogates in nested JSON values
-        return pa.array([None if _isnull(v) else (v if isinstance(v, str) and _utf8_ok(v)
-                                                  else json.dumps(v, default=str))
-                         for v in values], pa.string())
+def user_json(frame: pd.DataFrame, names: Sequence[str] | None = None) -> list[str | None]:
+    """Each row of ``frame`` (the user columns) as a JSON object; ``names``: the keys (default: the column
+    names). Missing values (None, NaN) are left out; a row without values is None. Values keep their JSON type
+    (CSV values are text); anything JSON has no type for (dates, bytes) is written as text."""
+    keys = list(names) if names is not None else [str(c) for c in frame.columns]
+    if not keys:
+        return [None] * len(frame)
+    out: list[str | None] = []
+    for values in zip(*(frame[c].tolist() for c in frame.columns)):
+        obj = {k: _plain(v) for k, v in zip(keys, values) if not _isnull(v)}
+        if not obj:
+            out.append(None)
+            continue
+        text = json.dumps(obj, ensure_ascii=False, default=str)
+        out.append(text if _utf8_ok(text) else json.dumps(obj, default=str))  # lone surrogates: \u escapes
+    return out
+
+
+def user_values(frame: pd.DataFrame) -> pd.DataFrame:
+    """The :data:`USER_COLUMN` of a table read into pandas as one column per user key (absent: None)."""
+    objs = [json.loads(v) if isinstance(v, str) else {} for v in frame[USER_COLUMN]]
+    return pd.DataFrame.from_records(objs, index=frame.index)
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars as Python values (json cannot write them)."""
+    return v.item() if hasattr(v, "item") and not isinstance(v, (list, dict, str, bytes)) else v
 
 
 def _utf8_ok(s: str) -> bool:
@@ -176,6 +214,7 @@ def read_frame(uri: str, storage_options: dict | None = None) -> pd.DataFrame:
 
 
 def user_columns_of(table_or_frame: Any, schema: pa.Schema) -> list[str]:
+    """The columns of a frame (or table) that are not ``schema``'s: a plain frame's user columns."""
     if isinstance(table_or_frame, pa.Table):
         names = table_or_frame.column_names
     else:

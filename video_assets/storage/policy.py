@@ -122,7 +122,8 @@ class SourcePolicy:
             if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
                 return
         raise SourcePolicyError(f"{desc}: source not allowed: local path resolves to a location outside the "
-                                f"allowed folders ({', '.join(self.local_roots) or 'none'})")
+                                f"allowed folders ({', '.join(self.local_roots) or 'none'}); the pipeline "
+                                "allows more with VIDEO_ASSETS_ALLOWED_ROOTS")
 
     def check_url(self, url: str, resolve: bool = True) -> None:
         """The http(s) rules for one URL (the first request or a redirect target)."""
