@@ -17,7 +17,9 @@ pipeline's source policy allows besides the inbox; so ``data/demo_manifest.csv``
 the inbox) resolves there; either way :attr:`Manifest.warnings` says so, naming the folder the paths resolved
 against.
 Rows that name the same video (the same resolved URI) are kept in the manifest table with ``duplicate_of`` set
-to the first row's ``video_id``, and are processed once.
+to the first row's ``video_id``, and are processed once. An optional column ``query`` (or ``question`` or
+``text``) holds a question about the row's video: the keyframes step selects frames for each distinct query of a
+video (one decode of the video for all of them), while the quality step still scores each video once.
 
 Manifests come from other people, so one bad line never loses the others: a malformed line (wrong field count,
 broken quoting, invalid JSON, a missing or unusable URI, bytes that are not UTF-8) becomes a row with ``uri``
@@ -58,7 +60,10 @@ MANIFEST_FORMATS = {
 }
 URI_COLUMNS = ("uri", "video_path")
 # Columns every manifest table has, in this order (user columns follow).
-CORE_COLUMNS = ("row", "video_id", "uri", "source_uri", "duplicate_of", "error")
+CORE_COLUMNS = ("row", "video_id", "uri", "source_uri", "duplicate_of", "query", "error")
+# The optional per-row question for the keyframes step (the first of these a row has); an empty or missing one
+# means the step's default ``text``.
+QUERY_COLUMNS = ("query", "question", "text")
 MAX_KEY_LENGTH = 64
 _MAX_REPORTED_ERRORS = 10
 # A malformed line's row has this uri (and its reason in ``error``).
@@ -343,6 +348,17 @@ def _parquet_records(name: str, data: bytes) -> list[Record]:
         raise ManifestError(f"{name}: not a readable Parquet file ({type(e).__name__}: {e})") from None
 
 
+def _query_of(rec: dict) -> tuple[Optional[str], Optional[str]]:
+    """(the record's query column key, its query: None when missing or blank; other values as text)."""
+    lower = {k.lower(): k for k in rec if isinstance(k, str)}
+    key = next((lower[c] for c in QUERY_COLUMNS if c in lower), None)
+    value = rec.get(key) if key else None
+    if value is None or (isinstance(value, float) and value != value):  # NaN: pandas' missing value
+        return key, None
+    value = value if isinstance(value, str) else json.dumps(value, default=str)
+    return key, value if value.strip() else None
+
+
 def _check_record(rec: dict) -> tuple[Optional[str], Optional[str], Optional[str]]:
     """(uri key, id key, why the record is unusable or None)."""
     for k, v in rec.items():
@@ -401,13 +417,14 @@ def _normalise(uri: str, name: str, records: list[Record], reserved: set[str]
                 else raw_line
             rows.append({"row": _row_number(label), "video_id": f"invalid-{label.replace(' ', '-')}",
                          "uri": INVALID_URI, "source_uri": _shown(shown), "duplicate_of": None,
-                         "error": f"manifest {label}: {error}"})
+                         "query": None, "error": f"manifest {label}: {error}"})
             continue
         raw = rec[uri_key].strip()
         vid = rec.get(id_key) if id_key else None
         vid = str(vid).strip() if vid is not None and str(vid).strip() else stable_video_id(resolved)
+        query_key, query = _query_of(rec)
         row: dict[str, Any] = {"row": _row_number(label), "video_id": vid, "uri": resolved, "source_uri": raw,
-                               "duplicate_of": first_of_uri.get(resolved), "error": None}
+                               "duplicate_of": first_of_uri.get(resolved), "query": query, "error": None}
         if row["duplicate_of"] is None:
             first_of_uri[resolved] = vid
             if vid in uri_of_id and uri_of_id[vid] != resolved:
@@ -418,7 +435,7 @@ def _normalise(uri: str, name: str, records: list[Record], reserved: set[str]
                 first_of_uri[resolved] = vid
             uri_of_id[vid] = resolved
         for k, v in rec.items():
-            if k in (uri_key, id_key):
+            if k in (uri_key, id_key, query_key):
                 continue
             col = renames.get(k)
             if col is None:
@@ -442,8 +459,8 @@ def _normalise(uri: str, name: str, records: list[Record], reserved: set[str]
     frame["row"] = frame["row"].astype("int64")
     dupes = int(frame["duplicate_of"].notna().sum())
     if dupes:
-        warnings.append(f"{dupes} duplicated row(s) (same video as an earlier row); "
-                        "each video is processed once")
+        warnings.append(f"{dupes} duplicated row(s) (same video as an earlier row); each video is processed "
+                        "once (and its keyframes once per distinct query)")
     return frame, user_cols, warnings, user_names
 
 

@@ -41,6 +41,7 @@ MANIFEST_SCHEMA = pa.schema([
     pa.field("uri", pa.string(), nullable=False),  # resolved
     pa.field("source_uri", pa.string(), nullable=False),  # as written in the manifest
     pa.field("duplicate_of", pa.string()),  # video_id of the first row naming the same video
+    pa.field("query", pa.string()),  # the row's question for the keyframes step (null: the step's text)
     pa.field("duration_sec", pa.float64()),
     pa.field("fps", pa.float64()),
     pa.field("width", pa.int32()),
