@@ -25,10 +25,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from video_assets.keyframes.embeddings import EMBEDDINGS_COLUMN, _TextEncoder, relevance
+from video_assets.pipeline.tables import EMBEDDINGS_ASSET
 
 log = logging.getLogger(__name__)
 
-EMBEDDINGS_ASSET = "video_frame_embeddings"
 _COLUMNS = ("partition_key", "video_id", "uri", "frame_ids", "timestamps", EMBEDDINGS_COLUMN, "model")
 _BATCH_ROWS = 256  # videos per record batch: ~1 hour of 1-fps ViT-B/32 embeddings is 3.6 MB
 

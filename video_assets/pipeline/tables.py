@@ -1,4 +1,4 @@
-"""The three tables: explicit Arrow schemas, atomic Parquet writes to ``{warehouse}/{asset}/{key}.parquet``.
+"""The tables: explicit Arrow schemas, atomic Parquet writes to ``{warehouse}/{asset}/{key}.parquet``.
 
 Every partition of a table has exactly the same schema, so a folder of partitions reads as one dataset
 (``duckdb.sql("select * from 'data/warehouse/video_quality_scores/*.parquet'")``,
@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from video_assets.keyframes.embeddings import EMBEDDINGS_COLUMN, embeddings_type
 from video_assets.storage import filesystem_for, join_uri, write_bytes
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 MANIFEST_ASSET = "video_manifest"
 QUALITY_ASSET = "video_quality_scores"
 KEYFRAMES_ASSET = "video_keyframes"
-ASSETS = (MANIFEST_ASSET, QUALITY_ASSET, KEYFRAMES_ASSET)
+EMBEDDINGS_ASSET = "video_frame_embeddings"
+ASSETS = (MANIFEST_ASSET, QUALITY_ASSET, KEYFRAMES_ASSET, EMBEDDINGS_ASSET)
 
 _TS = pa.timestamp("us", tz="UTC")
 USER_COLUMN = "user"
@@ -92,7 +94,8 @@ KEYFRAMES_SCHEMA = pa.schema([
     pa.field("effective_fps", pa.float64()),
     pa.field("truncated", pa.bool_()),
     pa.field("warnings", pa.list_(pa.string())),
-    pa.field("text", pa.string(), nullable=False),
+    pa.field("text", pa.string(), nullable=False),  # the step's default query (Launchpad ``text``)
+    pa.field("query", pa.string(), nullable=False),  # the query these keyframes answer: the row's, else text
     pa.field("model", pa.string(), nullable=False),
     pa.field("device", pa.string()),
     pa.field("settings", pa.string(), nullable=False),  # JSON
@@ -118,6 +121,28 @@ MANIFEST_SCHEMA = _with_pandas_metadata(MANIFEST_SCHEMA)
 QUALITY_SCHEMA = _with_pandas_metadata(QUALITY_SCHEMA)
 KEYFRAMES_SCHEMA = _with_pandas_metadata(KEYFRAMES_SCHEMA)
 SCHEMAS = {MANIFEST_ASSET: MANIFEST_SCHEMA, QUALITY_ASSET: QUALITY_SCHEMA, KEYFRAMES_ASSET: KEYFRAMES_SCHEMA}
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    """The ``video_frame_embeddings`` table for a model with ``dim``-sized embeddings: one row per video, its
+    candidate frames and their unit-norm CLIP image embeddings as float16 vectors (1 KB per frame at 512 dims).
+    Partitions embedded with models of different sizes differ in that one column's vector size."""
+    return _with_pandas_metadata(pa.schema([
+        pa.field("partition_key", pa.string(), nullable=False),
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("frame_ids", pa.list_(pa.int64())),  # the candidates, ascending
+        pa.field("timestamps", pa.list_(pa.float64())),
+        pa.field(EMBEDDINGS_COLUMN, embeddings_type(dim)),  # one vector per candidate, in frame_ids order
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("embed_dim", pa.int32(), nullable=False),
+        pa.field("effective_fps", pa.float64()),
+        pa.field("device", pa.string()),
+        pa.field("settings_hash", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+        pa.field("extracted_at", _TS),
+        pa.field(USER_COLUMN, pa.string()),  # JSON object: the manifest's user columns
+    ]))
 
 
 def table_uri(warehouse: str, asset: str, partition_key: str) -> str:
