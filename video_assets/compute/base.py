@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 from video_assets.errors import VideoAssetsError
 
 if TYPE_CHECKING:  # torch behind it: a restarted Ray worker should not pay for it before it needs it
-    from video_assets.operators.batching import Progress
+    from video_assets.progress import Progress
 
 BACKEND_ENV = "VIDEO_ASSETS_COMPUTE_BACKEND"
 BACKENDS = ("local", "ray")

@@ -36,7 +36,7 @@ from video_assets.compute.base import ComputeBackendError, OperatorFactory
 from video_assets.storage import describe_uri
 
 if TYPE_CHECKING:
-    from video_assets.operators.batching import Progress
+    from video_assets.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def _as_failed(detail: Any, video: str, message: str) -> Any:
 
 def _worker_progress(total: int):
     # The driver reports progress for the whole run; this one logs at INFO, which a worker drops.
-    from video_assets.operators.batching import Progress
+    from video_assets.progress import Progress
 
     return Progress(total, "ray worker", every_sec=float("inf"))
 
