@@ -332,6 +332,9 @@ def _overlapped(items, describe, prepare, embeds, multi, finish, sizes, decode_w
                       "and did not stop at a checkpoint (stuck in the decoder or a read); abandoned")
             start_worker()
 
+    def can_deliver() -> bool:
+        return (out_next in ready) if ordered else bool(ready)
+
     def deliverable() -> Iterator[tuple[int, Outcome]]:
         """Take the outcomes that may be yielded now out of `ready` (and free the window for them)."""
         nonlocal out_next, delivered
@@ -359,7 +362,7 @@ def _overlapped(items, describe, prepare, embeds, multi, finish, sizes, decode_w
             with lock:
                 stats.results_waiting = len(ready)
                 stats.peak_results_waiting = max(stats.peak_results_waiting, len(ready))
-            if ready:
+            if can_deliver():
                 yield from deliverable()  # the consumer runs here; workers go on up to the queue's bound
                 continue
             while True:
@@ -368,10 +371,10 @@ def _overlapped(items, describe, prepare, embeds, multi, finish, sizes, decode_w
                 except queue.Empty:
                     break
                 settle(pos, awaiting.pop(pos))
-            if ready:
+            if can_deliver():
                 continue
             abandon_overdue()
-            if ready or finished >= n:
+            if can_deliver() or finished >= n:
                 continue
             full = [s for s in streams if pending_frames[s] >= sizes[s]]
             if full:
