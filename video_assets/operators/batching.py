@@ -142,8 +142,8 @@ def iter_overlapped(items: Sequence[T], describe: Callable[[T], str], prepare: P
                        progress, item_timeout_sec, ordered, window, stats or RunStats(), pending)
 
 
-def _overlapped(items, describe, prepare, embeds, multi, finish, sizes, decode_workers, queue_chunks, progress,
-                item_timeout_sec, ordered, window, stats: RunStats, pending) -> Iterator[tuple[int, Outcome]]:
+def _overlapped(items, describe, prepare, embeds, multi, finish, sizes, decode_workers, queue_chunks,
+                progress, item_timeout_sec, ordered, window, stats: RunStats, pending) -> Iterator[tuple[int, Outcome]]:
     streams = range(len(embeds))
     n = len(items)
     if n == 0:

@@ -85,7 +85,8 @@ class QualityAndKeyframes:
                 progress: ProgressArg = None) -> list[tuple[dict, dict]]:
         inputs = make_inputs(videos, video_formats, self.quality.default_video_format, "video_url")
         budget = self.keyframes._keyframes_budget(len(inputs))
-        with ThreadPoolExecutor(max_workers=self.keyframes.decode_workers, thread_name_prefix="export") as pool:
+        workers = self.keyframes.decode_workers
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
             outcomes = run_overlapped(inputs, **self._run_args(inputs, progress, pool, budget))
             return [self._rows(item, out) for item, out in zip(inputs, outcomes)]
 
@@ -98,7 +99,8 @@ class QualityAndKeyframes:
         return self._iter_rows(inputs, progress, ordered, window)
 
     def _iter_rows(self, inputs: list[VideoInput], progress: ProgressArg, ordered: bool, window: int | None):
-        with ThreadPoolExecutor(max_workers=self.keyframes.decode_workers, thread_name_prefix="export") as pool:
+        workers = self.keyframes.decode_workers
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
             run = iter_overlapped(inputs, **self._run_args(inputs, progress, pool, None), ordered=ordered,
                                   window=window or default_window(self.decode_workers), pending=_export_of)
             try:

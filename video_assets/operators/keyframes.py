@@ -19,9 +19,9 @@ from video_assets.errors import VideoSourceError
 from video_assets.keyframes import aks_select
 from video_assets.models import ClipModel
 from video_assets.operators.batching import Outcome, RunStats, error_message, iter_overlapped, run_overlapped
-from video_assets.operators.common import (ClipOperator, VideoInput, default_decode_workers, default_model_name,
-                                           default_model_path, default_window, make_inputs, resolve_device,
-                                           resolve_limits, resolve_source_policy)
+from video_assets.operators.common import (ClipOperator, VideoInput, default_decode_workers,
+                                           default_model_name, default_model_path, default_window, make_inputs,
+                                           resolve_device, resolve_limits, resolve_source_policy)
 from video_assets.progress import ProgressArg, resolve_progress
 from video_assets.storage import join_uri, write_bytes
 from video_assets.storage.fs import scheme_of
@@ -165,8 +165,8 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
 
     def _iter_rows(self, inputs: list[VideoInput], progress: ProgressArg, ordered: bool, window: int | None):
         with ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="export") as export_pool:
-            run = iter_overlapped(inputs, **self._run_args(inputs, progress, export_pool, None), ordered=ordered,
-                                  window=window or default_window(self.decode_workers),
+            run = iter_overlapped(inputs, **self._run_args(inputs, progress, export_pool, None),
+                                  ordered=ordered, window=window or default_window(self.decode_workers),
                                   pending=lambda value: value.get("export"))
             try:
                 for pos, out in run:
@@ -188,7 +188,8 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
             finish=lambda it, meta, feats: self._finish(it, meta, feats, text_feature, pool, budget),
             batch_size=self.batch_size, decode_workers=self.decode_workers,
             item_timeout_sec=self.limits.timeout_sec, stats=self.last_run_stats,
-            progress=resolve_progress(self.progress if progress is None else progress, len(inputs), "keyframes"))
+            progress=resolve_progress(self.progress if progress is None else progress, len(inputs),
+                                      "keyframes"))
 
     def _keyframes_budget(self, total: int) -> "_KeyframesBudget | None":
         """The size check of a list-returning call (None when it returns no arrays)."""
@@ -324,8 +325,8 @@ class _KeyframesBudget:
             return
         self.warned = True
         msg = (f"keyframes: this call returns about {projected_mb:,.0f} MB of keyframe arrays "
-               f"({self.total} videos x ~{self.bytes / self.videos / 1e6:.0f} MB, return_keyframes=True), more than "
-               f"keyframes_warn_mb={self.limit_mb:g} (${KEYFRAMES_WARN_ENV}); iterate with iter_details(), or pass "
-               "return_keyframes=False and read the images from output_tos_dir")
+               f"({self.total} videos x ~{self.bytes / self.videos / 1e6:.0f} MB, return_keyframes=True), "
+               f"more than keyframes_warn_mb={self.limit_mb:g} (${KEYFRAMES_WARN_ENV}); iterate with "
+               "iter_details(), or pass return_keyframes=False and read the images from output_tos_dir")
         log.warning("%s", msg)
         warnings.warn(msg, KeyframesMemoryWarning, stacklevel=2)

@@ -12,9 +12,9 @@ import torch
 from video_assets.errors import VideoSourceError
 from video_assets.models import ClipModel
 from video_assets.operators.batching import Outcome, RunStats, iter_overlapped, run_overlapped
-from video_assets.operators.common import (ClipOperator, VideoInput, default_decode_workers, default_model_name,
-                                           default_model_path, default_window, make_inputs, resolve_device,
-                                           resolve_limits, resolve_source_policy)
+from video_assets.operators.common import (ClipOperator, VideoInput, default_decode_workers,
+                                           default_model_name, default_model_path, default_window, make_inputs,
+                                           resolve_device, resolve_limits, resolve_source_policy)
 from video_assets.progress import ProgressArg, resolve_progress
 from video_assets.scoring import clip_iqa_probs, parse_prompts, prompt_label, reduce_scores
 from video_assets.scoring.clip_iqa import REDUCE_MODES
