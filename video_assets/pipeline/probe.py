@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 from typing import Sequence
 
 from video_assets.errors import VideoAssetsError
-from video_assets.operators.batching import Progress
 from video_assets.operators.common import default_decode_workers
+from video_assets.progress import Progress
 from video_assets.storage import describe_uri, redact_text
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import ReadLimits
