@@ -28,6 +28,7 @@ from video_assets.storage.fs import scheme_of
 from video_assets.video import VideoReader, make_plan, open_source, select_positions
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import ReadLimits
+from video_assets.video.reader import check_stream_index
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
       (``hash``: 10 hex digits of SHA-1 over the image bytes); ``video_id`` is the first 16
       hex digits of SHA-1 over the source URI (or over the bytes for base64/binary inputs), so writes are
       idempotent. ``return_keyframes``: include the frames as HxWx3 uint8 arrays.
+    - ``stream_index`` (default: the stream FFmpeg plays, never a cover picture) and ``apply_rotation``
+      (default True: candidates are scored and exported as displayed) — see
+      :func:`video_assets.video.sample_frames`.
 
     ``op(videos=[...])`` returns per input a dict ``{"tos_paths", "frame_ids", "timestamps", "scores",
     "keyframes"?}`` or None when the video cannot be read; :meth:`details` gives the error.
@@ -73,7 +77,10 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
                  batch_size: int = 16, rank: int = 0, video_format: str = "mp4", budget: str = "exact",
                  max_candidates: int | None = None, device: str | None = None, decode_workers: int | None = None,
                  jpeg_quality: int = 95, storage_options: dict | None = None,
-                 source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None):
+                 source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None,
+                 stream_index: int | None = None, apply_rotation: bool = True):
+        check_stream_index(stream_index)
+        self.stream_index, self.apply_rotation = stream_index, bool(apply_rotation)
         if not isinstance(text, str):
             raise ValueError(f"text must be a string, got {type(text).__name__}")
         if video_src_type not in SRC_TYPES:
@@ -167,7 +174,8 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         """Open one input the way this operator reads videos."""
         with open_source(item.source, item.video_format, self.storage_options, policy=self.source_policy,
                          limits=self.limits) as opened, \
-                VideoReader(opened, thread_count=decoder_threads_for(self.decode_workers)) as reader:
+                VideoReader(opened, thread_count=decoder_threads_for(self.decode_workers),
+                            stream_index=self.stream_index, apply_rotation=self.apply_rotation) as reader:
             yield reader
 
     def _prepare(self, model: ClipModel, item: VideoInput, emit) -> dict:

@@ -22,6 +22,7 @@ from video_assets.scoring.clip_iqa import REDUCE_MODES
 from video_assets.video import SampledFrames, VideoReader, make_plan, sample_frames, select_positions
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import ReadLimits
+from video_assets.video.reader import check_stream_index
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class VideoQualityScore(ClipOperator):
     - ``reduce_mode``: "avg", "max", "min" (or "median") over the sampled frames.
     - ``default_video_format``: container hint for bytes/base64 inputs.
     - ``decode_workers``: parallel decode threads feeding the model (default min(4, CPUs)).
+    - ``stream_index`` (default: the stream FFmpeg plays, never a cover picture) and ``apply_rotation``
+      (default True: frames are scored as displayed) — see :func:`video_assets.video.sample_frames`.
 
     ``op(video_paths=[...])`` or ``op(video_binaries=[...], video_formats=[...])`` returns one score (or list
     of scores) per input, in input order; None when the video cannot be read or scored — see
@@ -62,8 +65,11 @@ class VideoQualityScore(ClipOperator):
                  max_frames: int | None = None, reduce_mode: str = "avg", default_video_format: str = "mp4",
                  dtype: str | None = None, batch_size: int = 32, decode_workers: int | None = None,
                  storage_options: dict | None = None,
-                 source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None):
+                 source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None,
+                 stream_index: int | None = None, apply_rotation: bool = True):
         # Validate everything before loading anything.
+        check_stream_index(stream_index)
+        self.stream_index, self.apply_rotation = stream_index, bool(apply_rotation)
         self.plan = make_plan(sample_mode, start_time_sec, end_time_sec, count_k, interval_sec, interval_frames,
                               target_fps, timestamps_sec, max_frames)
         self.pairs, self.multi_prompt = parse_prompts(prompt)
@@ -130,7 +136,8 @@ class VideoQualityScore(ClipOperator):
             raise VideoSourceError(item.error)
         s = sample_frames(item.source, plan=self.plan, video_format=item.video_format,
                           storage_options=self.storage_options, policy=self.source_policy, limits=self.limits,
-                          decoder_threads=decoder_threads_for(self.decode_workers))
+                          decoder_threads=decoder_threads_for(self.decode_workers),
+                          stream_index=self.stream_index, apply_rotation=self.apply_rotation)
         return self._emit_sample(model, s, emit)
 
     def _positions(self, reader: VideoReader) -> np.ndarray:

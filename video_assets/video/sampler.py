@@ -14,7 +14,7 @@ from video_assets.errors import VideoDecodeError
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import ReadLimits
 from video_assets.video.plan import SamplePlan, make_plan, select_positions
-from video_assets.video.reader import DecodeStats, VideoReader, rgb_view
+from video_assets.video.reader import DecodeStats, VideoReader, check_stream_index
 from video_assets.video.source import VideoSource, open_source
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,15 @@ class SampledFrames:
     source: str  # description of the source, safe to log
     duration: float  # seconds: last frame's time + one frame duration
     fps: float
-    width: int
+    width: int  # displayed size (after the display rotation, unless apply_rotation=False)
     height: int
     codec: str
     num_frames: int  # frames in the stream
     truncated: bool = False  # True when the stream ended early or wanted frames could not be decoded
     warnings: list[str] = field(default_factory=list)
     stats: DecodeStats = field(default_factory=DecodeStats)
+    rotation: int = 0  # clockwise degrees applied for display (0 with apply_rotation=False)
+    stream_index: int = 0  # the container's stream that was read
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -53,7 +55,8 @@ def sample_frames(source: VideoSource, sample_mode: str = "by_count_uniform", *,
                   max_frames: int | None = None, video_format: str | None = None,
                   default_video_format: str = "mp4", storage_options: dict | None = None,
                   plan: SamplePlan | None = None, decoder_threads: int = 0,
-                  policy: SourcePolicy | None = None, limits: ReadLimits | None = None) -> SampledFrames:
+                  policy: SourcePolicy | None = None, limits: ReadLimits | None = None,
+                  stream_index: int | None = None, apply_rotation: bool = True) -> SampledFrames:
     """Sample frames from a video.
 
     ``source``: a local path (str or Path), ``file://``, ``http(s)://``, ``s3://bucket/key``, ``tos://bucket/key``
@@ -87,13 +90,21 @@ def sample_frames(source: VideoSource, sample_mode: str = "by_count_uniform", *,
     point; a violation raises SourcePolicyError before anything is read. ``limits``
     (:class:`~video_assets.video.limits.ReadLimits`, default limits): bytes, duration, frame size, decoded
     frames, wall-clock time, HTTP timeouts and retries; exceeding one raises LimitExceededError.
+
+    Stream: the one FFmpeg plays (``av_find_best_stream``; a cover picture, ``attached_pic``, is never chosen,
+    and a file with only a cover picture is a VideoDecodeError), or ``stream_index`` (the container's stream
+    number; VideoDecodeError when it is out of range or not a video). Frames are returned as displayed: the
+    stream's display matrix (portrait phone video: 90/270 degrees; 180; mirrored) is applied, and ``width`` /
+    ``height`` are the displayed size. ``apply_rotation=False`` returns the stored picture.
     """
+    check_stream_index(stream_index)
     if plan is None:
         plan = make_plan(sample_mode, start_time_sec, end_time_sec, count_k, interval_sec, interval_frames,
                          target_fps, timestamps_sec, max_frames)
     with open_source(source, video_format or default_video_format, storage_options, policy=policy,
                      limits=limits) as opened:
-        with VideoReader(opened, thread_count=decoder_threads) as reader:
+        with VideoReader(opened, thread_count=decoder_threads, stream_index=stream_index,
+                         apply_rotation=apply_rotation) as reader:
             return sample_from_reader(reader, plan)
 
 
@@ -108,7 +119,7 @@ def sample_from_reader(reader: VideoReader, plan: SamplePlan,
     # and stacking them afterwards copied every frame twice (a quarter of the time on 1 fps 720p plans).
     out: np.ndarray | None = None
     for pos, frame in (reader.fetch(positions, rgb=False) if fetched is None else fetched):
-        view = rgb_view(reader.rgb_frame(frame))
+        view = reader.rgb_array(frame)  # as displayed: a (strided) view, copied once into ``out`` below
         h, w = view.shape[:2]
         if out is None:
             out = np.empty((len(positions), h, w, 3), dtype=np.uint8)
@@ -126,7 +137,8 @@ def sample_from_reader(reader: VideoReader, plan: SamplePlan,
         timestamps=[float(reader.index.times[p]) for p in got_pos],
         frames=arr, source=reader.description, duration=reader.duration, fps=reader.fps,
         width=reader.width, height=reader.height, codec=reader.codec, num_frames=len(reader.index),
-        truncated=reader.truncated, warnings=list(reader.warnings), stats=reader.stats)
+        truncated=reader.truncated, warnings=list(reader.warnings), stats=reader.stats,
+        rotation=reader.rotation, stream_index=reader.stream_index)
     if result.truncated:
         msg = f"{reader.description}: " + "; ".join(reader.warnings)
         log.warning(msg)
