@@ -128,6 +128,7 @@ class VideoReader:
             self.stream.thread_type = thread_type  # FFmpeg frame + slice threading
             self.stream.thread_count = thread_count
             self._skip_nonref = self.stream.codec_context.name in _PER_PACKET_SKIP_DECODERS
+            self._seeks_trusted = True  # until a seek lands where the scan's timestamps do not match
             # A remote file would be read whole by the scan; MP4/MOV headers index it without the media data.
             self.index = (opened.remote and self._index_from_header()) or self._scan()
             self.stream.codec_context.flush_buffers()
@@ -405,21 +406,32 @@ class VideoReader:
             kf = idx.keyframe_at_or_before(wanted[i])
             if retry_from is not None:
                 kf, retry_from = retry_from, None
-            elif demux is not None and kf <= fed_pos + _SEEK_MIN_GAIN_FRAMES:
+            elif demux is not None and not self._seek_pays(kf, fed_pos):
                 kf = None  # keep decoding forward
             just_seeked = kf is not None
             if just_seeked:
                 self._seek_to(kf)
                 demux = self.container.demux(self.stream)
                 fed_pos = kf - 1
+            # After a seek into the file the demuxer's timestamps must be the scan's, starting at a keyframe
+            landing = kf is not None and kf > 0
             progressed = False
             reached_eof = True
             try:
                 for packet in demux:
                     self.deadline.check()
-                    if packet.is_discard:
-                        continue
+                    # Packets an edit list hides (is_discard) are decoded all the same: the first shown frames
+                    # reference them (the keyframe before an MP4 edit list's start); FFmpeg drops their frames.
                     ts = packet.pts if packet.pts is not None else packet.dts
+                    if landing and ts is not None and not packet.is_discard:
+                        if not self._lands_as_scanned(ts, packet.is_keyframe, first=landing == 1):
+                            # MPEG-PS: a seek lands mid-GOP, and the parser then interpolates the timestamps of
+                            # packets without their own PTS differently than the linear scan did (half a frame
+                            # off), so frames cannot be matched. Decode forward from the start from now on.
+                            self._seeks_trusted = False
+                            retry_from, reached_eof = 0, False
+                            break
+                        landing = 2
                     if ts is not None:
                         # Frames before the next wanted one are only needed if other frames reference them.
                         if self._skip_nonref:
@@ -434,8 +446,8 @@ class VideoReader:
                         if ts == want_pts[i]:
                             # This packet holds the next wanted frame; its references were sent before it and
                             # every earlier wanted frame is out already, so draining loses nothing.
-                            drain = (i + 1 >= len(wanted) or idx.keyframe_at_or_before(wanted[i + 1])
-                                     > fed_pos + _SEEK_MIN_GAIN_FRAMES)
+                            drain = (i + 1 >= len(wanted)
+                                     or self._seek_pays(idx.keyframe_at_or_before(wanted[i + 1]), fed_pos))
                     try:
                         frames = packet.decode()
                         if drain:
@@ -480,7 +492,7 @@ class VideoReader:
                         break
                     if progressed:
                         next_kf = idx.keyframe_at_or_before(wanted[i])
-                        if next_kf > fed_pos + _SEEK_MIN_GAIN_FRAMES:
+                        if self._seek_pays(next_kf, fed_pos):
                             reached_eof = False
                             break  # cheaper to seek than to decode forward to the next wanted frame
             except av.error.FFmpegError as e:
@@ -497,6 +509,17 @@ class VideoReader:
         if missing:
             self.truncated = True
             self.warnings.append(missing_frames_warning(missing))
+
+    def _seek_pays(self, kf: int, fed_pos: int) -> bool:
+        """Seeking to keyframe ``kf`` decodes fewer frames than going on from ``fed_pos`` (and seeks work)."""
+        return self._seeks_trusted and kf > fed_pos + _SEEK_MIN_GAIN_FRAMES
+
+    def _lands_as_scanned(self, ts: int, keyframe: bool, first: bool) -> bool:
+        """After a seek: the packet's timestamp is one the scan saw (the first packet: at a keyframe)."""
+        pos = self.index.position_of(ts)
+        if pos >= len(self.index) or self.index._pts[pos] != ts:
+            return False
+        return not first or (keyframe and bool(self.index.keyframe[pos]))
 
     def rgb_frame(self, frame: av.VideoFrame) -> av.VideoFrame:
         """``frame`` converted to rgb24 with this reader's converter (same pixels as ``frame.reformat``)."""
