@@ -207,3 +207,88 @@ def test_stream_index_picks_a_stream_and_names_the_problem(corpus):
 def test_cover_only_file_is_not_a_video(corpus):
     with pytest.raises(VideoDecodeError, match=r"cover_only\.mp4: no video stream, only a cover picture"):
         sample_frames(corpus / "cover_only.mp4")
+
+
+# ---- through the operators and the pipeline's probe -------------------------------------------------------
+
+TINY = "video-assets/tiny-clip"
+
+
+def test_quality_operator_scores_the_displayed_picture(corpus):
+    from video_assets.models import load_clip
+    from video_assets.operators import VideoQualityScore
+    from video_assets.scoring import NAMED_PROMPTS
+
+    path = corpus / "portrait_cw90.mp4"
+    times, frames = exhaustive(path, 0, CORPUS["portrait_cw90.mp4"])
+    with av.open(str(path)) as c:
+        stored = sorted(((f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)), key=lambda d: d[0])
+    clip = load_clip(TINY, device="cpu")
+    pos, neg = NAMED_PROMPTS["quality"]
+    txt = clip.encode_text([pos, neg]).cpu().double().numpy()
+
+    def iqa(images):  # CLIP-IQA the plain way: cosine x logit scale, softmax over the pair
+        logits = clip.logit_scale * clip.encode_images(np.stack(images)).cpu().double().numpy() @ txt.T
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (e[:, 0] / e.sum(axis=1)).tolist()
+
+    want = expected_positions(times, _duration(times), "by_count_uniform", count_k=4)
+    for apply_rotation, pictures in ((True, frames), (False, [img for _, img in stored])):
+        op = VideoQualityScore(clip_model_name=TINY, device="cpu", count_k=4, apply_rotation=apply_rotation)
+        d = op.score_details(video_paths=[str(path)])[0]
+        assert d["error"] is None and d["frame_indices"] == want and not d["truncated"]
+        assert d["frame_scores"] == pytest.approx(iqa([pictures[i] for i in want]), abs=1e-5)
+
+
+def test_keyframes_operator_exports_upright_images(corpus, tmp_path):
+    from PIL import Image
+
+    from video_assets.operators import VideoAdaptiveKeyframesSampling, VideoQualityScore
+    from video_assets.operators.combined import QualityAndKeyframes
+
+    name = "portrait_cw90.mp4"
+    _, frames = exhaustive(corpus / name, 0, CORPUS[name])
+    kw = dict(text="a white square", clip_model_name=TINY, fps=10.0, max_num_frames=4, all_depth=2,
+              img_type=".png", return_keyframes=True)
+    op = VideoAdaptiveKeyframesSampling(output_tos_dir=str(tmp_path / "kf"), **kw)
+    d = op.details([str(corpus / name)])[0]
+    assert d["error"] is None and len(d["frame_ids"]) == 4 and not d["truncated"]
+    for fid, uri, arr in zip(d["frame_ids"], d["tos_paths"], d["keyframes"]):
+        img = np.asarray(Image.open(uri))
+        assert img.shape == (WIDTH, HEIGHT, 3)  # portrait: taller than wide
+        np.testing.assert_array_equal(img, frames[fid])
+        np.testing.assert_array_equal(arr, frames[fid])
+        assert read_index(img) == fid
+    both = QualityAndKeyframes(quality=VideoQualityScore(clip_model_name=TINY, device="cpu", count_k=4),
+                               keyframes=VideoAdaptiveKeyframesSampling(**kw))
+    q, k = both.details([str(corpus / name)])[0]
+    assert k["frame_ids"] == d["frame_ids"] and all(np.array_equal(a, b) for a, b in zip(k["keyframes"],
+                                                                                         d["keyframes"]))
+    single = VideoQualityScore(clip_model_name=TINY, device="cpu", count_k=4).score_details(
+        video_paths=[str(corpus / name)])[0]
+    assert q["frame_scores"] == pytest.approx(single["frame_scores"], abs=1e-6)
+    with pytest.raises(ValueError, match="apply_rotation differs"):
+        QualityAndKeyframes(quality=VideoQualityScore(clip_model_name=TINY, device="cpu", apply_rotation=False),
+                            keyframes=VideoAdaptiveKeyframesSampling(**kw))
+
+
+def test_pipeline_probe_reports_displayed_size_rotation_and_stream(corpus, tmp_path):
+    from video_assets.pipeline.runner import build_manifest_table
+
+    names = ["portrait_cw90.mp4", "rot180.mp4", "cover_first.mkv", "audio_first.mp4", "cover_only.mp4",
+             "av1.mp4"]
+    manifest = tmp_path / "videos.txt"
+    manifest.write_text("".join(f"{corpus / n}\n" for n in names))
+    table, _ = build_manifest_table(str(manifest), "p1")
+    rows = {r["source_uri"].rsplit("/", 1)[-1]: r for r in table.to_pylist()}
+    assert table.schema.field("rotation").type == table.schema.field("stream_index").type == "int32"
+    got = {n: (r["width"], r["height"], r["rotation"], r["stream_index"], r["num_frames"], r["readable"])
+           for n, r in rows.items()}
+    assert got == {"portrait_cw90.mp4": (HEIGHT, WIDTH, 90, 0, 60, True),
+                   "rot180.mp4": (WIDTH, HEIGHT, 180, 0, 60, True),
+                   "cover_first.mkv": (WIDTH, HEIGHT, 0, 1, 60, True),
+                   "audio_first.mp4": (WIDTH, HEIGHT, 0, 1, 60, True),
+                   "cover_only.mp4": (None, None, None, None, None, False),
+                   "av1.mp4": (WIDTH, HEIGHT, 0, 0, 60, True)}
+    assert "no video stream, only a cover picture" in rows["cover_only.mp4"]["error"]
+    assert all(r["error"] is None for n, r in rows.items() if n != "cover_only.mp4")
