@@ -1,5 +1,5 @@
-"""Recorded-video traits: display rotation, cover pictures and other streams, every codec PyAV decodes, in every
-container it muxes, fragmented/non-faststart MP4 over HTTP, edit lists, one-frame and VFR video.
+"""Recorded-video traits: display rotation, cover pictures and other streams, every codec PyAV decodes, in
+every container it muxes, fragmented/non-faststart MP4 over HTTP, edit lists, one-frame and VFR video.
 
 Each clip is encoded here with PyAV. The ground truth is an exhaustive decode of the same stream by plain PyAV
 (every frame, no seeking, no skipping), turned for display with numpy's own rotation; the sampler must return
@@ -22,15 +22,17 @@ from video_assets_tests.videos import (HEIGHT, WIDTH, cover_image, displayed_pic
                                        encode_video, read_index)
 
 X265 = "bframes=2:keyint=15:min-keyint=15:log-level=error"
-# name -> encode_video arguments, plus (not passed to it) "stream": the video stream's index, "cw": the clockwise
-# rotation a player applies, "first": the pattern index of the first shown frame (an edit list hides frames)
+# name -> encode_video arguments, plus (not passed to it) "stream": the video stream's index, "cw": the
+# clockwise rotation a player applies, "first": the pattern index of the first shown frame (an edit list hides
+# frames), "output_order": the frames' timestamps are in decode order
 CORPUS = {
     # codecs x containers
     "h264.mov": dict(codec="libx264", bframes=2),
     "h264.mkv": dict(codec="libx264", bframes=3, gop=30),
-    # (H.264 with B-frames in AVI is not covered: AVI stores no presentation times, FFmpeg gives such packets
-    # decode-order timestamps, and frames cannot be told apart by time; MPEG-4 Part 2 B-frames in AVI work.)
     "h264.avi": dict(codec="libx264", bframes=0),
+    # AVI stores no presentation times; FFmpeg stamps H.264 packets in decode order, so with B-frames the
+    # frames' own timestamps are not their presentation order: the truth is the decoder's output order
+    "h264_bframes.avi": dict(codec="libx264", bframes=2, output_order=True),
     "hevc.mp4": dict(codec="libx265", bframes=2),
     "hevc.ts": dict(codec="libx265", bframes=2),
     "hevc10.mkv": dict(codec="libx265", pix_fmt="yuv420p10le", bframes=2),
@@ -74,7 +76,7 @@ CORPUS = {
     "one_frame.mkv": dict(n_frames=1),
     "vfr.mp4": dict(bframes=2, pts_seconds=[i * 0.04 if i < 20 else 0.8 + (i - 20) * 0.1 for i in range(60)]),
 }
-_META = ("stream", "cw", "first")
+_META = ("stream", "cw", "first", "output_order")
 
 PLANS = [
     ("by_count_uniform", dict(count_k=4)),
@@ -100,10 +102,15 @@ def corpus_http(corpus):
 
 
 def exhaustive(path, stream_index: int, spec: dict):
-    """(times from the first frame, displayed RGB frames) of every frame of the stream, in presentation order."""
+    """(times from the first frame, displayed RGB frames) of every frame of the stream, in presentation order
+    (the decoder's output order, which is the order of the frames' timestamps unless ``output_order``)."""
     with av.open(str(path)) as c:
         st = c.streams[stream_index]
-        decoded = sorted(((f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(st)), key=lambda d: d[0])
+        decoded = [(f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(st)]
+        if spec.get("output_order"):  # timestamps in decode order: output order is presentation order
+            pts = sorted(p for p, _ in decoded)
+            decoded = [(p, img) for p, (_, img) in zip(pts, decoded)]
+        decoded.sort(key=lambda d: d[0])
         times = [float((p - decoded[0][0]) * st.time_base) for p, _ in decoded]
     rot, hflip, vflip = spec.get("display_rotation") or 0, spec.get("hflip", False), spec.get("vflip", False)
     return times, [displayed_picture(img, rot, hflip, vflip) for _, img in decoded]
@@ -185,7 +192,8 @@ def test_cover_picture_is_never_read(corpus):
     s = _sample(corpus / "cover_first.mkv", "by_count_uniform", dict(count_k=4))
     assert s.stream_index == 1 and s.indices == [7, 22, 37, 52] and s.frames.shape[1:] == (HEIGHT, WIDTH, 3)
     with av.open(str(corpus / "cover_attached.mkv")) as c:  # the clip really carries a flagged cover
-        assert [bool(st.disposition & av.stream.Disposition.attached_pic) for st in c.streams] == [False, True]
+        covers = [bool(st.disposition & av.stream.Disposition.attached_pic) for st in c.streams]
+        assert covers == [False, True]
 
 
 def test_stream_index_picks_a_stream_and_names_the_problem(corpus):
@@ -222,7 +230,8 @@ def test_quality_operator_scores_the_displayed_picture(corpus):
     path = corpus / "portrait_cw90.mp4"
     times, frames = exhaustive(path, 0, CORPUS["portrait_cw90.mp4"])
     with av.open(str(path)) as c:
-        stored = sorted(((f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)), key=lambda d: d[0])
+        stored = sorted(((f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)),
+                        key=lambda d: d[0])
     clip = load_clip(TINY, device="cpu")
     pos, neg = NAMED_PROMPTS["quality"]
     txt = clip.encode_text([pos, neg]).cpu().double().numpy()
@@ -268,8 +277,8 @@ def test_keyframes_operator_exports_upright_images(corpus, tmp_path):
         video_paths=[str(corpus / name)])[0]
     assert q["frame_scores"] == pytest.approx(single["frame_scores"], abs=1e-6)
     with pytest.raises(ValueError, match="apply_rotation differs"):
-        QualityAndKeyframes(quality=VideoQualityScore(clip_model_name=TINY, device="cpu", apply_rotation=False),
-                            keyframes=VideoAdaptiveKeyframesSampling(**kw))
+        unrotated = VideoQualityScore(clip_model_name=TINY, device="cpu", apply_rotation=False)
+        QualityAndKeyframes(quality=unrotated, keyframes=VideoAdaptiveKeyframesSampling(**kw))
 
 
 def test_pipeline_probe_reports_displayed_size_rotation_and_stream(corpus, tmp_path):

@@ -107,7 +107,7 @@ def encode_video(path: Path, n_frames: int = 60, fps: int = 30, codec: str = "li
 def displayed_picture(stored: np.ndarray, display_rotation: int, hflip: bool = False,
                       vflip: bool = False) -> np.ndarray:
     """What a player shows for a stored picture (PyAV's set_display_rotation: turn counter-clockwise by
-    ``display_rotation`` degrees, then mirror), written with numpy's own rotation, independent of the reader."""
+    ``display_rotation`` degrees, then mirror), written with numpy's own rotation, not the reader's."""
     img = np.rot90(stored, (display_rotation // 90) % 4)
     if hflip:
         img = img[:, ::-1]

@@ -1,8 +1,9 @@
 """Display orientation: how a stored picture is turned to be shown upright (the display-matrix side data).
 
-Phones store the sensor's picture and write a display matrix (MP4/MOV ``tkhd``, Matroska projection, H.264/HEVC
-SEI) that players apply. FFmpeg attaches it to every decoded frame as ``DISPLAYMATRIX`` side data; this module
-turns it into a numpy view (transpose and flips, no copy), so the project returns what players show.
+Phones store the sensor's picture and write a display matrix (MP4/MOV ``tkhd``, Matroska projection,
+H.264/HEVC SEI) that players apply. FFmpeg attaches it to every decoded frame as ``DISPLAYMATRIX`` side data;
+this module turns it into a numpy view (transpose and flips, no copy), so the project returns what players
+show.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ _DISPLAYMATRIX = _SideDataType.DISPLAYMATRIX
 
 @dataclass(frozen=True)
 class Orientation:
-    """Displayed = stored transposed (rows <-> columns) when ``transpose``, then rows and/or columns reversed."""
+    """Displayed = stored transposed (rows <-> columns) when ``transpose``, then rows/columns reversed."""
 
     transpose: bool = False
     flip_rows: bool = False
@@ -42,9 +43,9 @@ class Orientation:
 
     @property
     def rotation(self) -> int:
-        """Clockwise degrees (0, 90, 180, 270) the picture is turned for display, after a left-right mirror when
-        :attr:`mirrored` (the convention of the legacy ``rotate`` tag and of MediaInfo; ffprobe prints the
-        negative, counter-clockwise angle)."""
+        """Clockwise degrees (0, 90, 180, 270) the picture is turned for display, after a left-right mirror
+        when :attr:`mirrored` (the convention of the legacy ``rotate`` tag and of MediaInfo; ffprobe prints
+        the negative, counter-clockwise angle)."""
         return _DECOMPOSED[self][0]
 
     @property
@@ -68,12 +69,12 @@ _DECOMPOSED = {_compose(r, m): (r, m) for r in (0, 90, 180, 270) for m in (False
 
 
 def orientation_from_matrix(matrix: np.ndarray) -> Orientation | None:
-    """The orientation a 3x3 display matrix (FFmpeg's 9 int32, 16.16 fixed point, row-major) describes, or None
-    when it is not a multiple of 90 degrees (a free rotation; not applied).
+    """The orientation a 3x3 display matrix (FFmpeg's 9 int32, 16.16 fixed point, row-major) describes, or
+    None when it is not a multiple of 90 degrees (a free rotation; not applied).
 
     FFmpeg's convention (libavutil/display.h): a source pixel (p, q) (column, row) is shown at
-    (p', q') = (a*p + c*q, b*p + d*q) plus a translation, with ``a, b, c, d = m[0], m[1], m[3], m[4]``. Only the
-    signs matter here (the scale of a matrix is the pixel aspect ratio, which the sampler does not apply).
+    (p', q') = (a*p + c*q, b*p + d*q) plus a translation, with ``a, b, c, d = m[0], m[1], m[3], m[4]``. Only
+    the signs matter here (the scale of a matrix is the pixel aspect ratio, which the sampler does not apply).
     """
     a, b, c, d = (int(matrix[i]) for i in (0, 1, 3, 4))
     if b == 0 and c == 0 and a != 0 and d != 0:

@@ -12,9 +12,10 @@ How frames are found:
    the setting to each packet as it is sent; see ``_PER_PACKET_SKIP_DECODERS``). Only wanted frames are
    converted to RGB, so memory is bounded by the frames returned.
 
-The stream is the one FFmpeg would play (``av_find_best_stream``, never a cover picture) unless ``stream_index``
-names one. Frames come out as displayed: the display matrix that FFmpeg attaches to each decoded frame
-(phones' portrait rotation, flips) is applied to the RGB view (``apply_rotation=False``: the stored picture).
+The stream is the one FFmpeg would play (``av_find_best_stream``, never a cover picture) unless
+``stream_index`` names one. Frames come out as displayed: the display matrix that FFmpeg attaches to each
+decoded frame (phones' portrait rotation, flips) is applied to the RGB view (``apply_rotation=False``: the
+stored picture).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from av.video.reformatter import VideoReformatter
 
 from video_assets.errors import VideoDecodeError
 from video_assets.video.limits import Deadline, ReadLimits
-from video_assets.video.orientation import IDENTITY, Orientation, frame_orientation
+from video_assets.video.orientation import IDENTITY, Orientation
+from video_assets.video.orientation import frame_orientation as _orientation_in_side_data
 from video_assets.video.source import OpenedSource
 
 log = logging.getLogger(__name__)
@@ -42,12 +44,12 @@ _IMAGE_FORMAT_SUFFIXES = ("_pipe",)
 _IMAGE_FORMATS = {"image2", "gif", "apng", "webp"}
 # Seeking flushes the decoder and its frame threads; continuing forward through a few frames is cheaper.
 _SEEK_MIN_GAIN_FRAMES = 4
-# Decoders that apply ``skip_frame`` to each packet when it is sent (FFmpeg's own decoders; frame threads copy
-# the setting per submitted packet). Others must never see it changed: libdav1d (AV1) reads ``skip_frame`` only
-# once, when the decoder opens, and then decodes reference frames only for the whole session. The reader set
-# NONREF before the first packet, so every non-reference AV1 frame (every other frame of an SVT-AV1 GOP) was
-# dropped, wanted or not: count_k=4 on 60 frames returned 2 frames "truncated", and a decode of all packets gave
-# 32 of 60 frames. Intra-only codecs (MJPEG, ProRes) have nothing to skip.
+# Decoders that apply ``skip_frame`` to each packet when it is sent (FFmpeg's own decoders; frame threads
+# copy the setting per submitted packet). Others must never see it changed: libdav1d (AV1) reads
+# ``skip_frame`` only once, when the decoder opens, and then decodes reference frames only for the whole
+# session. The reader set NONREF before the first packet, so every non-reference AV1 frame (every other frame
+# of an SVT-AV1 GOP) was dropped, wanted or not: count_k=4 on 60 frames returned 2 frames "truncated", and a
+# decode of all packets gave 32 of 60 frames. Intra-only codecs (MJPEG, ProRes) have nothing to skip.
 _PER_PACKET_SKIP_DECODERS = frozenset({"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4", "vp8", "vp9"})
 # The deadline is checked every this many packets in the demux-only scan (a clock read per packet is cheap but
 # adds up over millions of packets).
@@ -130,8 +132,18 @@ class VideoReader:
             self._skip_nonref = self.stream.codec_context.name in _PER_PACKET_SKIP_DECODERS
             self._seeks_trusted = True  # until a seek lands where the scan's timestamps do not match
             # A remote file would be read whole by the scan; MP4/MOV headers index it without the media data.
+            self._decode_order_pts = False  # set by the scan
             self.index = (opened.remote and self._index_from_header()) or self._scan()
             self.stream.codec_context.flush_buffers()
+            # AVI stores no presentation times: for H.264/HEVC FFmpeg stamps packets in decode order (pts =
+            # dts + 1), so with B-frames the decoder's frames carry another frame's time (a count_k=4 plan got
+            # the frames [8, 23, 37, 51] for [7, 22, 37, 52]). There the decoder's output order is the
+            # presentation order: frames are counted from the keyframe decoding started at (closed GOPs, which
+            # H.264/HEVC keyframes in AVI are), and nothing may be skipped, since every frame must be counted.
+            self._output_order = (self._decode_order_pts and "avi" in (self.container.format.name or "")
+                                  and self.stream.codec_context.name in ("h264", "hevc"))
+            if self._output_order:
+                self._skip_nonref = False
         except BaseException:
             self.container.close()
             raise
@@ -172,16 +184,16 @@ class VideoReader:
             raise VideoDecodeError(f"{self.description}: no video stream (contains: {', '.join(kinds)})")
 
     def _choose_stream(self, stream_index: int | None):
-        """The stream FFmpeg would play (``av_find_best_stream``), never a cover picture; or ``stream_index``."""
+        """The stream FFmpeg would play (``av_find_best_stream``), never a cover; or ``stream_index``."""
         streams = self.container.streams
         if stream_index is not None:
             if stream_index >= len(streams):
-                raise VideoDecodeError(f"{self.description}: stream_index {stream_index} out of range (the file "
-                                       f"has {len(streams)} streams: {_describe_streams(streams)})")
+                raise VideoDecodeError(f"{self.description}: stream_index {stream_index} out of range "
+                                       f"(the file has {len(streams)} streams: {_describe_streams(streams)})")
             stream = streams[stream_index]
             if stream.type != "video":
-                raise VideoDecodeError(f"{self.description}: stream {stream_index} is {stream.type}, not video "
-                                       f"(streams: {_describe_streams(streams)})")
+                raise VideoDecodeError(f"{self.description}: stream {stream_index} is {stream.type}, not "
+                                       f"video (streams: {_describe_streams(streams)})")
             if _is_cover(stream):
                 raise VideoDecodeError(f"{self.description}: stream {stream_index} is a cover picture "
                                        f"(attached_pic), not a video (streams: {_describe_streams(streams)})")
@@ -226,8 +238,8 @@ class VideoReader:
 
     @property
     def orientation(self) -> Orientation:
-        """How frames are turned for display (identity with ``apply_rotation=False``). The display matrix comes
-        with decoded frames; when none has been decoded yet, the first frame is decoded to read it."""
+        """How frames are turned for display (identity with ``apply_rotation=False``). The display matrix
+        comes with decoded frames; when none has been decoded yet, the first frame is decoded to read it."""
         if self._orientation is None:
             self._orientation = self._peek_orientation()
         return self._orientation
@@ -296,6 +308,7 @@ class VideoReader:
             return FrameIndex(np.empty(0, np.int64), np.empty(0, bool), stream.time_base or Fraction(1, 1))
         pts_a = np.asarray(pts, dtype=np.int64)
         key_a = np.asarray(key, dtype=bool)
+        self._decode_order_pts = bool(np.all(np.diff(pts_a) > 0))
         order = np.argsort(pts_a, kind="stable")
         pts_a, key_a = pts_a[order], key_a[order]
         keep = np.concatenate([[True], np.diff(pts_a) > 0])  # duplicate timestamps cannot be told apart
@@ -413,6 +426,7 @@ class VideoReader:
                 self._seek_to(kf)
                 demux = self.container.demux(self.stream)
                 fed_pos = kf - 1
+                counted = kf  # output-order streams: the position of the next frame the decoder returns
             # After a seek into the file the demuxer's timestamps must be the scan's, starting at a keyframe
             landing = kf is not None and kf > 0
             progressed = False
@@ -420,14 +434,16 @@ class VideoReader:
             try:
                 for packet in demux:
                     self.deadline.check()
-                    # Packets an edit list hides (is_discard) are decoded all the same: the first shown frames
-                    # reference them (the keyframe before an MP4 edit list's start); FFmpeg drops their frames.
+                    # Packets an edit list hides (is_discard) are decoded all the same: the first shown
+                    # frames reference them (the keyframe before an MP4 edit list's start); FFmpeg drops
+                    # their frames.
                     ts = packet.pts if packet.pts is not None else packet.dts
                     if landing and ts is not None and not packet.is_discard:
                         if not self._lands_as_scanned(ts, packet.is_keyframe, first=landing == 1):
-                            # MPEG-PS: a seek lands mid-GOP, and the parser then interpolates the timestamps of
-                            # packets without their own PTS differently than the linear scan did (half a frame
-                            # off), so frames cannot be matched. Decode forward from the start from now on.
+                            # MPEG-PS: a seek lands mid-GOP, and the parser then interpolates the timestamps
+                            # of packets without their own PTS differently than the linear scan did (half a
+                            # frame off), so frames cannot be matched. Decode forward from the start from now
+                            # on.
                             self._seeks_trusted = False
                             retry_from, reached_eof = 0, False
                             break
@@ -443,7 +459,7 @@ class VideoReader:
                     drain = False
                     i_before = i
                     if ts is not None:
-                        if ts == want_pts[i]:
+                        if ts == want_pts[i] and not self._output_order:  # (output order: ts names no frame)
                             # This packet holds the next wanted frame; its references were sent before it and
                             # every earlier wanted frame is out already, so draining loses nothing.
                             drain = (i + 1 >= len(wanted)
@@ -461,6 +477,9 @@ class VideoReader:
                         self.stats.frames_decoded += 1
                         self.limits.check_decoded_frames(self.description, self.stats.frames_decoded)
                         fpts = frame.pts
+                        if self._output_order:
+                            fpts = int(idx.pts[counted]) if counted < len(idx) else None
+                            counted += 1
                         if fpts is None:
                             continue
                         if just_seeked and fpts > want_pts[i] and kf > 0:
@@ -535,7 +554,7 @@ class VideoReader:
         """The display orientation of one decoded frame (identity with ``apply_rotation=False``)."""
         if not self.apply_rotation:
             return IDENTITY
-        o = frame_orientation(frame)
+        o = _orientation_in_side_data(frame)
         if o is None:
             if not any("multiple of 90" in w for w in self.warnings):
                 self.warnings.append("the display matrix rotates by an angle that is not a multiple of 90 "
