@@ -36,7 +36,7 @@ MANIFEST_SCHEMA = pa.schema([
     pa.field("duplicate_of", pa.string()),  # video_id of the first row naming the same video
     pa.field("duration_sec", pa.float64()),
     pa.field("fps", pa.float64()),
-    pa.field("width", pa.int32()),  # displayed size (after the display rotation)
+    pa.field("width", pa.int32()),
     pa.field("height", pa.int32()),
     pa.field("rotation", pa.int32()),  # clockwise degrees the stored picture is turned for display
     pa.field("stream_index", pa.int32()),  # the container's video stream that was read
