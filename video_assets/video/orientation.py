@@ -84,6 +84,17 @@ def orientation_from_matrix(matrix: np.ndarray) -> Orientation | None:
     return None
 
 
+def copy_into(dst: np.ndarray, img: np.ndarray) -> None:
+    """``dst[...] = img`` for an H x W x C uint8 view as :meth:`Orientation.apply` makes it. When a row's pixels
+    are not adjacent (transposed or mirrored), numpy copies the 3-byte pixels one at a time: 9.5 ms for a 720p
+    frame against 0.1 ms contiguous. Channel by channel its 1-byte strided loops take 3.7 ms (rot180 1.4 ms)."""
+    if img.strides[1] == img.shape[2] * img.itemsize and img.strides[2] == img.itemsize:
+        dst[...] = img
+    else:
+        for c in range(img.shape[2]):
+            dst[..., c] = img[..., c]
+
+
 def frame_orientation(frame) -> Orientation | None:
     """The orientation in a decoded frame's display-matrix side data: IDENTITY without one, None for a matrix
     that is not a multiple of 90 degrees."""

@@ -33,7 +33,7 @@ from av.video.reformatter import VideoReformatter
 
 from video_assets.errors import VideoDecodeError
 from video_assets.video.limits import Deadline, ReadLimits
-from video_assets.video.orientation import IDENTITY, Orientation
+from video_assets.video.orientation import IDENTITY, Orientation, copy_into
 from video_assets.video.orientation import frame_orientation as _orientation_in_side_data
 from video_assets.video.source import OpenedSource
 
@@ -546,8 +546,18 @@ class VideoReader:
 
     def rgb_array(self, frame: av.VideoFrame) -> np.ndarray:
         """``frame`` as an HxWx3 uint8 RGB array as displayed: ``frame.to_ndarray(format="rgb24")`` turned by
-        the frame's display matrix (a view of a new frame's buffer, without its row padding; strided when
-        turned). With ``apply_rotation=False`` the stored picture."""
+        the frame's display matrix (a view of a new frame's buffer, without its row padding; a transposed or
+        mirrored frame is copied once, into a contiguous array). With ``apply_rotation=False`` the stored
+        picture."""
+        view = self.displayed_view(frame)
+        if view.strides[1] == 3:  # a row's pixels are adjacent: usable as it is (as before, or upside down)
+            return view
+        out = np.empty(view.shape, np.uint8)
+        copy_into(out, view)
+        return out
+
+    def displayed_view(self, frame: av.VideoFrame) -> np.ndarray:
+        """``frame`` in RGB as displayed, as a (strided) view; :func:`copy_into` copies it fast."""
         return self.frame_orientation(frame).apply(rgb_view(self.rgb_frame(frame)))
 
     def frame_orientation(self, frame: av.VideoFrame) -> Orientation:

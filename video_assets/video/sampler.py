@@ -13,6 +13,7 @@ import numpy as np
 from video_assets.errors import VideoDecodeError
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import ReadLimits
+from video_assets.video.orientation import copy_into
 from video_assets.video.plan import SamplePlan, make_plan, select_positions
 from video_assets.video.reader import DecodeStats, VideoReader, check_stream_index
 from video_assets.video.source import VideoSource, open_source
@@ -119,14 +120,14 @@ def sample_from_reader(reader: VideoReader, plan: SamplePlan,
     # and stacking them afterwards copied every frame twice (a quarter of the time on 1 fps 720p plans).
     out: np.ndarray | None = None
     for pos, frame in (reader.fetch(positions, rgb=False) if fetched is None else fetched):
-        view = reader.rgb_array(frame)  # as displayed: a (strided) view, copied once into ``out`` below
+        view = reader.displayed_view(frame)  # as displayed: a (strided) view, copied once into ``out`` below
         h, w = view.shape[:2]
         if out is None:
             out = np.empty((len(positions), h, w, 3), dtype=np.uint8)
         elif out.shape[1:3] != (h, w):
             raise VideoDecodeError(f"{reader.description}: frame size changes mid-stream "
                                    f"({out.shape[2]}x{out.shape[1]} -> {w}x{h}); not supported")
-        out[len(got_pos)] = view
+        copy_into(out[len(got_pos)], view)
         got_pos.append(pos)
     if out is not None:
         arr = out[: len(got_pos)]
