@@ -60,6 +60,8 @@ CORPUS = {
     "portrait_cw90.mov": dict(display_rotation=-90, width=HEIGHT, height=WIDTH, cw=90),
     "portrait_cw90.mkv": dict(display_rotation=-90, width=HEIGHT, height=WIDTH, cw=90),
     "mirrored.mp4": dict(hflip=True, cw=0),
+    # turned a quarter and flipped: a pure transpose (ffmpeg's transpose=cclock_flip), i.e. mirrored, then 270
+    "transposed.mp4": dict(display_rotation=90, vflip=True, width=HEIGHT, height=WIDTH, cw=270),
     "portrait_hevc.mp4": dict(codec="libx265", display_rotation=-90, width=HEIGHT, height=WIDTH, cw=90),
     # other streams
     "cover_first.mkv": dict(cover_track_first=True, stream=1),  # stream 0: a one-frame 64x64 MJPEG picture
