@@ -1,5 +1,6 @@
-"""Recorded-video traits: display rotation, cover pictures and other streams, every codec PyAV decodes, in
-every container it muxes, fragmented/non-faststart MP4 over HTTP, edit lists, one-frame and VFR video.
+"""Recorded-video traits: display rotation, cover pictures and other streams, every codec of the issue, in
+the containers PyAV muxes them in, fragmented/non-faststart MP4 over HTTP, edit lists, one-frame and VFR
+video.
 
 Each clip is encoded here with PyAV. The ground truth is an exhaustive decode of the same stream by plain PyAV
 (every frame, no seeking, no skipping), turned for display with numpy's own rotation; the sampler must return
