@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 _QUALITY, _KEYFRAMES = 0, 1  # model streams of run_overlapped
 # Settings that decide how a video is opened: both operators must agree on them to share one decode.
-_READ_SETTINGS = ("storage_options", "source_policy", "limits")
+_READ_SETTINGS = ("storage_options", "source_policy", "limits", "stream_index", "apply_rotation")
 
 
 def shared_decode_mismatch(quality: VideoQualityScore, keyframes: VideoAdaptiveKeyframesSampling) -> str | None:

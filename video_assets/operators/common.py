@@ -133,6 +133,8 @@ class ClipOperator:
     storage_options: dict | None
     source_policy: SourcePolicy
     limits: ReadLimits
+    stream_index: int | None
+    apply_rotation: bool
     _model = None
 
     @property
@@ -149,5 +151,6 @@ class ClipOperator:
         """Open one input the way the operators read videos (a decoder thread share per decode worker)."""
         with open_source(item.source, item.video_format, self.storage_options, policy=self.source_policy,
                          limits=self.limits) as opened, \
-                VideoReader(opened, thread_count=decoder_threads_for(self.decode_workers)) as reader:
+                VideoReader(opened, thread_count=decoder_threads_for(self.decode_workers),
+                            stream_index=self.stream_index, apply_rotation=self.apply_rotation) as reader:
             yield reader

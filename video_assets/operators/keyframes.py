@@ -28,6 +28,7 @@ from video_assets.storage.uri import scheme_of, strip_file_scheme
 from video_assets.video import DEFAULT_CHUNK_FRAMES, FrameBuffer, VideoReader, make_plan, select_positions
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import ReadLimits
+from video_assets.video.reader import check_stream_index
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +68,16 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
       (``hash``: 10 hex digits of SHA-1 over the image bytes); ``video_id`` is the first 16
       hex digits of SHA-1 over the source URI (or over the bytes for base64/binary inputs), so writes are
       idempotent. ``return_keyframes`` (default True, as in LAS): include the frames as HxWx3 uint8 arrays under
-      ``"keyframes"`` (printing such a result prints every array). They are full size: 32 keyframes of 720p are 88 MB per video, so a list-returning call over 1,000 videos
-      holds 88 GB. Over many videos pass ``return_keyframes=False`` (and read the images from
-      ``output_tos_dir``) or use :meth:`iter_details`. ``keyframes_warn_mb`` (default
+      ``"keyframes"`` (printing such a result prints every array). They are full size: 32 keyframes of
+      720p are 88 MB per video, so a list-returning call over 1,000 videos holds 88 GB. Over many videos pass
+      ``return_keyframes=False`` (and read the images from ``output_tos_dir``) or use :meth:`iter_details`. ``keyframes_warn_mb`` (default
       ``$VIDEO_ASSETS_KEYFRAMES_WARN_MB`` or 2048): a ``details``/``__call__`` call whose keyframe arrays would
       exceed this many MB (projected from the videos finished so far) warns once (KeyframesMemoryWarning).
     - ``progress``: the default for every call: None (a tqdm bar on stderr when interactive, else quiet),
       True, False, or a callable(done, total, rate) called after every video; see :mod:`video_assets.progress`.
+    - ``stream_index`` (default: the stream FFmpeg plays, never a cover picture) and ``apply_rotation``
+      (default True: candidates are scored and exported as displayed) — see
+      :func:`video_assets.video.sample_frames`.
 
     ``op(videos=[...])`` returns per input a dict ``{"tos_paths", "frame_ids", "timestamps", "scores",
     "keyframes"?}`` or None when the video cannot be read; :meth:`details` gives the error, and
@@ -89,7 +93,10 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
                  max_candidates: int | None = None, device: str | None = None, decode_workers: int | None = None,
                  jpeg_quality: int = 95, storage_options: dict | None = None,
                  source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None,
-                 progress: ProgressArg = None, keyframes_warn_mb: float | None = None):
+                 progress: ProgressArg = None, keyframes_warn_mb: float | None = None,
+                 stream_index: int | None = None, apply_rotation: bool = True):
+        check_stream_index(stream_index)
+        self.stream_index, self.apply_rotation = stream_index, bool(apply_rotation)
         if not isinstance(text, str):
             raise ValueError(f"text must be a string, got {type(text).__name__}")
         if video_src_type not in SRC_TYPES:

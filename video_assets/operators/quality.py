@@ -22,6 +22,7 @@ from video_assets.video import (DEFAULT_CHUNK_FRAMES, FrameBuffer, FrameChunk, S
                                 make_plan, sample_chunks, select_positions)
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import ReadLimits
+from video_assets.video.reader import check_stream_index
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class VideoQualityScore(ClipOperator):
     - ``decode_workers``: parallel decode threads feeding the model (default min(4, CPUs)).
     - ``progress``: the default for every call: None (a tqdm bar on stderr when interactive, else quiet),
       True, False, or a callable(done, total, rate) called after every video; see :mod:`video_assets.progress`.
+    - ``stream_index`` (default: the stream FFmpeg plays, never a cover picture) and ``apply_rotation``
+      (default True: frames are scored as displayed) — see :func:`video_assets.video.sample_frames`.
 
     ``op(video_paths=[...])`` or ``op(video_binaries=[...], video_formats=[...])`` returns one score (or list
     of scores) per input, in input order; None when the video cannot be read or scored — see
@@ -69,8 +72,10 @@ class VideoQualityScore(ClipOperator):
                  dtype: str | None = None, batch_size: int = 32, decode_workers: int | None = None,
                  storage_options: dict | None = None,
                  source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None,
-                 progress: ProgressArg = None):
+                 progress: ProgressArg = None, stream_index: int | None = None, apply_rotation: bool = True):
         # Validate everything before loading anything.
+        check_stream_index(stream_index)
+        self.stream_index, self.apply_rotation = stream_index, bool(apply_rotation)
         self.plan = make_plan(sample_mode, start_time_sec, end_time_sec, count_k, interval_sec, interval_frames,
                               target_fps, timestamps_sec, max_frames)
         self.pairs, self.multi_prompt = parse_prompts(prompt)

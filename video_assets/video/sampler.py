@@ -19,8 +19,9 @@ import numpy as np
 from video_assets.errors import VideoDecodeError
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import ReadLimits
+from video_assets.video.orientation import copy_into
 from video_assets.video.plan import SamplePlan, make_plan, select_positions
-from video_assets.video.reader import DecodeStats, VideoReader, rgb_view
+from video_assets.video.reader import DecodeStats, VideoReader, check_stream_index
 from video_assets.video.source import VideoSource, open_source
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,15 @@ class SampledFrames:
     source: str  # description of the source, safe to log
     duration: float  # seconds: last frame's time + one frame duration
     fps: float
-    width: int
+    width: int  # displayed size (after the display rotation, unless apply_rotation=False)
     height: int
     codec: str
     num_frames: int  # frames in the stream
     truncated: bool = False  # True when the stream ended early or wanted frames could not be decoded
     warnings: list[str] = field(default_factory=list)
     stats: DecodeStats = field(default_factory=DecodeStats)
+    rotation: int = 0  # clockwise degrees applied for display (0 with apply_rotation=False)
+    stream_index: int = 0  # the container's stream that was read
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -62,7 +65,8 @@ def sample_frames(source: VideoSource, sample_mode: str = "by_count_uniform", *,
                   max_frames: int | None = None, video_format: str | None = None,
                   default_video_format: str = "mp4", storage_options: dict | None = None,
                   plan: SamplePlan | None = None, decoder_threads: int = 0,
-                  policy: SourcePolicy | None = None, limits: ReadLimits | None = None) -> SampledFrames:
+                  policy: SourcePolicy | None = None, limits: ReadLimits | None = None,
+                  stream_index: int | None = None, apply_rotation: bool = True) -> SampledFrames:
     """Sample frames from a video.
 
     ``source``: a local path (str or Path), ``file://``, ``http(s)://``, ``s3://bucket/key``, ``tos://bucket/key``
@@ -96,13 +100,21 @@ def sample_frames(source: VideoSource, sample_mode: str = "by_count_uniform", *,
     point; a violation raises SourcePolicyError before anything is read. ``limits``
     (:class:`~video_assets.video.limits.ReadLimits`, default limits): bytes, duration, frame size, decoded
     frames, wall-clock time, HTTP timeouts and retries; exceeding one raises LimitExceededError.
+
+    Stream: the one FFmpeg plays (``av_find_best_stream``; a cover picture, ``attached_pic``, is never chosen,
+    and a file with only a cover picture is a VideoDecodeError), or ``stream_index`` (the container's stream
+    number; VideoDecodeError when it is out of range or not a video). Frames are returned as displayed: the
+    stream's display matrix (portrait phone video: 90/270 degrees; 180; mirrored) is applied, and ``width`` /
+    ``height`` are the displayed size. ``apply_rotation=False`` returns the stored picture.
     """
+    check_stream_index(stream_index)
     if plan is None:
         plan = make_plan(sample_mode, start_time_sec, end_time_sec, count_k, interval_sec, interval_frames,
                          target_fps, timestamps_sec, max_frames)
     with open_source(source, video_format or default_video_format, storage_options, policy=policy,
                      limits=limits) as opened:
-        with VideoReader(opened, thread_count=decoder_threads) as reader:
+        with VideoReader(opened, thread_count=decoder_threads, stream_index=stream_index,
+                         apply_rotation=apply_rotation) as reader:
             return sample_from_reader(reader, plan)
 
 
@@ -117,13 +129,13 @@ def sample_from_reader(reader: VideoReader, plan: SamplePlan,
     # and stacking them afterwards copied every frame twice (a quarter of the time on 1 fps 720p plans).
     out: np.ndarray | None = None
     for pos, frame in (reader.fetch(positions, rgb=False) if fetched is None else fetched):
-        view = frame_rgb(reader, frame)
+        view = frame_rgb(reader, frame)  # as displayed: a (strided) view, copied once into ``out`` below
         h, w = view.shape[:2]
         if out is None:
             out = np.empty((len(positions), h, w, 3), dtype=np.uint8)
         elif out.shape[1:3] != (h, w):
             raise _size_changed(reader, out.shape[1:3], (h, w))
-        out[len(got_pos)] = view
+        copy_into(out[len(got_pos)], view)
         got_pos.append(pos)
     if out is not None:
         arr = out[: len(got_pos)]
@@ -141,7 +153,8 @@ def sampled_result(reader: VideoReader, got_pos: list[int], arr: np.ndarray,
         timestamps=[float(reader.index.times[p]) for p in got_pos],
         frames=arr, source=reader.description, duration=reader.duration, fps=reader.fps,
         width=reader.width, height=reader.height, codec=reader.codec, num_frames=len(reader.index),
-        truncated=reader.truncated, warnings=list(reader.warnings), stats=reader.stats)
+        truncated=reader.truncated, warnings=list(reader.warnings), stats=reader.stats,
+        rotation=reader.rotation, stream_index=reader.stream_index)
     if result.truncated:
         msg = f"{reader.description}: " + "; ".join(reader.warnings)
         log.warning(msg)
@@ -150,8 +163,9 @@ def sampled_result(reader: VideoReader, got_pos: list[int], arr: np.ndarray,
 
 
 def frame_rgb(reader: VideoReader, frame: av.VideoFrame) -> np.ndarray:
-    """A decoded frame's HxWx3 RGB pixels as every sampling path delivers them (a view of a new frame)."""
-    return rgb_view(reader.rgb_frame(frame))
+    """A decoded frame's HxWx3 RGB pixels as displayed, as every sampling path delivers them (a possibly
+    strided view of a new frame: copy it with :func:`~video_assets.video.orientation.copy_into`)."""
+    return reader.displayed_view(frame)
 
 
 def _size_changed(reader: VideoReader, old_hw: tuple[int, int], new_hw: tuple[int, int]) -> VideoDecodeError:
@@ -194,7 +208,7 @@ class FrameBuffer:
         if self._out is None:
             left = self.size if self.expected is None else max(1, self.expected - len(self.indices))
             self._out = np.empty((min(self.size, left), hw[0], hw[1], 3), dtype=np.uint8)
-        self._out[self._k] = rgb
+        copy_into(self._out[self._k], rgb)
         self._k += 1
         self.indices.append(pos)
         return self.flush() if self._k == len(self._out) else None
@@ -238,7 +252,8 @@ def iter_frames(source: VideoSource, sample_mode: str = "by_count_uniform", *, c
                 max_frames: int | None = None, video_format: str | None = None,
                 default_video_format: str = "mp4", storage_options: dict | None = None,
                 plan: SamplePlan | None = None, decoder_threads: int = 0,
-                policy: SourcePolicy | None = None, limits: ReadLimits | None = None) -> Iterator[FrameChunk]:
+                policy: SourcePolicy | None = None, limits: ReadLimits | None = None,
+                stream_index: int | None = None, apply_rotation: bool = True) -> Iterator[FrameChunk]:
     """The frames :func:`sample_frames` returns, streamed: yields :class:`FrameChunk` ``(indices, timestamps,
     frames)`` of at most ``chunk`` frames each, in order, as they are decoded. Concatenated, the chunks equal
     ``sample_frames``'s indices, timestamps and frames; memory is that of one chunk (plus the decoder), however
@@ -253,11 +268,13 @@ def iter_frames(source: VideoSource, sample_mode: str = "by_count_uniform", *, c
                          target_fps, timestamps_sec, max_frames)
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    check_stream_index(stream_index)
 
     def frames() -> Iterator[FrameChunk]:
         with open_source(source, video_format or default_video_format, storage_options, policy=policy,
                          limits=limits) as opened:
-            with VideoReader(opened, thread_count=decoder_threads) as reader:
+            with VideoReader(opened, thread_count=decoder_threads, stream_index=stream_index,
+                             apply_rotation=apply_rotation) as reader:
                 buf = FrameBuffer(reader, chunk)
                 yield from sample_chunks(reader, plan, chunk, buf)
                 buf.result(stacklevel=3)  # the truncation warning, as sample_frames gives it
