@@ -264,3 +264,23 @@ def test_the_udf_is_an_expression_with_the_documented_dtype():
     assert "keyframes" not in str(kf.return_dtype) and "error: String" in str(kf.return_dtype)
     with pytest.raises(ValueError, match="details=True is for VideoQualityScore"):
         operator_udf(VideoAdaptiveKeyframesSampling, {}, details=True)
+
+
+def test_a_column_of_the_wrong_type_is_refused_naming_it():
+    # what a batch meets before any video is read (the query fails; these are faults of the program)
+    from daft import Series
+
+    from video_assets.daft.udf import _check_column
+
+    paths, blobs = Series.from_pylist(["a.mp4"], name="video_path"), Series.from_pylist([b"x"], name="video_bytes")
+    assert _check_column("quality", None, paths, None) is False
+    assert _check_column("quality", None, blobs, Series.from_pylist(["mp4"], name="fmt")) is True
+    with pytest.raises(TypeError, match=r"VideoQualityScore UDF: the videos column 'n' is Int64; expected Utf8"):
+        _check_column("quality", None, Series.from_pylist([1], name="n"), None)
+    with pytest.raises(TypeError, match=r"video_src_type='video_binary': the videos column 'video_path' is "
+                                        r"String; expected Binary"):
+        _check_column("keyframes", "video_binary", paths, None)
+    with pytest.raises(TypeError, match=r"video_src_type='video_base64': .* is Binary; expected Utf8"):
+        _check_column("keyframes", "video_base64", blobs, None)
+    with pytest.raises(TypeError, match="the formats column 'n' is Int64; expected Utf8"):
+        _check_column("quality", None, blobs, Series.from_pylist([1], name="n"))
