@@ -22,14 +22,15 @@ import pytest
 from video_assets.operators import VideoAdaptiveKeyframesSampling, VideoQualityScore
 from video_assets_tests.videos import encode_video
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("daft") is None,
-                                reason="the [daft] extra is not installed")
+TIMEOUT_SEC = 900  # each program; on 2 busy cores the native one took ~150 s
+pytestmark = [pytest.mark.skipif(importlib.util.find_spec("daft") is None,
+                                 reason="the [daft] extra is not installed"),
+              pytest.mark.timeout(TIMEOUT_SEC + 60)]  # the first test of a runner waits for its program
 
 REPO = Path(__file__).resolve().parent.parent
 NATIVE_QUERIES = ["quality", "prompt_list", "details_binary", "keyframes", "keyframes_binary",
                   "missing_model"]
 RAY_QUERIES = ["quality_2_workers", "keyframes", "missing_model"]
-TIMEOUT_SEC = 900
 
 
 @pytest.fixture(scope="module")
