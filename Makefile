@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --disable-pip-version-check -q -U pip setuptools wheel
 	# torch first, pinned with torchvision, so nothing later can swap it
 	$(PIP) torch==2.14.1 torchvision==0.29.1
-	$(PIP) -e '.[test,ray]'
+	$(PIP) -e '.[test,ray,daft]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -60,7 +60,7 @@ def operator_factory():
 
 
 def _scores(backend, factory, paths: list[str]) -> list[float]:
-    from video_assets.operators.batching import Progress
+    from video_assets.progress import Progress
 
     details = backend.map_details(factory, paths, Progress(len(paths), "bench", every_sec=1e9))
     return [d["score"] for d in details]

@@ -20,7 +20,7 @@ import pytest
 from video_assets.compute import BACKEND_ENV, LocalBackend, make_backend
 from video_assets.compute.base import ComputeBackendError
 from video_assets.operators import VideoQualityScore
-from video_assets.operators.batching import Progress
+from video_assets.progress import Progress
 from video_assets.pipeline.runner import extract_keyframes, score_quality
 from video_assets.pipeline.settings import KeyframeSettings, ModelSettings, QualitySettings
 from video_assets.storage import describe_uri
@@ -236,7 +236,7 @@ def test_local_backend_never_imports_ray_and_an_unreachable_address_is_a_clear_e
         from video_assets.compute import make_backend
         from video_assets.compute.base import ComputeBackendError
         from video_assets.operators import VideoQualityScore
-        from video_assets.operators.batching import Progress
+        from video_assets.progress import Progress
         from video_assets.pipeline.runner import score_quality
 
         backend = make_backend()  # {BACKEND_ENV}=local

@@ -43,13 +43,32 @@ def encode_video(path: Path, n_frames: int = 60, fps: int = 30, codec: str = "li
                  bframes: int | None = 2, container_format: str | None = None,
                  pts_seconds: Sequence[float] | None = None, start_seconds: float = 0.0,
                  width: int = WIDTH, height: int = HEIGHT, options: dict | None = None,
-                 container_options: dict | None = None) -> Path:
-    """Encode ``n_frames`` pattern frames. ``pts_seconds`` gives explicit (variable) frame times."""
+                 container_options: dict | None = None, pix_fmt: str = "yuv420p",
+                 display_rotation: int | None = None, hflip: bool = False, vflip: bool = False,
+                 audio_first: bool = False, cover_track_first: bool = False, cover_attached: bool = False,
+                 first_frame: int = 0) -> Path:
+    """Encode ``n_frames`` pattern frames. ``pts_seconds`` gives explicit (variable) frame times.
+
+    Recorded-video traits: ``display_rotation`` (counter-clockwise degrees, PyAV's convention; a phone's
+    portrait video is -90) with ``hflip``/``vflip`` writes a display matrix (MP4/MOV ``tkhd``, Matroska
+    projection); ``audio_first`` puts an AAC stream before the video; ``cover_track_first`` a one-frame 64x64
+    MJPEG track before it (stream 0); ``cover_attached`` a cover picture with the ``attached_pic`` disposition
+    (MP4 ``covr``, Matroska attachment); ``first_frame`` < 0 encodes that many extra frames before time 0
+    (pattern index ``first_frame``...), which the MP4 muxer hides behind an edit list.
+    """
     out = av.open(str(path), "w", format=container_format, options=container_options or {})
+    audio = _add_audio(out) if audio_first else None
+    cover = _add_cover_track(out) if cover_track_first else None
+    attached = _add_attached_cover(out) if cover_attached else None
     stream = out.add_stream(codec, rate=fps)
-    stream.width, stream.height = width, height
-    stream.pix_fmt = "yuv420p"
+    rotated = display_rotation is not None or hflip or vflip
+    quarter = rotated and (display_rotation or 0) % 180 != 0
+    # width/height are the displayed size; a quarter turn stores the picture on its side, as phones do
+    stream.width, stream.height = (height, width) if quarter else (width, height)
+    stream.pix_fmt = pix_fmt
     stream.gop_size = gop
+    if rotated:
+        stream.set_display_rotation(display_rotation or 0, hflip=hflip, vflip=vflip)
     opts = dict(options or {})
     if bframes is not None and codec in ("libx264", "libx265"):
         if codec == "libx264":
@@ -61,14 +80,113 @@ def encode_video(path: Path, n_frames: int = 60, fps: int = 30, codec: str = "li
     stream.codec_context.options = opts
     tb = Fraction(1, 1000) if pts_seconds is not None else Fraction(1, fps)
     stream.codec_context.time_base = tb
-    for i in range(n_frames):
-        frame = av.VideoFrame.from_ndarray(pattern_frame(i, width, height), format="rgb24")
+    for c in (cover, attached):
+        if c is not None:
+            _mux_cover(out, c)
+    for i in range(first_frame, n_frames):
+        picture = pattern_frame(i - first_frame, width, height)
+        if rotated:  # stored so that a player, applying the display matrix, shows the pattern upright
+            picture = np.ascontiguousarray(stored_picture(picture, display_rotation or 0, hflip, vflip))
+        frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
         t = pts_seconds[i] if pts_seconds is not None else i / fps
         frame.pts = int(round((t + start_seconds) / tb))
         frame.time_base = tb
         for packet in stream.encode(frame):
             out.mux(packet)
+        if audio is not None:
+            _mux_audio_until(out, audio, (i + 1) / fps)
     for packet in stream.encode():
+        out.mux(packet)
+    if audio is not None:
+        for packet in audio[0].encode():
+            out.mux(packet)
+    out.close()
+    return Path(path)
+
+
+def displayed_picture(stored: np.ndarray, display_rotation: int, hflip: bool = False,
+                      vflip: bool = False) -> np.ndarray:
+    """What a player shows for a stored picture (PyAV's set_display_rotation: turn counter-clockwise by
+    ``display_rotation`` degrees, then mirror), written with numpy's own rotation, not the reader's."""
+    img = np.rot90(stored, (display_rotation // 90) % 4)
+    if hflip:
+        img = img[:, ::-1]
+    if vflip:
+        img = img[::-1]
+    return img
+
+
+def stored_picture(displayed: np.ndarray, display_rotation: int, hflip: bool = False,
+                   vflip: bool = False) -> np.ndarray:
+    """The inverse of :func:`displayed_picture`."""
+    img = displayed[::-1] if vflip else displayed
+    img = img[:, ::-1] if hflip else img
+    return np.rot90(img, -(display_rotation // 90) % 4)
+
+
+def _add_audio(out):
+    stream = out.add_stream("aac", rate=44100)
+    stream.layout = "mono"
+    return [stream, 0]  # stream, samples written
+
+
+def _mux_audio_until(out, audio, seconds: float) -> None:
+    stream, pos = audio
+    while pos < seconds * 44100:
+        t = (pos + np.arange(1024)) / 44100.0
+        frame = av.AudioFrame.from_ndarray((0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :],
+                                           format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 44100, pos
+        pos += 1024
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    audio[1] = pos
+
+
+COVER_SIZE = 64
+
+
+def cover_image() -> np.ndarray:
+    """The cover picture: a flat grey square, unlike any pattern frame."""
+    return np.full((COVER_SIZE, COVER_SIZE, 3), 200, np.uint8)
+
+
+def _add_cover_track(out):
+    stream = out.add_stream("mjpeg", rate=1)
+    stream.width = stream.height = COVER_SIZE
+    stream.pix_fmt = "yuvj420p"
+    return stream
+
+
+def _mux_cover(out, stream) -> None:
+    frame = av.VideoFrame.from_ndarray(cover_image(), format="rgb24")
+    frame.pts = 0
+    for packet in list(stream.encode(frame)) + list(stream.encode()):
+        out.mux(packet)
+
+
+def _add_attached_cover(out):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(cover_image()).save(buf, format="JPEG")
+    if "matroska" in out.format.name or "webm" in out.format.name:
+        out.add_attachment("cover.jpg", "image/jpeg", buf.getvalue())
+        return None
+    stream = _add_cover_track(out)  # MP4/MOV write an attached_pic stream as the ``covr`` tag
+    stream.disposition = av.stream.Disposition.attached_pic
+    return stream  # its one packet is muxed once every stream exists
+
+
+def encode_cover_only(path: Path) -> Path:
+    """An MP4 whose only picture is a cover (``attached_pic``), with an audio track: a song, not a video."""
+    out = av.open(str(path), "w")
+    audio = _add_audio(out)
+    _mux_cover(out, _add_attached_cover(out))
+    _mux_audio_until(out, audio, 1.0)
+    for packet in audio[0].encode():
         out.mux(packet)
     out.close()
     return Path(path)

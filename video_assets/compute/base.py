@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from video_assets.errors import VideoAssetsError
 
 if TYPE_CHECKING:  # torch behind it: a restarted Ray worker should not pay for it before it needs it
-    from video_assets.operators.batching import Progress
+    from video_assets.progress import Progress
 
 
 class ComputeBackendError(VideoAssetsError):

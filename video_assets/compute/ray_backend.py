@@ -38,7 +38,7 @@ from video_assets.compute.ray_worker import Worker
 from video_assets.storage import describe_uri
 
 if TYPE_CHECKING:
-    from video_assets.operators.batching import Progress
+    from video_assets.progress import Progress
 
 __all__ = ["RayBackend", "connect", "shutdown"]
 

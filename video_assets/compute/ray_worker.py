@@ -40,7 +40,7 @@ def as_failed(detail: Any, video: str, message: str) -> Any:
 
 def _worker_progress(total: int):
     # The driver reports progress for the whole run; this one logs at INFO, which a worker drops.
-    from video_assets.operators.batching import Progress
+    from video_assets.progress import Progress
 
     return Progress(total, "ray worker", every_sec=float("inf"))
 

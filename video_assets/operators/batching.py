@@ -5,6 +5,10 @@ run in parallel) and emits chunks of preprocessed frames into a bounded queue; t
 frames of many videos into batches of exactly ``batch_size`` for the model and scatters the features back to
 their videos. The queue bounds memory, so even a two-hour video never sits in memory whole: its candidates
 stream through in chunks. A video that fails becomes an error outcome naming it; the others go on.
+
+:func:`iter_overlapped` yields each video's outcome as soon as it is finished (in input order with a bounded
+reorder buffer, or in completion order), so neither frames nor results pile up whatever the number of
+videos; :func:`run_overlapped` is the list form. :class:`RunStats` counts what was held at once.
 """
 
 from __future__ import annotations
@@ -13,12 +17,17 @@ import logging
 import queue
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
 
 import torch
 
 from video_assets.errors import VideoAssetsError
+from video_assets.progress import Progress
+
+__all__ = ["Outcome", "Progress", "RunStats", "error_message", "hard_timeout", "iter_overlapped",
+           "run_overlapped"]
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +48,23 @@ class Outcome(Generic[R]):
     error: str | None = None
 
 
-class Progress:
-    """Logs videos done / total, videos/s and ETA at a steady interval (and once at the end)."""
+@dataclass
+class RunStats:
+    """What one run held at once (the pipeline's own counters; tests and benchmarks read them).
 
-    def __init__(self, total: int, label: str, every_sec: float = 10.0,
-                 callback: Callable[[int, int, float], None] | None = None):
-        self.total, self.label, self.every = total, label, every_sec
-        self.done = 0
-        self.start = self.last = time.monotonic()
-        self.callback = callback
+    Frames are counted from the moment a worker emits a chunk until the model has consumed them: in the
+    bounded queue, blocked on putting into it, or waiting in a partial batch. Results are counted while they
+    wait in the reorder buffer of an in-order :func:`iter_overlapped`.
+    """
 
-    def step(self, n: int = 1) -> None:
-        self.done += n
-        now = time.monotonic()
-        if now - self.last >= self.every or self.done == self.total:
-            self.last = now
-            rate = self.done / max(now - self.start, 1e-9)
-            eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-            log.info("%s: %d/%d videos, %.2f videos/s, ETA %.0fs", self.label, self.done, self.total, rate, eta)
-            if self.callback:
-                self.callback(self.done, self.total, rate)
+    chunks: int = 0  # chunks emitted
+    frames: int = 0  # frames emitted
+    largest_chunk: int = 0  # frames in the largest chunk
+    frames_held: int = 0  # now
+    peak_frames_held: int = 0
+    results_waiting: int = 0  # now
+    peak_results_waiting: int = 0
+    peak_in_flight: int = 0  # items started and not yet delivered, at most
 
 
 def error_message(item_desc: str, exc: BaseException) -> str:
@@ -76,16 +82,39 @@ def hard_timeout(timeout_sec: float | None) -> float | None:
     return None if timeout_sec is None else timeout_sec * 1.1 + 2.0
 
 
+
 def run_overlapped(items: Sequence[T], describe: Callable[[T], str], prepare: Prepare,
                    embed: Embed | Sequence[Embed], finish: Callable[[T, Any, Any], R],
                    batch_size: int | Sequence[int], decode_workers: int = 2, queue_chunks: int | None = None,
-                   progress: Progress | None = None,
-                   item_timeout_sec: float | None = None) -> list[Outcome[R]]:
-    """Run ``prepare`` in a worker pool and ``embed`` on cross-video batches; return outcomes in input order.
+                   progress: Progress | None = None, item_timeout_sec: float | None = None,
+                   stats: RunStats | None = None) -> list[Outcome[R]]:
+    """:func:`iter_overlapped` collected into a list of outcomes in input order (no limit on how far ahead
+    of the slowest video the workers run)."""
+    outcomes: list[Outcome[R]] = [Outcome() for _ in range(len(items))]
+    for pos, out in iter_overlapped(items, describe, prepare, embed, finish, batch_size, decode_workers,
+                                    queue_chunks, progress, item_timeout_sec, ordered=False, stats=stats):
+        outcomes[pos] = out
+    return outcomes
+
+
+def iter_overlapped(items: Sequence[T], describe: Callable[[T], str], prepare: Prepare,
+                    embed: Embed | Sequence[Embed], finish: Callable[[T, Any, Any], R],
+                    batch_size: int | Sequence[int], decode_workers: int = 2, queue_chunks: int | None = None,
+                    progress: Progress | None = None, item_timeout_sec: float | None = None, *,
+                    ordered: bool = True, window: int | None = None, stats: RunStats | None = None,
+                    pending: Callable[[R], Future | None] | None = None) -> Iterator[tuple[int, Outcome[R]]]:
+    """Run ``prepare`` in a worker pool and ``embed`` on cross-video batches; yield ``(input position,
+    outcome)`` as each input is finished.
 
     ``embed`` maps a (b, 3, S, S) batch to (b, d) features; ``finish(item, meta, features)`` turns a video's
     features (n, d), in frame order, into its result. Exceptions in ``prepare`` or ``finish`` become that
     input's error outcome.
+
+    ``ordered``: yield in input order (a finished input waits in a reorder buffer until those before it are
+    out), else in completion order. ``window``: at most this many inputs are started and not yet yielded
+    (None: no limit), which bounds the reorder buffer and the results held; a slow input then holds back at
+    most ``window`` others. ``pending(result)``: a future the result still waits for (an image export); the
+    outcome is yielded once it is done. Closing the generator early stops the workers.
 
     Several models fed by one decode: ``embed`` (and ``batch_size``, or one size for all) is a sequence, one per
     stream; ``prepare`` emits ``emit(pixels, stream)``, each stream is batched on its own, and ``finish`` gets a
@@ -107,25 +136,56 @@ def run_overlapped(items: Sequence[T], describe: Callable[[T], str], prepare: Pr
     for b in sizes:
         if b < 1:
             raise ValueError(f"batch_size must be >= 1, got {b}")
+    if window is not None and window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    return _overlapped(items, describe, prepare, embeds, multi, finish, sizes, decode_workers, queue_chunks,
+                       progress, item_timeout_sec, ordered, window, stats or RunStats(), pending)
+
+
+def _overlapped(items, describe, prepare, embeds, multi, finish, sizes, decode_workers, queue_chunks,
+                progress, item_timeout_sec, ordered, window, stats: RunStats, pending) -> Iterator[tuple[int, Outcome]]:
     streams = range(len(embeds))
     n = len(items)
-    outcomes: list[Outcome[R]] = [Outcome() for _ in range(n)]
     if n == 0:
-        return outcomes
+        return
     q: queue.Queue = queue.Queue(maxsize=queue_chunks or max(4, 4 * decode_workers))
     stop = threading.Event()
-    todo: queue.SimpleQueue = queue.SimpleQueue()
-    for pos in range(n):
-        todo.put(pos)
     lock = threading.Lock()
+    # Which input a worker starts next; with a window, workers wait until the consumer has taken enough.
+    can_start = threading.Condition(lock)
+    next_start = 0
+    delivered = 0  # outcomes yielded so far
     started: dict[int, float] = {}  # item -> monotonic start of its prepare(), while it runs
     waited: dict[int, float] = {}  # item -> seconds its prepare() spent blocked on the full queue
     abandoned: set[int] = set()  # items the batch stopped waiting for (timed out)
     running_in: dict[int, threading.Thread] = {}
 
+    def take() -> int | None:
+        nonlocal next_start
+        with can_start:
+            while not stop.is_set() and next_start < n and window is not None and \
+                    next_start >= delivered + window:
+                can_start.wait(0.5)
+            if stop.is_set() or next_start >= n:
+                return None
+            pos, next_start = next_start, next_start + 1
+            stats.peak_in_flight = max(stats.peak_in_flight, next_start - delivered)
+            return pos
+
+    def held(k: int) -> None:
+        with lock:
+            stats.frames_held += k
+            stats.peak_frames_held = max(stats.peak_frames_held, stats.frames_held)
+
     def work(pos: int) -> None:
         def emit(pixels: torch.Tensor, stream: int = 0) -> None:
-            if pixels.shape[0]:
+            k = pixels.shape[0]
+            if k:
+                with lock:
+                    stats.chunks += 1
+                    stats.frames += k
+                    stats.largest_chunk = max(stats.largest_chunk, k)
+                held(k)
                 t0 = time.monotonic()
                 try:
                     while not stop.is_set() and pos not in abandoned:
@@ -137,6 +197,7 @@ def run_overlapped(items: Sequence[T], describe: Callable[[T], str], prepare: Pr
                 finally:
                     with lock:
                         waited[pos] = waited.get(pos, 0.0) + time.monotonic() - t0
+                held(-k)  # never queued
                 raise RuntimeError("cancelled")
 
         with lock:
@@ -163,9 +224,8 @@ def run_overlapped(items: Sequence[T], describe: Callable[[T], str], prepare: Pr
     def worker() -> None:
         me = threading.current_thread()
         while not stop.is_set():
-            try:
-                pos = todo.get_nowait()
-            except queue.Empty:
+            pos = take()
+            if pos is None:
                 return
             work(pos)
             if me.name.endswith("-abandoned"):
@@ -196,41 +256,56 @@ def run_overlapped(items: Sequence[T], describe: Callable[[T], str], prepare: Pr
         return late
 
     # per stream: chunks waiting for its model, in arrival order
-    pending: list[list[tuple[int, torch.Tensor]]] = [[] for _ in streams]
+    pending_chunks: list[list[tuple[int, torch.Tensor]]] = [[] for _ in streams]
     pending_frames = [0 for _ in streams]
     feats_of: dict[int, list[list[torch.Tensor]]] = {}  # item -> per stream, feature parts in frame order
-    queued_of: dict[int, int] = {}  # frames of an item still in `pending` (all streams)
+    queued_of: dict[int, int] = {}  # frames of an item still in `pending_chunks` (all streams)
     meta_of: dict[int, Any] = {}  # items whose prepare() finished, waiting for their last features
-    finished = 0
+    awaiting: dict[int, Outcome] = {}  # finished items whose result waits for its `pending` future
+    resolved: queue.SimpleQueue = queue.SimpleQueue()  # items whose future is done (from its callback)
+    ready: dict[int, Outcome] = {}  # final outcomes not yet yielded (in order: waiting for earlier ones)
+    out_next = 0  # in order: the next position to yield
+    finished = 0  # final outcomes so far
 
-    def complete(pos: int) -> None:
+    def settle(pos: int, out: Outcome) -> None:
         nonlocal finished
-        parts = feats_of.pop(pos, None) or [[] for _ in streams]
-        feats = tuple(torch.cat(p) if p else torch.empty(0) for p in parts)
-        try:
-            outcomes[pos].value = finish(items[pos], meta_of.pop(pos), feats if multi else feats[0])
-        except Exception as e:  # noqa: BLE001 - one bad video never fails the batch
-            outcomes[pos].error = error_message(describe(items[pos]), e)
-            log.warning("%s", outcomes[pos].error)
         finished += 1
         if progress:
             progress.step()
+        ready[pos] = out
+
+    def complete(pos: int) -> None:
+        parts = feats_of.pop(pos, None) or [[] for _ in streams]
+        feats = tuple(torch.cat(p) if p else torch.empty(0) for p in parts)
+        out: Outcome = Outcome()
+        try:
+            out.value = finish(items[pos], meta_of.pop(pos), feats if multi else feats[0])
+        except Exception as e:  # noqa: BLE001 - one bad video never fails the batch
+            out.error = error_message(describe(items[pos]), e)
+            log.warning("%s", out.error)
+        fut = pending(out.value) if pending is not None and out.value is not None else None
+        if fut is not None and not fut.done():
+            awaiting[pos] = out
+            fut.add_done_callback(lambda _f, pos=pos: resolved.put(pos))
+        else:
+            settle(pos, out)
 
     def run_batch(s: int) -> None:
-        waiting, size = pending[s], sizes[s]
-        take, parts, owners = 0, [], []
-        while waiting and take < size:
+        waiting, size = pending_chunks[s], sizes[s]
+        take_n, parts, owners = 0, [], []
+        while waiting and take_n < size:
             pos, frames = waiting[0]
-            k = min(size - take, frames.shape[0])
+            k = min(size - take_n, frames.shape[0])
             parts.append(frames[:k])
             owners.append((pos, k))
             if k == frames.shape[0]:
                 waiting.pop(0)
             else:
                 waiting[0] = (pos, frames[k:])
-            take += k
-        pending_frames[s] -= take
+            take_n += k
+        pending_frames[s] -= take_n
         feats = embeds[s](torch.cat(parts) if len(parts) > 1 else parts[0])
+        held(-take_n)
         offset = 0
         for pos, k in owners:
             feats_of.setdefault(pos, [[] for _ in streams])[s].append(feats[offset:offset + k])
@@ -240,18 +315,16 @@ def run_overlapped(items: Sequence[T], describe: Callable[[T], str], prepare: Pr
                 complete(pos)
 
     def fail(pos: int, error: str) -> None:
-        nonlocal finished
         for s in streams:
-            pending_frames[s] -= sum(f.shape[0] for p, f in pending[s] if p == pos)
-            pending[s][:] = [(p, f) for p, f in pending[s] if p != pos]
+            dropped = sum(f.shape[0] for p, f in pending_chunks[s] if p == pos)
+            pending_frames[s] -= dropped
+            held(-dropped)
+            pending_chunks[s][:] = [(p, f) for p, f in pending_chunks[s] if p != pos]
         feats_of.pop(pos, None)
         queued_of.pop(pos, None)
         meta_of.pop(pos, None)
-        outcomes[pos].error = error
         log.warning("%s", error)
-        finished += 1
-        if progress:
-            progress.step()
+        settle(pos, Outcome(error=error))
 
     def abandon_overdue() -> None:
         for pos in overdue():
@@ -259,24 +332,64 @@ def run_overlapped(items: Sequence[T], describe: Callable[[T], str], prepare: Pr
                       "and did not stop at a checkpoint (stuck in the decoder or a read); abandoned")
             start_worker()
 
+    def can_deliver() -> bool:
+        return (out_next in ready) if ordered else bool(ready)
+
+    def deliverable() -> Iterator[tuple[int, Outcome]]:
+        """Take the outcomes that may be yielded now out of `ready` (and free the window for them)."""
+        nonlocal out_next, delivered
+        while True:
+            if ordered:
+                if out_next not in ready:
+                    break
+                pos = out_next
+                out_next += 1
+            elif ready:
+                pos = next(iter(ready))
+            else:
+                break
+            out = ready.pop(pos)
+            with can_start:
+                delivered += 1
+                stats.results_waiting = len(ready)
+                can_start.notify_all()
+            yield pos, out
+
     for _ in range(min(n, max(1, decode_workers))):
         start_worker()
     try:
-        while finished < n:
+        while finished < n or ready:
+            with lock:
+                stats.results_waiting = len(ready)
+                stats.peak_results_waiting = max(stats.peak_results_waiting, len(ready))
+            if can_deliver():
+                yield from deliverable()  # the consumer runs here; workers go on up to the queue's bound
+                continue
+            while True:
+                try:
+                    pos = resolved.get_nowait()
+                except queue.Empty:
+                    break
+                settle(pos, awaiting.pop(pos))
+            if can_deliver():
+                continue
             abandon_overdue()
-            if finished >= n:
-                break
+            if can_deliver() or finished >= n:
+                continue
             full = [s for s in streams if pending_frames[s] >= sizes[s]]
             if full:
                 run_batch(full[0])
                 continue
-            if finished + len(meta_of) == n and any(pending_frames):
+            if finished + len(awaiting) + len(meta_of) == n and any(pending_frames):
                 # every prepare() has ended (finished, or done and waiting for features): no frame will join
                 # this partial batch, so waiting would idle both
                 run_batch(max(streams, key=lambda s: pending_frames[s]))
                 continue
             try:
-                wait = 0.05 if any(pending_frames) else (0.25 if hard_limit is not None else None)
+                if any(pending_frames) or awaiting:
+                    wait = 0.05
+                else:
+                    wait = 0.25 if hard_limit is not None else None
                 kind, pos, payload = q.get(timeout=wait)
             except queue.Empty:
                 # Nothing new arrived while a partial batch waits: run it rather than idle the model.
@@ -284,10 +397,12 @@ def run_overlapped(items: Sequence[T], describe: Callable[[T], str], prepare: Pr
                     run_batch(max(streams, key=lambda s: pending_frames[s]))
                 continue
             if pos in abandoned:
-                continue  # chunks it sent before it was abandoned
+                if kind == _CHUNK:
+                    held(-payload[1].shape[0])  # chunks it sent before it was abandoned
+                continue
             if kind == _CHUNK:
                 s, pixels = payload
-                pending[s].append((pos, pixels))
+                pending_chunks[s].append((pos, pixels))
                 pending_frames[s] += pixels.shape[0]
                 queued_of[pos] = queued_of.get(pos, 0) + pixels.shape[0]
             elif kind == _DONE:
@@ -298,7 +413,10 @@ def run_overlapped(items: Sequence[T], describe: Callable[[T], str], prepare: Pr
                 fail(pos, error_message(describe(items[pos]), payload))
     finally:
         stop.set()
+        if progress:
+            progress.close()  # a bar left open by a generator closed early
+        with can_start:
+            can_start.notify_all()
         for t in threads:
             if not t.name.endswith("-abandoned"):
                 t.join()
-    return outcomes

@@ -4,32 +4,34 @@ Run separately, VideoQualityScore and VideoAdaptiveKeyframesSampling each open a
 each video is opened once, the union of both operators' frame positions (the quality plan's frames and the
 keyframe candidates) is decoded in one ascending pass, and every frame goes to the model(s) that need it: the
 two models run on their own cross-video batches (they usually differ: ViT-L/14 and ViT-B/32). The operators'
-own steps do the rest, so the results are those of two separate passes.
+own steps do the rest, so the results are those of two separate passes. Both sides stream: each gets its
+frames in chunks as the pass decodes them, so memory does not grow with the frames either plan chooses.
 """
 
 from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from video_assets.errors import VideoSourceError
 from video_assets.models import ClipModel
-from video_assets.operators.batching import Outcome, Progress, error_message, run_overlapped
-from video_assets.operators.common import VideoInput, make_inputs
-from video_assets.operators.keyframes import VideoAdaptiveKeyframesSampling
-from video_assets.operators.quality import VideoQualityScore
-from video_assets.video import sample_from_reader
+from video_assets.operators.batching import Outcome, RunStats, error_message, iter_overlapped, run_overlapped
+from video_assets.operators.common import VideoInput, default_window, make_inputs
+from video_assets.operators.keyframes import VideoAdaptiveKeyframesSampling, _KeyframesBudget
+from video_assets.operators.quality import _CHUNK_FRAMES, VideoQualityScore
+from video_assets.progress import ProgressArg, resolve_progress
+from video_assets.video import FrameBuffer
 from video_assets.video.reader import missing_frames_warning
 
 log = logging.getLogger(__name__)
 
 _QUALITY, _KEYFRAMES = 0, 1  # model streams of run_overlapped
 # Settings that decide how a video is opened: both operators must agree on them to share one decode.
-_READ_SETTINGS = ("storage_options", "source_policy", "limits")
+_READ_SETTINGS = ("storage_options", "source_policy", "limits", "stream_index", "apply_rotation")
 
 
 def shared_decode_mismatch(quality: VideoQualityScore, keyframes: VideoAdaptiveKeyframesSampling) -> str | None:
@@ -61,10 +63,13 @@ class QualityAndKeyframes:
     container hint, storage options; keyframes ``video_src_type="video_url"``), else ValueError.
 
     :meth:`details` returns per input, in order, the pair (quality detail dict, keyframes detail dict): what
-    ``quality.details`` and ``keyframes.details`` return for that video.
+    ``quality.details`` and ``keyframes.details`` return for that video; :meth:`iter_details` yields the pairs
+    one by one as videos finish. ``progress``: the default for every call (see :mod:`video_assets.progress`;
+    the two operators' own ``progress`` settings are not used here).
     """
 
-    def __init__(self, quality: VideoQualityScore | dict, keyframes: VideoAdaptiveKeyframesSampling | dict):
+    def __init__(self, quality: VideoQualityScore | dict, keyframes: VideoAdaptiveKeyframesSampling | dict,
+                 progress: ProgressArg = None):
         self.quality = quality if isinstance(quality, VideoQualityScore) else VideoQualityScore(**quality)
         self.keyframes = (keyframes if isinstance(keyframes, VideoAdaptiveKeyframesSampling)
                           else VideoAdaptiveKeyframesSampling(**keyframes))
@@ -72,25 +77,57 @@ class QualityAndKeyframes:
         if why:
             raise ValueError(f"quality and keyframes cannot share one decode: {why}")
         self.decode_workers = max(self.quality.decode_workers, self.keyframes.decode_workers)
+        resolve_progress(progress, 0, "quality+keyframes")  # validates it
+        self.progress = progress
+        self.last_run_stats = RunStats()
 
     def details(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
-                progress: Progress | None = None) -> list[tuple[dict, dict]]:
+                progress: ProgressArg = None) -> list[tuple[dict, dict]]:
+        inputs = make_inputs(videos, video_formats, self.quality.default_video_format, "video_url")
+        budget = self.keyframes._keyframes_budget(len(inputs))
+        workers = self.keyframes.decode_workers
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
+            outcomes = run_overlapped(inputs, **self._run_args(inputs, progress, pool, budget))
+            return [self._rows(item, out) for item, out in zip(inputs, outcomes)]
+
+    def iter_details(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
+                     progress: ProgressArg = None, *, ordered: bool = True,
+                     window: int | None = None) -> Iterator[tuple[dict, dict]] | Iterator[tuple[int, tuple]]:
+        """The pairs of :meth:`details`, yielded one by one as videos finish; ``ordered`` and ``window`` as in
+        :meth:`VideoQualityScore.iter_details`."""
+        inputs = make_inputs(videos, video_formats, self.quality.default_video_format, "video_url")
+        return self._iter_rows(inputs, progress, ordered, window)
+
+    def _iter_rows(self, inputs: list[VideoInput], progress: ProgressArg, ordered: bool, window: int | None):
+        workers = self.keyframes.decode_workers
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
+            run = iter_overlapped(inputs, **self._run_args(inputs, progress, pool, None), ordered=ordered,
+                                  window=window or default_window(self.decode_workers), pending=_export_of)
+            try:
+                for pos, out in run:
+                    rows = self._rows(inputs[pos], out)
+                    yield rows if ordered else (pos, rows)
+            finally:
+                run.close()
+
+    def _run_args(self, inputs: list[VideoInput], progress: ProgressArg, export_pool: ThreadPoolExecutor,
+                  budget: _KeyframesBudget | None) -> dict:
         q, k = self.quality, self.keyframes
-        inputs = make_inputs(videos, video_formats, q.default_video_format, "video_url")
         q_model, k_model = q.model, k.model
         q_text, k_text = q._text_features(q_model), k_model.encode_text([k.text])[0]
-        with ThreadPoolExecutor(max_workers=k.decode_workers, thread_name_prefix="export") as export_pool:
-            pool = export_pool if k.exporting else None
-            outcomes = run_overlapped(
-                inputs, describe=lambda it: it.description,
-                prepare=lambda it, emit: self._prepare(q_model, k_model, it, emit),
-                embed=(q_model.encode_pixels, k_model.encode_pixels),
-                finish=lambda it, meta, feats: self._finish(it, meta, feats, q_text, q_model.logit_scale, k_text,
-                                                            pool),
-                batch_size=(q.batch_size, k.batch_size), decode_workers=self.decode_workers,
-                item_timeout_sec=k.limits.timeout_sec,  # the same limits on both sides (shared_decode_mismatch)
-                progress=progress or Progress(len(inputs), "quality+keyframes"))
-            return [self._rows(item, out) for item, out in zip(inputs, outcomes)]
+        pool = export_pool if k.exporting else None
+        self.last_run_stats = RunStats()
+        return dict(
+            describe=lambda it: it.description,
+            prepare=lambda it, emit: self._prepare(q_model, k_model, it, emit),
+            embed=(q_model.encode_pixels, k_model.encode_pixels),
+            finish=lambda it, meta, feats: self._finish(it, meta, feats, q_text, q_model.logit_scale, k_text,
+                                                        pool, budget),
+            batch_size=(q.batch_size, k.batch_size), decode_workers=self.decode_workers,
+            item_timeout_sec=k.limits.timeout_sec,  # the same limits on both sides (shared_decode_mismatch)
+            stats=self.last_run_stats,
+            progress=resolve_progress(self.progress if progress is None else progress, len(inputs),
+                                      "quality+keyframes"))
 
     # -- steps -----------------------------------------------------------------------------------------------
     def _prepare(self, q_model: ClipModel, k_model: ClipModel, item: VideoInput, emit) -> tuple[Any, Any]:
@@ -107,32 +144,44 @@ class QualityAndKeyframes:
             q_pos, k_pos = (empty if q_err else q_pos), (empty if k_err else k_pos)
             opened_truncated, opened_warnings = reader.truncated, list(reader.warnings)
             q_set, k_set = set(q_pos.tolist()), set(k_pos.tolist())
-            q_frames: list = []  # the quality plan's frames, kept as decoded (YUV) until the pass ends
+            # The quality plan's frames go to its model in chunks as the pass decodes them.
+            q_buf = FrameBuffer(reader, _CHUNK_FRAMES, len(q_pos))
+            q_fail: Exception | None = None
+            got: set[int] = set()  # every position the pass decoded
             fetch_failed = False
 
+            def q_emit(px: torch.Tensor) -> None:
+                emit(px, _QUALITY)
+
             def candidates():
-                nonlocal fetch_failed
+                nonlocal fetch_failed, q_fail
                 try:
                     for pos, frame in reader.fetch(np.union1d(q_pos, k_pos), rgb=False):
-                        if pos in q_set:
-                            q_frames.append((pos, frame))
+                        got.add(pos)
+                        rgb = reader.rgb_array(frame)
+                        if pos in q_set and q_fail is None:
+                            try:
+                                q._emit_chunk(q_model, q_buf.add(pos, rgb), q_emit)
+                            except Exception as e:  # noqa: BLE001 - quality fails alone, as in its own pass
+                                q_fail = e
                         if pos in k_set:
-                            yield pos, reader.rgb_array(frame)
+                            yield pos, rgb
                 except Exception:
                     fetch_failed = True  # a decode error: both separate passes would have failed on it
                     raise
 
             frames = candidates()
-            k_got, e = _attempt(lambda: k._emit_candidates(k_model, frames, lambda px: emit(px, _KEYFRAMES)))
+            k_got, e = _attempt(lambda: k._emit_candidates(k_model, reader, frames,
+                                                           lambda px: emit(px, _KEYFRAMES)))
             if e is not None:
                 if fetch_failed:
                     raise e
                 k_err = k_err or e
                 for _ in frames:  # keyframes failed on its own: finish the pass for quality
-                    pass
+                    if q_fail is not None or q_err is not None:
+                        break  # nobody needs the rest
 
             # fetch() reported on the union; give each side what a pass of its own would have reported.
-            got = {p for p, _ in q_frames} | set(k_got or [])
             fetched_warnings = reader.warnings[len(opened_warnings):]
             if (q_set | k_set) - got:
                 fetched_warnings = fetched_warnings[:-1]  # fetch's summary of the union's missing frames
@@ -147,22 +196,27 @@ class QualityAndKeyframes:
             if k_err is None:
                 own_state(k_set)
                 k_meta = k._candidates_meta(reader, k_got, fps)
-            q_meta = q_err
-            if q_err is None:
+            q_meta = q_err or q_fail
+            if q_meta is None:
                 own_state(q_set)
-                q_meta, e = _attempt(lambda: q._emit_sample(
-                    q_model, sample_from_reader(reader, q.plan, fetched=q_frames), lambda px: emit(px, _QUALITY)))
+
+                def q_end():
+                    q._emit_chunk(q_model, q_buf.flush(), q_emit)
+                    return q_buf.result()
+
+                q_meta, e = _attempt(q_end)
                 q_meta = e or q_meta
             return q_meta, k_meta
 
     def _finish(self, item: VideoInput, meta: tuple[Any, Any], feats: tuple[torch.Tensor, torch.Tensor],
                 q_text: torch.Tensor, logit_scale: float, k_text: torch.Tensor,
-                export_pool: ThreadPoolExecutor | None) -> tuple[Outcome, Outcome]:
+                export_pool: ThreadPoolExecutor | None,
+                budget: _KeyframesBudget | None = None) -> tuple[Outcome, Outcome]:
         q_meta, k_meta = meta
         return (self._outcome(item, q_meta, lambda: self.quality._finish(q_meta, feats[_QUALITY], q_text,
                                                                          logit_scale)),
                 self._outcome(item, k_meta, lambda: self.keyframes._finish(item, k_meta, feats[_KEYFRAMES], k_text,
-                                                                           export_pool)))
+                                                                           export_pool, budget)))
 
     @staticmethod
     def _outcome(item: VideoInput, meta: Any, finish: Callable[[], Any]) -> Outcome:
@@ -177,3 +231,9 @@ class QualityAndKeyframes:
     def _rows(self, item: VideoInput, out: Outcome) -> tuple[dict, dict]:
         q_out, k_out = (out.value if out.error is None else (Outcome(error=out.error), Outcome(error=out.error)))
         return self.quality._row(item, q_out), self.keyframes._row(item, k_out)
+
+
+def _export_of(value: tuple[Outcome, Outcome]):
+    """The keyframes side's image export, which a streamed pair waits for (None when there is none)."""
+    k_out = value[1]
+    return k_out.value.get("export") if k_out.value is not None else None

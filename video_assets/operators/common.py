@@ -1,11 +1,13 @@
-"""Pieces both operators share: inputs, read limits, source policy, devices and the model base class."""
+"""Pieces both operators share: inputs, read limits, source policy, devices, how a video is opened, the
+bounds of streamed results and the model base class."""
 
 from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 # Re-exported: these lived here before video_assets/ids.py and models/defaults.py.
 from video_assets.ids import stable_video_id
@@ -15,7 +17,8 @@ from video_assets.models.defaults import default_model_name as default_model_nam
 from video_assets.models.defaults import default_model_path as default_model_path
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import DEFAULT_LIMITS, ReadLimits
-from video_assets.video.source import decode_base64, describe_source
+from video_assets.video.reader import VideoReader
+from video_assets.video.source import decode_base64, describe_source, open_source
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,12 @@ def resolve_limits(limits: ReadLimits | None) -> ReadLimits:
     if limits is not None and not isinstance(limits, ReadLimits):
         raise ValueError(f"limits must be a ReadLimits, got {type(limits).__name__}")
     return limits if limits is not None else DEFAULT_LIMITS
+
+
+def default_window(decode_workers: int) -> int:
+    """How many videos ``iter_details`` runs ahead of the oldest one not yet yielded: enough to keep every decode
+    worker and the model busy, few enough that the results held at once stay small."""
+    return max(8, 4 * decode_workers)
 
 
 def default_decode_workers() -> int:
@@ -120,6 +129,12 @@ class ClipOperator:
     device: str
     dtype: str
     batch_size: int
+    decode_workers: int
+    storage_options: dict | None
+    source_policy: SourcePolicy
+    limits: ReadLimits
+    stream_index: int | None
+    apply_rotation: bool
     _model = None
 
     @property
@@ -130,3 +145,12 @@ class ClipOperator:
             self._model = load_clip(self.clip_model_name, self.model_path or None, self.device, self.dtype,
                                     self.batch_size)
         return self._model
+
+    @contextmanager
+    def _reader(self, item: VideoInput) -> Iterator[VideoReader]:
+        """Open one input the way the operators read videos (a decoder thread share per decode worker)."""
+        with open_source(item.source, item.video_format, self.storage_options, policy=self.source_policy,
+                         limits=self.limits) as opened, \
+                VideoReader(opened, thread_count=decoder_threads_for(self.decode_workers),
+                            stream_index=self.stream_index, apply_rotation=self.apply_rotation) as reader:
+            yield reader

@@ -7,8 +7,8 @@ import hashlib
 import io
 import logging
 import os
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -18,23 +18,31 @@ from PIL import Image
 from video_assets.errors import VideoSourceError
 from video_assets.keyframes import aks_select
 from video_assets.models import DEFAULT_KEYFRAMES_MODEL, ClipModel
-from video_assets.operators.common import resolve_limits, resolve_source_policy
-from video_assets.operators.batching import Outcome, Progress, error_message, run_overlapped
-from video_assets.operators.common import (ClipOperator, VideoInput, decoder_threads_for,
-                                           default_decode_workers, default_model_name, default_model_path,
-                                           make_inputs, resolve_device)
+from video_assets.operators.batching import Outcome, RunStats, error_message, iter_overlapped, run_overlapped
+from video_assets.operators.common import (ClipOperator, VideoInput, default_decode_workers,
+                                           default_model_name, default_model_path, default_window, make_inputs,
+                                           resolve_device, resolve_limits, resolve_source_policy)
+from video_assets.progress import ProgressArg, resolve_progress
 from video_assets.storage import join_uri, write_bytes
 from video_assets.storage.uri import scheme_of, strip_file_scheme
-from video_assets.video import VideoReader, make_plan, open_source, select_positions
+from video_assets.video import DEFAULT_CHUNK_FRAMES, FrameBuffer, VideoReader, make_plan, select_positions
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import ReadLimits
+from video_assets.video.reader import check_stream_index
 
 log = logging.getLogger(__name__)
 
 SRC_TYPES = ("video_url", "video_base64", "video_binary")
 IMG_TYPES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 # Candidates are preprocessed in chunks as they are decoded, so a long video never sits in memory at full size.
-_CHUNK_FRAMES = 32
+_CHUNK_FRAMES = DEFAULT_CHUNK_FRAMES
+# A list-returning call warns once when the keyframe arrays it returns would exceed this many MB.
+KEYFRAMES_WARN_ENV = "VIDEO_ASSETS_KEYFRAMES_WARN_MB"
+DEFAULT_KEYFRAMES_WARN_MB = 2048.0
+
+
+class KeyframesMemoryWarning(UserWarning):
+    """One call is about to return more keyframe arrays (``return_keyframes=True``) than the configured size."""
 
 
 class VideoAdaptiveKeyframesSampling(ClipOperator):
@@ -59,12 +67,22 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
       frames are written to ``{output_tos_dir}/{video_id}/{frame_id:06d}-{hash}{img_type}``
       (``hash``: 10 hex digits of SHA-1 over the image bytes); ``video_id`` is the first 16
       hex digits of SHA-1 over the source URI (or over the bytes for base64/binary inputs), so writes are
-      idempotent. ``return_keyframes`` (default True, as in LAS): include the frames as HxWx3 uint8
-      arrays under ``"keyframes"``; printing such a result prints every array, so pass
-      ``return_keyframes=False`` when the paths are enough (the pipeline does).
+      idempotent. ``return_keyframes`` (default True, as in LAS): include the frames as HxWx3 uint8 arrays under
+      ``"keyframes"`` (printing such a result prints every array). They are full size: 32 keyframes of
+      720p are 88 MB per video, so a list-returning call over 1,000 videos holds 88 GB. Over many videos pass
+      ``return_keyframes=False`` (and read the images from ``output_tos_dir``) or use :meth:`iter_details`. ``keyframes_warn_mb`` (default
+      ``$VIDEO_ASSETS_KEYFRAMES_WARN_MB`` or 2048): a ``details``/``__call__`` call whose keyframe arrays would
+      exceed this many MB (projected from the videos finished so far) warns once (KeyframesMemoryWarning).
+    - ``progress``: the default for every call: None (a tqdm bar on stderr when interactive, else quiet),
+      True, False, or a callable(done, total, rate) called after every video; see :mod:`video_assets.progress`.
+    - ``stream_index`` (default: the stream FFmpeg plays, never a cover picture) and ``apply_rotation``
+      (default True: candidates are scored and exported as displayed) — see
+      :func:`video_assets.video.sample_frames`.
 
     ``op(videos=[...])`` returns per input a dict ``{"tos_paths", "frame_ids", "timestamps", "scores",
-    "keyframes"?}`` or None when the video cannot be read; :meth:`details` gives the error.
+    "keyframes"?}`` or None when the video cannot be read; :meth:`details` gives the error, and
+    :meth:`iter_details` yields the same rows one by one as videos finish. ``last_run_stats`` counts what the
+    latest call held at once.
     """
 
     def __init__(self, text: str = "", model_path: str | None = None, clip_model_name: str | None = None,
@@ -74,7 +92,11 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
                  batch_size: int = 16, rank: int = 0, video_format: str = "mp4", budget: str = "exact",
                  max_candidates: int | None = None, device: str | None = None, decode_workers: int | None = None,
                  jpeg_quality: int = 95, storage_options: dict | None = None,
-                 source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None):
+                 source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None,
+                 progress: ProgressArg = None, keyframes_warn_mb: float | None = None,
+                 stream_index: int | None = None, apply_rotation: bool = True):
+        check_stream_index(stream_index)
+        self.stream_index, self.apply_rotation = stream_index, bool(apply_rotation)
         if not isinstance(text, str):
             raise ValueError(f"text must be a string, got {type(text).__name__}")
         if video_src_type not in SRC_TYPES:
@@ -106,31 +128,79 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         # where sources may point and what one video may cost (None: permissive policy, default limits)
         self.source_policy = resolve_source_policy(source_policy)
         self.limits = resolve_limits(limits)
+        resolve_progress(progress, 0, "keyframes")  # validates it
+        self.progress = progress
+        if keyframes_warn_mb is None:
+            keyframes_warn_mb = os.environ.get(KEYFRAMES_WARN_ENV) or DEFAULT_KEYFRAMES_WARN_MB
+        try:
+            self.keyframes_warn_mb = float(keyframes_warn_mb)
+        except ValueError:
+            raise ValueError(f"keyframes_warn_mb (or ${KEYFRAMES_WARN_ENV}) must be a number of MB, "
+                             f"got {keyframes_warn_mb!r}") from None
+        self.last_run_stats = RunStats()
 
-
-    def __call__(self, videos: Sequence[Any]) -> list[dict | None]:
-        return [None if d["error"] else {k: d[k] for k in self._public_keys()} for d in self.details(videos)]
+    def __call__(self, videos: Sequence[Any], progress: ProgressArg = None) -> list[dict | None]:
+        return [None if d["error"] else {k: d[k] for k in self._public_keys()}
+                for d in self.details(videos, progress=progress)]
 
     def _public_keys(self) -> list[str]:
         return ["tos_paths", "frame_ids", "timestamps", "scores"] + (["keyframes"] if self.return_keyframes else [])
 
     def details(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
-                progress: Progress | None = None) -> list[dict]:
+                progress: ProgressArg = None) -> list[dict]:
         """Per input, in order: the output keys plus ``video_id``, ``source``, ``error`` (None when fine),
-        ``num_candidates``, ``effective_fps``, ``truncated``, ``warnings``."""
+        ``num_candidates``, ``effective_fps``, ``truncated``, ``warnings``. ``progress``: as in the constructor
+        (None: the constructor's)."""
         inputs = make_inputs(videos, video_formats, self.video_format, self.video_src_type)
+        budget = self._keyframes_budget(len(inputs))
+        with ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="export") as export_pool:
+            outcomes = run_overlapped(inputs, **self._run_args(inputs, progress, export_pool, budget))
+            return [self._row(item, out) for item, out in zip(inputs, outcomes)]
+
+    def iter_details(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
+                     progress: ProgressArg = None, *, ordered: bool = True,
+                     window: int | None = None) -> Iterator[dict] | Iterator[tuple[int, dict]]:
+        """The rows of :meth:`details`, yielded one by one as videos finish (their images exported), so that a
+        call over any number of videos holds only a few results, keyframe arrays included, at once.
+
+        ``ordered=True``: rows in input order; at most ``window`` videos (default ``max(8, 4 *
+        decode_workers)``) are started ahead of the oldest row not yet yielded, so one slow video holds back
+        at most that many finished rows. ``ordered=False``: ``(input index, row)`` pairs in the order videos
+        finish. Closing the iterator early (``break``) stops the decode workers."""
+        inputs = make_inputs(videos, video_formats, self.video_format, self.video_src_type)
+        return self._iter_rows(inputs, progress, ordered, window)
+
+    def _iter_rows(self, inputs: list[VideoInput], progress: ProgressArg, ordered: bool, window: int | None):
+        with ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="export") as export_pool:
+            run = iter_overlapped(inputs, **self._run_args(inputs, progress, export_pool, None),
+                                  ordered=ordered, window=window or default_window(self.decode_workers),
+                                  pending=lambda value: value.get("export"))
+            try:
+                for pos, out in run:
+                    row = self._row(inputs[pos], out)
+                    yield row if ordered else (pos, row)
+            finally:
+                run.close()
+
+    def _run_args(self, inputs: list[VideoInput], progress: ProgressArg, export_pool: ThreadPoolExecutor,
+                  budget: "_KeyframesBudget | None") -> dict:
+        """The arguments of run_overlapped/iter_overlapped for one call over ``inputs``."""
         model = self.model
         text_feature = model.encode_text([self.text])[0]
-        with ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="export") as export_pool:
-            pool = export_pool if self.exporting else None
-            outcomes = run_overlapped(
-                inputs, describe=lambda it: it.description,
-                prepare=lambda it, emit: self._prepare(model, it, emit), embed=model.encode_pixels,
-                finish=lambda it, meta, feats: self._finish(it, meta, feats, text_feature, pool),
-                batch_size=self.batch_size, decode_workers=self.decode_workers,
-                item_timeout_sec=self.limits.timeout_sec,
-                progress=progress or Progress(len(inputs), "keyframes"))
-            return [self._row(item, out) for item, out in zip(inputs, outcomes)]
+        pool = export_pool if self.exporting else None
+        self.last_run_stats = RunStats()
+        return dict(
+            describe=lambda it: it.description, prepare=lambda it, emit: self._prepare(model, it, emit),
+            embed=model.encode_pixels,
+            finish=lambda it, meta, feats: self._finish(it, meta, feats, text_feature, pool, budget),
+            batch_size=self.batch_size, decode_workers=self.decode_workers,
+            item_timeout_sec=self.limits.timeout_sec, stats=self.last_run_stats,
+            progress=resolve_progress(self.progress if progress is None else progress, len(inputs),
+                                      "keyframes"))
+
+    def _keyframes_budget(self, total: int) -> "_KeyframesBudget | None":
+        """The size check of a list-returning call (None when it returns no arrays)."""
+        return _KeyframesBudget(total, self.keyframes_warn_mb) if self.return_keyframes else None
 
     @property
     def exporting(self) -> bool:
@@ -164,42 +234,34 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         plan = make_plan("by_fps", target_fps=fps, max_frames=self.max_candidates)
         return select_positions(plan, reader.index.times, reader.duration), fps
 
-    @contextmanager
-    def _reader(self, item: VideoInput) -> Iterator[VideoReader]:
-        """Open one input the way this operator reads videos."""
-        with open_source(item.source, item.video_format, self.storage_options, policy=self.source_policy,
-                         limits=self.limits) as opened, \
-                VideoReader(opened, thread_count=decoder_threads_for(self.decode_workers)) as reader:
-            yield reader
-
     def _prepare(self, model: ClipModel, item: VideoInput, emit) -> dict:
         if item.error:
             raise VideoSourceError(item.error)
         with self._reader(item) as reader:
             positions, fps = self._candidates(reader)
-            got = self._emit_candidates(model, reader.fetch(positions), emit)
+            got = self._emit_candidates(model, reader, reader.fetch(positions), emit)
             return self._candidates_meta(reader, got, fps)
 
-    def _emit_candidates(self, model: ClipModel, frames: Iterable[tuple[int, np.ndarray]], emit) -> list[int]:
+    def _emit_candidates(self, model: ClipModel, reader: VideoReader, frames: Iterable[tuple[int, np.ndarray]],
+                         emit) -> list[int]:
         """Preprocess ``(position, rgb)`` pairs in chunks as they are decoded; return the positions."""
-        got: list[int] = []
-        chunk: list[np.ndarray] = []
+        buf = FrameBuffer(reader, _CHUNK_FRAMES)
         for pos, rgb in frames:
-            got.append(pos)
-            chunk.append(rgb)
-            if len(chunk) == _CHUNK_FRAMES:
-                emit(model.preprocess(np.stack(chunk)))
-                chunk = []
-        if chunk:
-            emit(model.preprocess(np.stack(chunk)))
-        return got
+            chunk = buf.add(pos, rgb)
+            if chunk is not None:
+                emit(model.preprocess(chunk.frames))
+        chunk = buf.flush()
+        if chunk is not None:
+            emit(model.preprocess(chunk.frames))
+        return buf.indices
 
     def _candidates_meta(self, reader: VideoReader, got: list[int], fps: float) -> dict:
         return {"frame_ids": got, "times": [float(reader.index.times[p]) for p in got], "effective_fps": fps,
-                "truncated": reader.truncated, "warnings": list(reader.warnings), "source": reader.description}
+                "truncated": reader.truncated, "warnings": list(reader.warnings), "source": reader.description,
+                "frame_bytes": reader.width * reader.height * 3}
 
     def _finish(self, item: VideoInput, meta: dict, feats: torch.Tensor, text_feature: torch.Tensor,
-                export_pool: ThreadPoolExecutor | None) -> dict:
+                export_pool: ThreadPoolExecutor | None, budget: "_KeyframesBudget | None" = None) -> dict:
         if not meta["frame_ids"]:
             raise ValueError(f"{meta['source']}: no candidate frames could be decoded")
         scores = (feats.float() @ text_feature.float()).cpu().numpy().astype(np.float64)
@@ -210,6 +272,8 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
                "effective_fps": meta["effective_fps"], "truncated": meta["truncated"], "warnings": meta["warnings"]}
         if export_pool is not None:
             out["export"] = export_pool.submit(self._export, item, frame_ids)
+        if budget is not None:
+            budget.add(len(frame_ids) * meta["frame_bytes"])
         return out
 
     def _export(self, item: VideoInput, frame_ids: list[int]) -> tuple[list[str], list[np.ndarray]]:
@@ -264,3 +328,26 @@ def _absolute_dir(d: str) -> str:
         path = os.path.abspath(os.path.expanduser(path))
         return "file://" + path if d.startswith("file://") else path
     return d.rstrip("/")
+
+
+class _KeyframesBudget:
+    """Warns once per call when the keyframe arrays one list-returning call holds would exceed ``limit_mb``,
+    projected from the videos finished so far."""
+
+    def __init__(self, total: int, limit_mb: float):
+        self.total, self.limit_mb = total, limit_mb
+        self.videos, self.bytes, self.warned = 0, 0, False
+
+    def add(self, nbytes: int) -> None:
+        self.videos += 1
+        self.bytes += nbytes
+        projected_mb = self.bytes / self.videos * self.total / 1e6
+        if self.warned or projected_mb <= self.limit_mb:
+            return
+        self.warned = True
+        msg = (f"keyframes: this call returns about {projected_mb:,.0f} MB of keyframe arrays "
+               f"({self.total} videos x ~{self.bytes / self.videos / 1e6:.0f} MB, return_keyframes=True), "
+               f"more than keyframes_warn_mb={self.limit_mb:g} (${KEYFRAMES_WARN_ENV}); iterate with "
+               "iter_details(), or pass return_keyframes=False and read the images from output_tos_dir")
+        log.warning("%s", msg)
+        warnings.warn(msg, KeyframesMemoryWarning, stacklevel=2)

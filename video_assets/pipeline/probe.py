@@ -1,4 +1,5 @@
-"""Probe video metadata: open each video and scan its packets (no decoding) with the project's VideoReader."""
+"""Probe video metadata: open each video and scan its packets with the project's VideoReader (one frame is
+decoded, for its display rotation)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from datetime import datetime, timezone
 from typing import Sequence
 
 from video_assets.errors import VideoAssetsError
-from video_assets.operators.batching import Progress
 from video_assets.operators.common import default_decode_workers
+from video_assets.progress import Progress
 from video_assets.storage import describe_uri, redact_text
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import ReadLimits
@@ -18,24 +19,27 @@ from video_assets.video import VideoReader, open_source
 
 log = logging.getLogger(__name__)
 
-PROBE_FIELDS = ("duration_sec", "fps", "width", "height", "num_frames", "codec", "size_bytes", "readable",
-                "error", "probed_at")
+PROBE_FIELDS = ("duration_sec", "fps", "width", "height", "rotation", "stream_index", "num_frames", "codec",
+                "size_bytes", "readable", "error", "probed_at")
 
 
 def probe_video(uri: str, storage_options: dict | None = None, *, policy: SourcePolicy | None = None,
-                limits: ReadLimits | None = None) -> dict:
-    """``duration_sec``, ``fps``, ``width``, ``height``, ``num_frames``, ``codec``, ``size_bytes``,
-    ``readable``, ``error`` (None when readable), ``probed_at``. Never raises for a bad video: the error is on
-    the row."""
+                limits: ReadLimits | None = None, stream_index: int | None = None,
+                apply_rotation: bool = True) -> dict:
+    """``duration_sec``, ``fps``, ``width``, ``height`` (displayed: after the display rotation), ``rotation``
+    (clockwise degrees), ``stream_index`` (the video stream read: FFmpeg's best one unless given),
+    ``num_frames``, ``codec``, ``size_bytes``, ``readable``, ``error`` (None when readable), ``probed_at``.
+    Never raises for a bad video: the error is on the row. The rotation is read from the first frame (the only
+    frame decoded)."""
     row: dict = {k: None for k in PROBE_FIELDS}
     row["readable"] = False
     try:
         with open_source(uri, None, storage_options, policy=policy, limits=limits) as opened:
             row["size_bytes"] = opened.size
-            with VideoReader(opened) as reader:
+            with VideoReader(opened, stream_index=stream_index, apply_rotation=apply_rotation) as reader:
                 row.update(duration_sec=float(reader.duration), fps=float(reader.fps), width=reader.width,
-                           height=reader.height, num_frames=len(reader.index), codec=reader.codec,
-                           readable=True)
+                           height=reader.height, rotation=reader.rotation, stream_index=reader.stream_index,
+                           num_frames=len(reader.index), codec=reader.codec, readable=True)
                 if reader.truncated:
                     row["error"] = "; ".join(reader.warnings) or "truncated"
     except VideoAssetsError as e:
@@ -48,14 +52,17 @@ def probe_video(uri: str, storage_options: dict | None = None, *, policy: Source
 
 def probe_videos(uris: Sequence[str], workers: int | None = None, storage_options: dict | None = None,
                  progress: Progress | None = None, *, policy: SourcePolicy | None = None,
-                 limits: ReadLimits | None = None) -> list[dict]:
+                 limits: ReadLimits | None = None, stream_index: int | None = None,
+                 apply_rotation: bool = True) -> list[dict]:
     """Probe in a thread pool (PyAV releases the GIL); results in input order. ``policy`` (default permissive)
-    and ``limits`` (default limits) as in :func:`video_assets.video.open_source`."""
+    and ``limits`` (default limits) as in :func:`video_assets.video.open_source`; ``stream_index`` and
+    ``apply_rotation`` as in :func:`probe_video`."""
     progress = progress or Progress(len(uris), "probe")
     lock = threading.Lock()
 
     def one(u: str) -> dict:
-        r = probe_video(u, storage_options, policy=policy, limits=limits)
+        r = probe_video(u, storage_options, policy=policy, limits=limits, stream_index=stream_index,
+                        apply_rotation=apply_rotation)
         with lock:
             progress.step()
         return r

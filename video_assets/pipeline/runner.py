@@ -21,27 +21,24 @@ import logging
 from dataclasses import asdict
 from datetime import datetime, timezone
 from functools import partial
-from typing import Callable, Optional
+from typing import Optional
 
 import pandas as pd
 import pyarrow as pa
 
 from video_assets.compute import ComputeBackend, LocalBackend
-from video_assets.operators.batching import Progress
 from video_assets.pipeline.manifests import (CORE_COLUMNS, Manifest, manifest_identity, read_manifest,
                                              unique_rows)
 from video_assets.pipeline.probe import PROBE_FIELDS, probe_videos
 from video_assets.pipeline.settings import KeyframeSettings, ManifestSettings, ModelSettings, QualitySettings
 from video_assets.pipeline.tables import (KEYFRAMES_SCHEMA, MANIFEST_SCHEMA, QUALITY_SCHEMA, USER_COLUMN,
                                           build_table, keyframes_dir, user_columns_of, user_json)
+from video_assets.progress import Progress, ProgressCallback
 from video_assets.storage import filesystem_for
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import ReadLimits
 
 log = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[int, int, float], None]
-
 
 def _progress(total: int, label: str, callback: Optional[ProgressCallback], every_sec: float) -> Progress:
     return Progress(total, label, every_sec=every_sec, callback=callback)

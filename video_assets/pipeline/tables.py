@@ -48,6 +48,8 @@ MANIFEST_SCHEMA = pa.schema([
     pa.field("fps", pa.float64()),
     pa.field("width", pa.int32()),
     pa.field("height", pa.int32()),
+    pa.field("rotation", pa.int32()),  # clockwise degrees the stored picture is turned for display
+    pa.field("stream_index", pa.int32()),  # the container's video stream that was read
     pa.field("num_frames", pa.int64()),
     pa.field("codec", pa.string()),
     pa.field("size_bytes", pa.int64()),

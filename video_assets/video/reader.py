@@ -8,8 +8,14 @@ How frames are found:
    or seeks to the keyframe at or before it, whichever decodes fewer frames (a seek pays off only when that
    keyframe lies beyond the current decoding position).
 3. On the way to a wanted frame, packets whose frames are not wanted are decoded with ``skip_frame=NONREF``: the
-   decoder drops non-reference frames (most B-frames), which nothing later needs. Only wanted frames are
+   decoder drops non-reference frames (most B-frames), which nothing later needs (only for decoders that apply
+   the setting to each packet as it is sent; see ``_PER_PACKET_SKIP_DECODERS``). Only wanted frames are
    converted to RGB, so memory is bounded by the frames returned.
+
+The stream is the one FFmpeg would play (``av_find_best_stream``, never a cover picture) unless
+``stream_index`` names one. Frames come out as displayed: the display matrix that FFmpeg attaches to each
+decoded frame (phones' portrait rotation, flips) is applied to the RGB view (``apply_rotation=False``: the
+stored picture).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from av.video.reformatter import VideoReformatter
 
 from video_assets.errors import VideoDecodeError
 from video_assets.video.limits import Deadline, ReadLimits
+from video_assets.video.orientation import IDENTITY, Orientation, copy_into
+from video_assets.video.orientation import frame_orientation as _orientation_in_side_data
 from video_assets.video.source import OpenedSource
 
 log = logging.getLogger(__name__)
@@ -36,6 +44,13 @@ _IMAGE_FORMAT_SUFFIXES = ("_pipe",)
 _IMAGE_FORMATS = {"image2", "gif", "apng", "webp"}
 # Seeking flushes the decoder and its frame threads; continuing forward through a few frames is cheaper.
 _SEEK_MIN_GAIN_FRAMES = 4
+# Decoders that apply ``skip_frame`` to each packet when it is sent (FFmpeg's own decoders; frame threads
+# copy the setting per submitted packet). Others must never see it changed: libdav1d (AV1) reads
+# ``skip_frame`` only once, when the decoder opens, and then decodes reference frames only for the whole
+# session. The reader set NONREF before the first packet, so every non-reference AV1 frame (every other frame
+# of an SVT-AV1 GOP) was dropped, wanted or not: count_k=4 on 60 frames returned 2 frames "truncated", and a
+# decode of all packets gave 32 of 60 frames. Intra-only codecs (MJPEG, ProRes) have nothing to skip.
+_PER_PACKET_SKIP_DECODERS = frozenset({"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4", "vp8", "vp9"})
 # The deadline is checked every this many packets in the demux-only scan (a clock read per packet is cheap but
 # adds up over millions of packets).
 _SCAN_CHECK_EVERY = 256
@@ -86,8 +101,13 @@ class VideoReader:
     """An open video stream: metadata, its frame index, and exact frame fetches. Use as a context manager."""
 
     def __init__(self, opened: OpenedSource, thread_type: str = "AUTO", thread_count: int = 0,
-                 limits: ReadLimits | None = None, deadline: Deadline | None = None):
+                 limits: ReadLimits | None = None, deadline: Deadline | None = None, *,
+                 stream_index: int | None = None, apply_rotation: bool = True):
+        check_stream_index(stream_index)
         self.description = opened.description
+        self.apply_rotation = bool(apply_rotation)
+        # The display orientation of the frames (from their side data); known once a frame has been decoded.
+        self._orientation: Orientation | None = None if self.apply_rotation else IDENTITY
         self.size_bytes = opened.size
         self.truncated = False
         self.warnings: list[str] = []
@@ -103,15 +123,27 @@ class VideoReader:
         self.container = self._open(opened)
         try:
             self._check_is_video()
-            self.stream = self.container.streams.video[0]
+            self.stream = self._choose_stream(stream_index)
             if self.stream.codec_context is None:  # PyAV's sign that FFmpeg has no decoder for this codec
                 raise VideoDecodeError(f"{self.description}: unsupported video codec (no decoder available)")
             self._check_header()
             self.stream.thread_type = thread_type  # FFmpeg frame + slice threading
             self.stream.thread_count = thread_count
+            self._skip_nonref = self.stream.codec_context.name in _PER_PACKET_SKIP_DECODERS
+            self._seeks_trusted = True  # until a seek lands where the scan's timestamps do not match
             # A remote file would be read whole by the scan; MP4/MOV headers index it without the media data.
+            self._decode_order_pts = False  # set by the scan
             self.index = (opened.remote and self._index_from_header()) or self._scan()
             self.stream.codec_context.flush_buffers()
+            # AVI stores no presentation times: for H.264/HEVC FFmpeg stamps packets in decode order (pts =
+            # dts + 1), so with B-frames the decoder's frames carry another frame's time (a count_k=4 plan got
+            # the frames [8, 23, 37, 51] for [7, 22, 37, 52]). There the decoder's output order is the
+            # presentation order: frames are counted from the keyframe decoding started at (closed GOPs, which
+            # H.264/HEVC keyframes in AVI are), and nothing may be skipped, since every frame must be counted.
+            self._output_order = (self._decode_order_pts and "avi" in (self.container.format.name or "")
+                                  and self.stream.codec_context.name in ("h264", "hevc"))
+            if self._output_order:
+                self._skip_nonref = False
         except BaseException:
             self.container.close()
             raise
@@ -151,10 +183,33 @@ class VideoReader:
             kinds = sorted({s.type for s in self.container.streams}) or ["no streams"]
             raise VideoDecodeError(f"{self.description}: no video stream (contains: {', '.join(kinds)})")
 
+    def _choose_stream(self, stream_index: int | None):
+        """The stream FFmpeg would play (``av_find_best_stream``), never a cover; or ``stream_index``."""
+        streams = self.container.streams
+        if stream_index is not None:
+            if stream_index >= len(streams):
+                raise VideoDecodeError(f"{self.description}: stream_index {stream_index} out of range "
+                                       f"(the file has {len(streams)} streams: {_describe_streams(streams)})")
+            stream = streams[stream_index]
+            if stream.type != "video":
+                raise VideoDecodeError(f"{self.description}: stream {stream_index} is {stream.type}, not "
+                                       f"video (streams: {_describe_streams(streams)})")
+            if _is_cover(stream):
+                raise VideoDecodeError(f"{self.description}: stream {stream_index} is a cover picture "
+                                       f"(attached_pic), not a video (streams: {_describe_streams(streams)})")
+            return stream
+        videos = [st for st in streams.video if not _is_cover(st)]
+        if not videos:
+            raise VideoDecodeError(f"{self.description}: no video stream, only a cover picture "
+                                   f"(streams: {_describe_streams(streams)})")
+        best = streams.best("video")
+        # av_find_best_stream ranks the default disposition first, so a cover flagged default could still win
+        return best if best is not None and not _is_cover(best) else videos[0]
+
     def _check_header(self) -> None:
         """Limits that the stream header alone decides, before any packet is decoded or any frame buffer
         exists: frame size and declared duration."""
-        w, h = self.width, self.height
+        w, h = self.stored_width, self.stored_height
         if w <= 0 or h <= 0:
             # FFmpeg zeroes sizes it refuses (above ~16k x 16k) or cannot find; nothing could be decoded.
             raise VideoDecodeError(f"{self.description}: the video stream has no valid frame size "
@@ -173,12 +228,39 @@ class VideoReader:
         return None
 
     @property
-    def width(self) -> int:
+    def stored_width(self) -> int:
+        """Width of the pictures as coded (before the display rotation)."""
         return int(self.stream.codec_context.width or 0)
 
     @property
-    def height(self) -> int:
+    def stored_height(self) -> int:
         return int(self.stream.codec_context.height or 0)
+
+    @property
+    def orientation(self) -> Orientation:
+        """How frames are turned for display (identity with ``apply_rotation=False``). The display matrix
+        comes with decoded frames; when none has been decoded yet, the first frame is decoded to read it."""
+        if self._orientation is None:
+            self._orientation = self._peek_orientation()
+        return self._orientation
+
+    @property
+    def rotation(self) -> int:
+        """Clockwise degrees (0/90/180/270) the stored picture is turned for display (see Orientation)."""
+        return self.orientation.rotation
+
+    @property
+    def width(self) -> int:
+        """Width of the frames as returned (displayed: a portrait phone video is taller than wide)."""
+        return self.orientation.displayed_size(self.stored_width, self.stored_height)[0]
+
+    @property
+    def height(self) -> int:
+        return self.orientation.displayed_size(self.stored_width, self.stored_height)[1]
+
+    @property
+    def stream_index(self) -> int:
+        return int(self.stream.index)
 
     @property
     def codec(self) -> str:
@@ -226,6 +308,7 @@ class VideoReader:
             return FrameIndex(np.empty(0, np.int64), np.empty(0, bool), stream.time_base or Fraction(1, 1))
         pts_a = np.asarray(pts, dtype=np.int64)
         key_a = np.asarray(key, dtype=bool)
+        self._decode_order_pts = bool(np.all(np.diff(pts_a) > 0))
         order = np.argsort(pts_a, kind="stable")
         pts_a, key_a = pts_a[order], key_a[order]
         keep = np.concatenate([[True], np.diff(pts_a) > 0])  # duplicate timestamps cannot be told apart
@@ -336,36 +419,51 @@ class VideoReader:
             kf = idx.keyframe_at_or_before(wanted[i])
             if retry_from is not None:
                 kf, retry_from = retry_from, None
-            elif demux is not None and kf <= fed_pos + _SEEK_MIN_GAIN_FRAMES:
+            elif demux is not None and not self._seek_pays(kf, fed_pos):
                 kf = None  # keep decoding forward
             just_seeked = kf is not None
             if just_seeked:
                 self._seek_to(kf)
                 demux = self.container.demux(self.stream)
                 fed_pos = kf - 1
+                counted = kf  # output-order streams: the position of the next frame the decoder returns
+            # After a seek into the file the demuxer's timestamps must be the scan's, starting at a keyframe
+            landing = kf is not None and kf > 0
             progressed = False
             reached_eof = True
             try:
                 for packet in demux:
                     self.deadline.check()
-                    if packet.is_discard:
-                        continue
+                    # Packets an edit list hides (is_discard) are decoded all the same: the first shown
+                    # frames reference them (the keyframe before an MP4 edit list's start); FFmpeg drops
+                    # their frames.
                     ts = packet.pts if packet.pts is not None else packet.dts
+                    if landing and ts is not None and not packet.is_discard:
+                        if not self._lands_as_scanned(ts, packet.is_keyframe, first=landing == 1):
+                            # MPEG-PS: a seek lands mid-GOP, and the parser then interpolates the timestamps
+                            # of packets without their own PTS differently than the linear scan did (half a
+                            # frame off), so frames cannot be matched. Decode forward from the start from now
+                            # on.
+                            self._seeks_trusted = False
+                            retry_from, reached_eof = 0, False
+                            break
+                        landing = 2
                     if ts is not None:
                         # Frames before the next wanted one are only needed if other frames reference them.
-                        cc.skip_frame = "NONREF" if ts < want_pts[i] else "DEFAULT"
+                        if self._skip_nonref:
+                            cc.skip_frame = "NONREF" if ts < want_pts[i] else "DEFAULT"
                         fed_pos = max(fed_pos, idx.position_of(ts))
-                    else:
+                    elif self._skip_nonref:
                         cc.skip_frame = "DEFAULT"  # the flush packet at EOF
                     self.stats.packets_sent += 1
                     drain = False
                     i_before = i
                     if ts is not None:
-                        if ts == want_pts[i]:
+                        if ts == want_pts[i] and not self._output_order:  # (output order: ts names no frame)
                             # This packet holds the next wanted frame; its references were sent before it and
                             # every earlier wanted frame is out already, so draining loses nothing.
-                            drain = (i + 1 >= len(wanted) or idx.keyframe_at_or_before(wanted[i + 1])
-                                     > fed_pos + _SEEK_MIN_GAIN_FRAMES)
+                            drain = (i + 1 >= len(wanted)
+                                     or self._seek_pays(idx.keyframe_at_or_before(wanted[i + 1]), fed_pos))
                     try:
                         frames = packet.decode()
                         if drain:
@@ -379,6 +477,9 @@ class VideoReader:
                         self.stats.frames_decoded += 1
                         self.limits.check_decoded_frames(self.description, self.stats.frames_decoded)
                         fpts = frame.pts
+                        if self._output_order:
+                            fpts = int(idx.pts[counted]) if counted < len(idx) else None
+                            counted += 1
                         if fpts is None:
                             continue
                         if just_seeked and fpts > want_pts[i] and kf > 0:
@@ -410,7 +511,7 @@ class VideoReader:
                         break
                     if progressed:
                         next_kf = idx.keyframe_at_or_before(wanted[i])
-                        if next_kf > fed_pos + _SEEK_MIN_GAIN_FRAMES:
+                        if self._seek_pays(next_kf, fed_pos):
                             reached_eof = False
                             break  # cheaper to seek than to decode forward to the next wanted frame
             except av.error.FFmpegError as e:
@@ -422,19 +523,79 @@ class VideoReader:
             if reached_eof:
                 missing.extend(wanted[i:])
                 break
-        cc.skip_frame = "DEFAULT"
+        if self._skip_nonref:
+            cc.skip_frame = "DEFAULT"
         if missing:
             self.truncated = True
             self.warnings.append(missing_frames_warning(missing))
+
+    def _seek_pays(self, kf: int, fed_pos: int) -> bool:
+        """Seeking to keyframe ``kf`` decodes fewer frames than going on from ``fed_pos`` (and seeks work)."""
+        return self._seeks_trusted and kf > fed_pos + _SEEK_MIN_GAIN_FRAMES
+
+    def _lands_as_scanned(self, ts: int, keyframe: bool, first: bool) -> bool:
+        """After a seek: the packet's timestamp is one the scan saw (the first packet: at a keyframe)."""
+        pos = self.index.position_of(ts)
+        if pos >= len(self.index) or self.index._pts[pos] != ts:
+            return False
+        return not first or (keyframe and bool(self.index.keyframe[pos]))
 
     def rgb_frame(self, frame: av.VideoFrame) -> av.VideoFrame:
         """``frame`` converted to rgb24 with this reader's converter (same pixels as ``frame.reformat``)."""
         return self._rgb.reformat(frame, format="rgb24", threads=1)
 
     def rgb_array(self, frame: av.VideoFrame) -> np.ndarray:
-        """``frame`` as an HxWx3 uint8 RGB array, equal to ``frame.to_ndarray(format="rgb24")`` (a view of a
-        new frame's buffer, without its row padding)."""
-        return rgb_view(self.rgb_frame(frame))
+        """``frame`` as an HxWx3 uint8 RGB array as displayed: ``frame.to_ndarray(format="rgb24")`` turned by
+        the frame's display matrix (a view of a new frame's buffer, without its row padding; a transposed or
+        mirrored frame is copied once, into a contiguous array). With ``apply_rotation=False`` the stored
+        picture."""
+        view = self.displayed_view(frame)
+        if view.strides[1] == 3:  # a row's pixels are adjacent: usable as it is (as before, or upside down)
+            return view
+        out = np.empty(view.shape, np.uint8)
+        copy_into(out, view)
+        return out
+
+    def displayed_view(self, frame: av.VideoFrame) -> np.ndarray:
+        """``frame`` in RGB as displayed, as a (strided) view; :func:`copy_into` copies it fast."""
+        return self.frame_orientation(frame).apply(rgb_view(self.rgb_frame(frame)))
+
+    def frame_orientation(self, frame: av.VideoFrame) -> Orientation:
+        """The display orientation of one decoded frame (identity with ``apply_rotation=False``)."""
+        if not self.apply_rotation:
+            return IDENTITY
+        o = _orientation_in_side_data(frame)
+        if o is None:
+            if not any("multiple of 90" in w for w in self.warnings):
+                self.warnings.append("the display matrix rotates by an angle that is not a multiple of 90 "
+                                     "degrees; frames are returned as stored")
+            o = IDENTITY
+        if self._orientation is None:
+            self._orientation = o
+        return o
+
+    def _peek_orientation(self) -> Orientation:
+        """Decode the first frame to read its display matrix (the stream header's side data is not exposed by
+        PyAV; FFmpeg copies it onto every decoded frame). Only callers that ask for the size before any frame
+        was fetched pay for this (the probe)."""
+        cc = self.stream.codec_context
+        try:
+            self._seek_to(0)
+            for packet in self.container.demux(self.stream):
+                self.deadline.check()
+                try:
+                    frames = list(packet.decode()) + (list(cc.decode(None)) if packet.size else [])
+                except av.error.FFmpegError:
+                    continue
+                if frames:
+                    return self.frame_orientation(frames[0])
+                if packet.size:
+                    cc.flush_buffers()  # drained without a frame (data before the first keyframe): go on
+        except (av.error.FFmpegError, VideoDecodeError):
+            pass
+        finally:
+            cc.flush_buffers()
+        return IDENTITY
 
     def _seek_to(self, position: int) -> None:
         self.stats.seeks += 1
@@ -457,6 +618,23 @@ class VideoReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def check_stream_index(stream_index) -> None:
+    """ValueError unless ``stream_index`` is None or an int >= 0 (checked before any I/O)."""
+    if stream_index is None:
+        return
+    if isinstance(stream_index, bool) or not isinstance(stream_index, (int, np.integer)) or stream_index < 0:
+        raise ValueError(f"stream_index must be None or an int >= 0, got {stream_index!r}")
+
+
+def _is_cover(stream) -> bool:
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def _describe_streams(streams) -> str:
+    return ", ".join(f"{st.index}: {'cover picture' if st.type == 'video' and _is_cover(st) else st.type}"
+                     for st in streams) or "none"
 
 
 def rgb_view(rgb: av.VideoFrame) -> np.ndarray:

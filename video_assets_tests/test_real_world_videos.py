@@ -1,0 +1,306 @@
+"""Recorded-video traits: display rotation, cover pictures and other streams, every codec of the issue, in
+the containers PyAV muxes them in, fragmented/non-faststart MP4 over HTTP, edit lists, one-frame and VFR
+video.
+
+Each clip is encoded here with PyAV. The ground truth is an exhaustive decode of the same stream by plain PyAV
+(every frame, no seeking, no skipping), turned for display with numpy's own rotation; the sampler must return
+exactly those frames (indices, pixels, timestamps) through a path, bytes and an http URL.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import av
+import numpy as np
+import pytest
+
+from video_assets.errors import VideoDecodeError
+from video_assets.video import VideoReader, open_source, sample_frames
+from video_assets_tests.servers import http_file_server
+from video_assets_tests.test_sampler import expected_positions
+from video_assets_tests.videos import (HEIGHT, WIDTH, cover_image, displayed_picture, encode_cover_only,
+                                       encode_video, read_index)
+
+X265 = "bframes=2:keyint=15:min-keyint=15:log-level=error"
+# name -> encode_video arguments, plus (not passed to it) "stream": the video stream's index, "cw": the
+# clockwise rotation a player applies, "first": the pattern index of the first shown frame (an edit list hides
+# frames), "output_order": the frames' timestamps are in decode order
+CORPUS = {
+    # codecs x containers
+    "h264.mov": dict(codec="libx264", bframes=2),
+    "h264.mkv": dict(codec="libx264", bframes=3, gop=30),
+    "h264.avi": dict(codec="libx264", bframes=0),
+    # AVI stores no presentation times; FFmpeg stamps H.264 packets in decode order, so with B-frames the
+    # frames' own timestamps are not their presentation order: the truth is the decoder's output order
+    "h264_bframes.avi": dict(codec="libx264", bframes=2, output_order=True),
+    "hevc.mp4": dict(codec="libx265", bframes=2),
+    "hevc.ts": dict(codec="libx265", bframes=2),
+    "hevc10.mkv": dict(codec="libx265", pix_fmt="yuv420p10le", bframes=2),
+    "hevc10.mp4": dict(codec="libx265", pix_fmt="yuv420p10le", bframes=2),
+    "hevc_open_gop.mp4": dict(codec="libx265", options={"x265-params": X265 + ":open-gop=1"}),
+    "hevc_open_gop.mkv": dict(codec="libx265", options={"x265-params": X265 + ":open-gop=1"}),
+    "vp8.webm": dict(codec="libvpx", gop=15, bframes=None),
+    "vp8.mkv": dict(codec="libvpx", gop=15, bframes=None),
+    "vp9.mp4": dict(codec="libvpx-vp9", gop=15, bframes=None),
+    "av1.mp4": dict(codec="libsvtav1", gop=30, bframes=None),  # the issue's file: SVT-AV1 GOP 30, 60 frames
+    "av1.mkv": dict(codec="libsvtav1", gop=30, bframes=None),
+    "av1.webm": dict(codec="libsvtav1", gop=30, bframes=None),
+    "mpeg4_bframes.avi": dict(codec="mpeg4", gop=12, bframes=None, options={"bf": "2"}),
+    "mpeg4.mp4": dict(codec="mpeg4", gop=12, bframes=None, options={"bf": "2"}),
+    "mpeg2.ts": dict(codec="mpeg2video", gop=12, bframes=None, options={"bf": "2"}),
+    "mpeg2.mpg": dict(codec="mpeg2video", gop=12, bframes=None, options={"bf": "2"}, container_format="vob"),
+    "mpeg2.mkv": dict(codec="mpeg2video", gop=12, bframes=None, options={"bf": "2"}),
+    "prores.mov": dict(codec="prores_ks", pix_fmt="yuv422p10le", bframes=None),
+    "mjpeg.avi": dict(codec="mjpeg", pix_fmt="yuvj420p", bframes=None),
+    "mjpeg.mov": dict(codec="mjpeg", pix_fmt="yuvj420p", bframes=None),
+    # display rotation (a phone's portrait video is stored on its side with a 90-degree clockwise matrix)
+    "portrait_cw90.mp4": dict(display_rotation=-90, width=HEIGHT, height=WIDTH, cw=90),
+    "rot180.mp4": dict(display_rotation=180, cw=180),
+    "rot_cw270.mp4": dict(display_rotation=90, width=HEIGHT, height=WIDTH, cw=270),
+    "portrait_cw90.mov": dict(display_rotation=-90, width=HEIGHT, height=WIDTH, cw=90),
+    "portrait_cw90.mkv": dict(display_rotation=-90, width=HEIGHT, height=WIDTH, cw=90),
+    "mirrored.mp4": dict(hflip=True, cw=0),
+    # turned a quarter and flipped: a pure transpose (ffmpeg's transpose=cclock_flip), i.e. mirrored, then 270
+    "transposed.mp4": dict(display_rotation=90, vflip=True, width=HEIGHT, height=WIDTH, cw=270),
+    "portrait_hevc.mp4": dict(codec="libx265", display_rotation=-90, width=HEIGHT, height=WIDTH, cw=90),
+    # other streams
+    "cover_first.mkv": dict(cover_track_first=True, stream=1),  # stream 0: a one-frame 64x64 MJPEG picture
+    "cover_attached.mkv": dict(cover_attached=True),
+    "cover_attached.mp4": dict(cover_attached=True),
+    "audio_first.mp4": dict(audio_first=True, stream=1),
+    "audio_first.mkv": dict(audio_first=True, stream=1),
+    # timing and layout
+    "ts_start_10s.ts": dict(start_seconds=10.0),
+    "fragmented.mp4": dict(container_options={"movflags": "frag_keyframe+empty_moov"}),
+    "faststart.mp4": dict(container_options={"movflags": "faststart"}),
+    "edit_list.mp4": dict(first_frame=-3, first=3),  # 3 frames before t=0, hidden by the edit list
+    "one_frame.mp4": dict(n_frames=1),
+    "one_frame.mkv": dict(n_frames=1),
+    "vfr.mp4": dict(bframes=2, pts_seconds=[i * 0.04 if i < 20 else 0.8 + (i - 20) * 0.1 for i in range(60)]),
+}
+_META = ("stream", "cw", "first", "output_order")
+
+PLANS = [
+    ("by_count_uniform", dict(count_k=4)),
+    ("by_count_uniform", dict(count_k=8)),
+    ("by_interval_frames", dict(interval_frames=5)),
+    ("by_timestamps", dict(timestamps_sec=[0.05, 0.9, 1.51])),
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("real_world")
+    for name, spec in CORPUS.items():
+        encode_video(d / name, **{k: v for k, v in spec.items() if k not in _META})
+    encode_cover_only(d / "cover_only.mp4")
+    return d
+
+
+@pytest.fixture(scope="module")
+def corpus_http(corpus):
+    with http_file_server(corpus) as server:
+        yield server
+
+
+def exhaustive(path, stream_index: int, spec: dict):
+    """(times from the first frame, displayed RGB frames) of every frame of the stream, in presentation order
+    (the decoder's output order, which is the order of the frames' timestamps unless ``output_order``)."""
+    with av.open(str(path)) as c:
+        st = c.streams[stream_index]
+        decoded = [(f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(st)]
+        if spec.get("output_order"):  # timestamps in decode order: output order is presentation order
+            pts = sorted(p for p, _ in decoded)
+            decoded = [(p, img) for p, (_, img) in zip(pts, decoded)]
+        decoded.sort(key=lambda d: d[0])
+        times = [float((p - decoded[0][0]) * st.time_base) for p, _ in decoded]
+    rot, hflip, vflip = spec.get("display_rotation") or 0, spec.get("hflip", False), spec.get("vflip", False)
+    return times, [displayed_picture(img, rot, hflip, vflip) for _, img in decoded]
+
+
+def _duration(times):
+    step = float(np.median(np.diff(times[-32:]))) if len(times) > 1 else 1 / 30
+    return times[-1] + step
+
+
+def _sample(source, mode, kw, **extra):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an intact file must never be reported truncated
+        return sample_frames(source, mode, **kw, **extra)
+
+
+@pytest.mark.parametrize("name", list(CORPUS))
+def test_sampled_frames_equal_the_exhaustive_decode(corpus, corpus_http, name):
+    spec = CORPUS[name]
+    path = corpus / name
+    times, frames = exhaustive(path, spec.get("stream", 0), spec)
+    assert len(times) == spec.get("n_frames", 60)  # the clip is what it claims (nothing hidden or lost)
+    duration = _duration(times)
+    w, h = spec.get("width", WIDTH), spec.get("height", HEIGHT)
+    sources = {"path": str(path), "bytes": path.read_bytes(), "http": corpus_http.url(name)}
+    for mode, kw in PLANS:
+        want = expected_positions(times, duration, mode, **kw)
+        for kind, source in sources.items():
+            s = _sample(source, mode, kw, video_format=path.suffix[1:])
+            where = f"{name} via {kind}, {mode} {kw}"
+            assert s.indices == want, where
+            assert not s.truncated and s.num_frames == len(times), where
+            assert s.timestamps == pytest.approx([times[i] for i in want], abs=1e-6), where
+            assert s.frames.shape == (len(want), h, w, 3) and (s.width, s.height) == (w, h), where
+            for i, frame in zip(want, s.frames):
+                np.testing.assert_array_equal(frame, frames[i], err_msg=where)
+            # upright: the pattern reads back as the frame's own index (a sideways or mirrored frame cannot)
+            assert [read_index(f) for f in s.frames] == [i + spec.get("first", 0) for i in want], where
+            assert s.rotation == spec.get("cw", 0) and s.stream_index == spec.get("stream", 0), where
+
+
+def test_av1_seek_plan_is_exact_and_not_truncated(corpus):
+    """The issue's numbers: SVT-AV1 GOP 30, 60 frames, libdav1d; count_k=4 returned [22, 52] "truncated"."""
+    path = corpus / "av1.mp4"
+    with open_source(path) as opened, VideoReader(opened) as reader:
+        assert reader.codec == "libdav1d"
+    for k, want in ((4, [7, 22, 37, 52]), (8, [3, 11, 18, 26, 33, 41, 48, 56])):
+        s = _sample(path, "by_count_uniform", dict(count_k=k))
+        assert s.indices == want and [read_index(f) for f in s.frames] == want and not s.truncated
+
+
+def test_open_gop_hevc_really_has_leading_pictures(corpus):
+    """The open-GOP clips must contain what makes them open: after a later keyframe, in decode order, pictures
+    shown before it (RASL), which need the previous GOP."""
+    for name in ("hevc_open_gop.mp4", "hevc_open_gop.mkv"):
+        with av.open(str(corpus / name)) as c:
+            packets = [(p.pts, p.is_keyframe) for p in c.demux(video=0) if p.size]
+        key_positions = [i for i, (_, k) in enumerate(packets) if k][1:]
+        assert any(packets[i + 1][0] < packets[i][0] for i in key_positions), name
+
+
+def test_rotation_off_gives_the_stored_picture(corpus):
+    path = corpus / "portrait_cw90.mp4"
+    s = _sample(path, "by_interval_frames", dict(interval_frames=20), apply_rotation=False)
+    # stored on its side: landscape, as the phone's sensor wrote it
+    assert s.frames.shape == (3, HEIGHT, WIDTH, 3) and (s.width, s.height) == (WIDTH, HEIGHT)
+    with av.open(str(path)) as c:
+        stored = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    for i, frame in zip(s.indices, s.frames):
+        np.testing.assert_array_equal(frame, stored[i])
+    assert s.rotation == 0
+    with open_source(path) as opened, VideoReader(opened) as reader:
+        assert (reader.width, reader.height, reader.stored_width, reader.stored_height) == (HEIGHT, WIDTH,
+                                                                                            WIDTH, HEIGHT)
+        assert reader.rotation == 90
+
+
+def test_cover_picture_is_never_read(corpus):
+    s = _sample(corpus / "cover_first.mkv", "by_count_uniform", dict(count_k=4))
+    assert s.stream_index == 1 and s.indices == [7, 22, 37, 52] and s.frames.shape[1:] == (HEIGHT, WIDTH, 3)
+    with av.open(str(corpus / "cover_attached.mkv")) as c:  # the clip really carries a flagged cover
+        covers = [bool(st.disposition & av.stream.Disposition.attached_pic) for st in c.streams]
+        assert covers == [False, True]
+
+
+def test_stream_index_picks_a_stream_and_names_the_problem(corpus):
+    path = corpus / "cover_first.mkv"
+    s = _sample(path, "by_count_uniform", dict(count_k=4), stream_index=0)  # the MJPEG track, on request
+    assert s.stream_index == 0 and s.indices == [0] and s.frames.shape[1:] == (64, 64, 3)
+    assert np.abs(s.frames[0].astype(int) - cover_image()).max() < 8
+    with pytest.raises(VideoDecodeError, match=r"audio_first\.mp4: stream 0 is audio, not video"):
+        sample_frames(corpus / "audio_first.mp4", stream_index=0)
+    with pytest.raises(VideoDecodeError, match=r"cover_first\.mkv: stream_index 5 out of range .*2 streams"):
+        sample_frames(path, stream_index=5)
+    with pytest.raises(VideoDecodeError, match=r"cover_attached\.mp4: stream 1 is a cover picture"):
+        sample_frames(corpus / "cover_attached.mp4", stream_index=1)
+    for bad in (-1, 1.5, True, "1"):
+        with pytest.raises(ValueError, match="stream_index"):
+            sample_frames(corpus / "nope.mp4", stream_index=bad)  # before any I/O: the file does not exist
+
+
+def test_cover_only_file_is_not_a_video(corpus):
+    with pytest.raises(VideoDecodeError, match=r"cover_only\.mp4: no video stream, only a cover picture"):
+        sample_frames(corpus / "cover_only.mp4")
+
+
+# ---- through the operators and the pipeline's probe -------------------------------------------------------
+
+TINY = "video-assets/tiny-clip"
+
+
+def test_quality_operator_scores_the_displayed_picture(corpus):
+    from video_assets.models import load_clip
+    from video_assets.operators import VideoQualityScore
+    from video_assets.scoring import NAMED_PROMPTS
+
+    path = corpus / "portrait_cw90.mp4"
+    times, frames = exhaustive(path, 0, CORPUS["portrait_cw90.mp4"])
+    with av.open(str(path)) as c:
+        stored = sorted(((f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)),
+                        key=lambda d: d[0])
+    clip = load_clip(TINY, device="cpu")
+    pos, neg = NAMED_PROMPTS["quality"]
+    txt = clip.encode_text([pos, neg]).cpu().double().numpy()
+
+    def iqa(images):  # CLIP-IQA the plain way: cosine x logit scale, softmax over the pair
+        logits = clip.logit_scale * clip.encode_images(np.stack(images)).cpu().double().numpy() @ txt.T
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (e[:, 0] / e.sum(axis=1)).tolist()
+
+    want = expected_positions(times, _duration(times), "by_count_uniform", count_k=4)
+    for apply_rotation, pictures in ((True, frames), (False, [img for _, img in stored])):
+        op = VideoQualityScore(clip_model_name=TINY, device="cpu", count_k=4, apply_rotation=apply_rotation)
+        d = op.score_details(video_paths=[str(path)])[0]
+        assert d["error"] is None and d["frame_indices"] == want and not d["truncated"]
+        assert d["frame_scores"] == pytest.approx(iqa([pictures[i] for i in want]), abs=1e-5)
+
+
+def test_keyframes_operator_exports_upright_images(corpus, tmp_path):
+    from PIL import Image
+
+    from video_assets.operators import VideoAdaptiveKeyframesSampling, VideoQualityScore
+    from video_assets.operators.combined import QualityAndKeyframes
+
+    name = "portrait_cw90.mp4"
+    _, frames = exhaustive(corpus / name, 0, CORPUS[name])
+    kw = dict(text="a white square", clip_model_name=TINY, fps=10.0, max_num_frames=4, all_depth=2,
+              img_type=".png", return_keyframes=True)
+    op = VideoAdaptiveKeyframesSampling(output_tos_dir=str(tmp_path / "kf"), **kw)
+    d = op.details([str(corpus / name)])[0]
+    assert d["error"] is None and len(d["frame_ids"]) == 4 and not d["truncated"]
+    for fid, uri, arr in zip(d["frame_ids"], d["tos_paths"], d["keyframes"]):
+        img = np.asarray(Image.open(uri))
+        assert img.shape == (WIDTH, HEIGHT, 3)  # portrait: taller than wide
+        np.testing.assert_array_equal(img, frames[fid])
+        np.testing.assert_array_equal(arr, frames[fid])
+        assert read_index(img) == fid
+    both = QualityAndKeyframes(quality=VideoQualityScore(clip_model_name=TINY, device="cpu", count_k=4),
+                               keyframes=VideoAdaptiveKeyframesSampling(**kw))
+    q, k = both.details([str(corpus / name)])[0]
+    assert k["frame_ids"] == d["frame_ids"] and all(np.array_equal(a, b) for a, b in zip(k["keyframes"],
+                                                                                         d["keyframes"]))
+    single = VideoQualityScore(clip_model_name=TINY, device="cpu", count_k=4).score_details(
+        video_paths=[str(corpus / name)])[0]
+    assert q["frame_scores"] == pytest.approx(single["frame_scores"], abs=1e-6)
+    with pytest.raises(ValueError, match="apply_rotation differs"):
+        unrotated = VideoQualityScore(clip_model_name=TINY, device="cpu", apply_rotation=False)
+        QualityAndKeyframes(quality=unrotated, keyframes=VideoAdaptiveKeyframesSampling(**kw))
+
+
+def test_pipeline_probe_reports_displayed_size_rotation_and_stream(corpus, tmp_path):
+    from video_assets.pipeline.runner import build_manifest_table
+
+    names = ["portrait_cw90.mp4", "rot180.mp4", "cover_first.mkv", "audio_first.mp4", "cover_only.mp4",
+             "av1.mp4"]
+    manifest = tmp_path / "videos.txt"
+    manifest.write_text("".join(f"{corpus / n}\n" for n in names))
+    table, _ = build_manifest_table(str(manifest), "p1")
+    rows = {r["source_uri"].rsplit("/", 1)[-1]: r for r in table.to_pylist()}
+    assert table.schema.field("rotation").type == table.schema.field("stream_index").type == "int32"
+    got = {n: (r["width"], r["height"], r["rotation"], r["stream_index"], r["num_frames"], r["readable"])
+           for n, r in rows.items()}
+    assert got == {"portrait_cw90.mp4": (HEIGHT, WIDTH, 90, 0, 60, True),
+                   "rot180.mp4": (WIDTH, HEIGHT, 180, 0, 60, True),
+                   "cover_first.mkv": (WIDTH, HEIGHT, 0, 1, 60, True),
+                   "audio_first.mp4": (WIDTH, HEIGHT, 0, 1, 60, True),
+                   "cover_only.mp4": (None, None, None, None, None, False),
+                   "av1.mp4": (WIDTH, HEIGHT, 0, 0, 60, True)}
+    assert "no video stream, only a cover picture" in rows["cover_only.mp4"]["error"]
+    assert all(r["error"] is None for n, r in rows.items() if n != "cover_only.mp4")
