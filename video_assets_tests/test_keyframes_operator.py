@@ -23,12 +23,19 @@ def op(**kw):
     return VideoAdaptiveKeyframesSampling(**base)
 
 
+def stored_scores(clip, frames, text):
+    """Cosine similarity of the candidates to ``text``, from their embeddings as the frame-embedding table
+    stores them (float16), which is what the operator scores."""
+    stored = clip.encode_images(frames).cpu().numpy().astype(np.float16).astype(np.float64)
+    return stored @ clip.encode_text([text])[0].cpu().numpy().astype(np.float64)
+
+
 def test_selection_matches_independent_scoring(videos):
     path = str(videos["h264_bframes.mp4"])
     out = op(return_keyframes=True)([path])[0]
     clip = load_clip(TINY, device="cpu")
     cand = sample_frames(path, "by_fps", target_fps=10.0)
-    scores = (clip.encode_images(cand.frames) @ clip.encode_text(["a white square"])[0]).cpu().numpy()
+    scores = stored_scores(clip, cand.frames, "a white square")
     chosen = aks_select(scores, max_num_frames=4, all_depth=2)
     assert out["frame_ids"] == [cand.indices[i] for i in chosen]
     assert out["frame_ids"] == sorted(out["frame_ids"]) and len(out["frame_ids"]) == 4
@@ -113,7 +120,7 @@ def test_empty_text_is_allowed(videos):
     assert out["error"] is None
     clip = load_clip(TINY, device="cpu")
     cand = sample_frames(path, "by_fps", target_fps=10.0)
-    scores = (clip.encode_images(cand.frames) @ clip.encode_text([""])[0]).cpu().numpy()
+    scores = stored_scores(clip, cand.frames, "")
     chosen = aks_select(scores, max_num_frames=4, all_depth=2)
     assert out["frame_ids"] == [cand.indices[i] for i in chosen]
     assert out["scores"] == pytest.approx([float(scores[i]) for i in chosen], abs=1e-5)

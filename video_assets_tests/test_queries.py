@@ -34,3 +34,153 @@ def test_manifest_query_column_and_its_aliases(tmp_path):
     plain = tmp_path / "plain.csv"
     plain.write_text("uri\nx.mp4\n")
     assert read_manifest(str(plain)).frame["query"].tolist() == [None]
+
+
+TINY = "video-assets/tiny-clip"
+
+
+def kf_op(**kw):
+    from video_assets.operators import VideoAdaptiveKeyframesSampling
+
+    base = dict(text="a white square", clip_model_name=TINY, fps=10.0, max_num_frames=4, all_depth=2,
+                return_keyframes=False, device="cpu")
+    base.update(kw)
+    return VideoAdaptiveKeyframesSampling(**base)
+
+
+def independent_selection(path, query, max_num_frames=4):
+    """AKS on float16-stored CLIP embeddings of the 10-fps candidates, computed without the operator."""
+    import numpy as np
+
+    from video_assets.keyframes import aks_select
+    from video_assets.models import load_clip
+    from video_assets.video import sample_frames
+
+    clip = load_clip(TINY, device="cpu")
+    cand = sample_frames(path, "by_fps", target_fps=10.0)
+    stored = clip.encode_images(cand.frames).cpu().numpy().astype(np.float16).astype(np.float64)
+    scores = stored @ clip.encode_text([query])[0].cpu().numpy().astype(np.float64)
+    chosen = aks_select(scores, max_num_frames=max_num_frames, all_depth=2)
+    return [cand.indices[i] for i in chosen], [float(scores[i]) for i in chosen]
+
+
+@pytest.fixture
+def count_fetches(monkeypatch):
+    """Counts VideoReader.fetch calls per source: one per decode pass over a video."""
+    from collections import Counter
+
+    from video_assets.video.reader import VideoReader
+
+    counts: Counter = Counter()
+    original = VideoReader.fetch
+
+    def fetch(self, *a, **kw):
+        counts[self.description] += 1
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(VideoReader, "fetch", fetch)
+    return counts
+
+
+def test_one_query_per_video_and_the_default_for_none(videos):
+    a, b = str(videos["h264_bframes.mp4"]), str(videos["hevc.mkv"])
+    rows = kf_op().details([a, b, a], texts=["a black square", None, "a grey stripe"])
+    assert [r["query"] for r in rows] == ["a black square", "a white square", "a grey stripe"]
+    for r, (path, q) in zip(rows, [(a, "a black square"), (b, "a white square"), (a, "a grey stripe")]):
+        ids, scores = independent_selection(path, q)
+        assert r["error"] is None and r["frame_ids"] == ids
+        assert r["scores"] == pytest.approx(scores, abs=1e-9)
+    assert kf_op()([a], texts=["a black square"])[0]["frame_ids"] == rows[0]["frame_ids"]
+
+
+def test_many_queries_come_from_one_decode_and_one_embedding_pass(videos, count_fetches, tmp_path):
+    a, b = str(videos["h264_bframes.mp4"]), str(videos["vp9.webm"])
+    qs = ["a black square", "a white square", "a red stripe", "", "a black square"]
+    op = kf_op()
+    model, embedded = op.model, []
+    encode = model.encode_pixels
+
+    def counting_encode(pixels):
+        embedded.append(pixels.shape[0])
+        return encode(pixels)
+
+    model.encode_pixels = counting_encode  # count the frames this call embeds
+    try:
+        rows = op.details([a, b], texts=[qs, ["a red stripe"]])
+    finally:
+        del model.encode_pixels
+    assert isinstance(rows[0], list) and [r["query"] for r in rows[0]] == qs
+    assert isinstance(rows[1], list) and [r["query"] for r in rows[1]] == ["a red stripe"]
+    assert dict(count_fetches) == {rows[0][0]["source"]: 1, rows[1][0]["source"]: 1}  # one decode each
+    assert sum(embedded) == rows[0][0]["num_candidates"] + rows[1][0]["num_candidates"]  # each candidate once
+    for r in rows[0]:
+        assert r["frame_ids"] == independent_selection(a, r["query"])[0]
+    assert rows[0][0]["frame_ids"] == rows[0][4]["frame_ids"]  # the same question twice: the same answer
+    # with export: the union of the chosen frames is decoded once more, and every row gets its own paths
+    count_fetches.clear()
+    out = kf_op(output_tos_dir=str(tmp_path / "kf")).details([a], texts=[qs[:3]])[0]
+    assert count_fetches[out[0]["source"]] == 2
+    for r in out:
+        assert len(r["tos_paths"]) == len(r["frame_ids"]) == 4
+        assert [int(p.rsplit("/", 1)[1].split("-")[0]) for p in r["tos_paths"]] == r["frame_ids"]
+
+
+def test_queries_for_bad_videos_and_wrong_arguments(videos, tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video")
+    rows = kf_op().details([str(bad), str(videos["hevc.mkv"])], texts=[["q1", "q2"], []])
+    assert [r["query"] for r in rows[0]] == ["q1", "q2"]
+    assert all(r["error"] and "broken.mp4" in r["error"] for r in rows[0])
+    assert rows[1] == []  # no question asked: no rows
+    with pytest.raises(ValueError, match="texts has 1 entries for 2 videos"):
+        kf_op().details([str(bad), str(bad)], texts=["q"])
+    with pytest.raises(ValueError, match=r"texts\[0\]: a query must be a string"):
+        kf_op().details([str(bad)], texts=[[1]])
+    with pytest.raises(ValueError, match="not a string"):
+        kf_op().details([str(bad)], texts="q")
+
+
+def test_pipeline_keyframe_rows_per_video_and_question(tmp_path, videos):
+    """A QA manifest through the Dagster assets: one quality row per video, one keyframe row per (video,
+    question), each with the user values of its own manifest row, and one decode per video."""
+    import dagster as dg
+    import pandas as pd
+
+    from video_assets.orchestration.resources import WarehouseResource
+    from video_assets.pipeline.tables import KEYFRAMES_ASSET, QUALITY_ASSET, read_frame, user_values
+    from video_assets_tests.pipeline_helpers import materialize_partition
+
+    a, b = videos["h264_bframes.mp4"], videos["hevc.mkv"]
+    manifest = tmp_path / "qa.csv"
+    pd.DataFrame([
+        {"uri": str(a), "question": "Where is the dog?", "answer": "left"},
+        {"uri": str(a), "question": "What colour is the car?", "answer": "red"},
+        {"uri": str(a), "question": "Where is the dog?", "answer": "again"},  # same question again: one row
+        {"uri": str(b), "question": "", "answer": "none"},  # no question: the step's text
+    ]).to_csv(manifest, index=False)
+    wh = WarehouseResource(warehouse=str(tmp_path / "wh"), inbox=str(tmp_path / "inbox"))
+    run_config = {"ops": {"video_quality_and_keyframes": {"config": {"keyframes": {"max_num_frames": 2,
+                                                                                   "text": "a white square"}}}}}
+    with dg.instance_for_test() as instance:
+        key, result = materialize_partition(wh, str(manifest), instance, run_config=run_config)
+        assert result.success
+        assert all(c.passed for c in result.get_asset_check_evaluations()
+                   if c.check_name.startswith("row_count"))
+    quality = read_frame(wh.table_uri(QUALITY_ASSET, key))
+    keyframes = read_frame(wh.table_uri(KEYFRAMES_ASSET, key))
+    assert sorted(quality["uri"]) == sorted([str(a), str(b)])
+    got = sorted(zip(keyframes["uri"], keyframes["query"], user_values(keyframes)["answer"]))
+    assert got == sorted([(str(a), "Where is the dog?", "left"), (str(a), "What colour is the car?", "red"),
+                          (str(b), "a white square", "none")])
+    assert set(keyframes["text"]) == {"a white square"} and keyframes["error"].isna().all()
+    # the operator called directly with the step's settings answers the same questions with the same frames
+    from video_assets.operators import VideoAdaptiveKeyframesSampling
+
+    direct = VideoAdaptiveKeyframesSampling(text="a white square", max_num_frames=2, return_keyframes=False,
+                                            device="cpu").details([str(a), str(b)],
+                                                                  texts=[["Where is the dog?",
+                                                                          "What colour is the car?"], None])
+    expect = {(str(a), r["query"]): r["frame_ids"] for r in direct[0]} | {(str(b), direct[1]["query"]):
+                                                                             direct[1]["frame_ids"]}
+    assert {(u, q): list(ids) for u, q, ids in zip(keyframes["uri"], keyframes["query"],
+                                                    keyframes["frame_ids"])} == expect

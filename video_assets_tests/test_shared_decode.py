@@ -62,7 +62,9 @@ def _assert_same(pairs, q_rows, k_rows):
         for key in ("video_id", "source", "error", "frame_ids", "timestamps", "tos_paths", "num_candidates",
                     "effective_fps", "truncated", "warnings"):
             assert ck[key] == sk[key], (sk["source"], key)
-        assert np.allclose(ck["scores"], sk["scores"], atol=1e-6)
+        # Keyframe scores come from float16 embeddings: the last-bit differences of float32 features that
+        # batching with other videos' frames causes can round a component to the next float16 (~4e-6 here).
+        assert np.allclose(ck["scores"], sk["scores"], atol=1e-4)
         assert len(ck.get("keyframes", [])) == len(sk.get("keyframes", []))
         for a, b in zip(ck.get("keyframes", []), sk.get("keyframes", [])):
             assert np.array_equal(a, b)

@@ -19,7 +19,7 @@ class ComputeBackendError(VideoAssetsError):
 
 class VideoOperator(Protocol):
     def details(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
-                progress: Progress | None = None) -> list[dict]: ...
+                progress: Progress | None = None, **per_video: Sequence[Any]) -> list[dict]: ...
 
 
 OperatorFactory = Callable[[], VideoOperator]
@@ -28,9 +28,10 @@ OperatorFactory = Callable[[], VideoOperator]
 class ComputeBackend(Protocol):
     name: str
 
-    def map_details(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress) -> list[dict]:
+    def map_details(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress,
+                    texts: Sequence[Any] | None = None) -> list[dict]:
         """One detail dict per video, in input order; a bad video gives a dict with ``error`` set, never an
-        exception."""
+        exception. ``texts``: the keyframes operators' queries per video (see their ``details``)."""
         ...
 
 
@@ -39,5 +40,11 @@ class LocalBackend:
 
     name = "local"
 
-    def map_details(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress) -> list[dict]:
-        return factory().details(list(videos), progress=progress)
+    def map_details(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress,
+                    texts: Sequence[Any] | None = None) -> list[dict]:
+        return factory().details(list(videos), progress=progress, **per_video_kwargs(texts))
+
+
+def per_video_kwargs(texts: Sequence[Any] | None) -> dict:
+    """The per-video arguments of an operator's ``details`` (only those given: the quality operator has none)."""
+    return {} if texts is None else {"texts": list(texts)}

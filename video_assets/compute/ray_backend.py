@@ -158,18 +158,20 @@ class RayBackend:
                 pass
 
     # -- the map --------------------------------------------------------------------------------------------
-    def map_details(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress) -> list:
+    def map_details(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress,
+                    texts: Sequence[Any] | None = None) -> list:
         videos = list(videos)
         if not videos:
             return []
         try:
-            return self._map(factory, videos, progress)
+            return self._map(factory, videos, progress, None if texts is None else list(texts))
         except BaseException:
             # Tasks of this call may still be queued on the workers: start the next call with fresh ones.
             self._discard_workers()
             raise
 
-    def _map(self, factory: OperatorFactory, videos: list[str], progress: Progress) -> list:
+    def _map(self, factory: OperatorFactory, videos: list[str], progress: Progress,
+             texts: list[Any] | None) -> list:
         actors = self._actors()  # connects first: Ray's first import must see the loopback setting
         from ray.util import ActorPool
 
@@ -190,7 +192,8 @@ class RayBackend:
 
             def call(actor, jid=jid):  # called by the pool when a worker is free
                 if job.kind == "run":
-                    ref = actor.run.remote(key, factory_ref, jid, [videos[p] for p in job.positions])
+                    ref = actor.run.remote(key, factory_ref, jid, [videos[p] for p in job.positions],
+                                           None if texts is None else [texts[p] for p in job.positions])
                 else:
                     ref = actor.failed.remote(key, factory_ref, jid, videos[job.positions[0]], job.message)
                 ref_of[jid] = ref

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from video_assets.compute.base import OperatorFactory
+from video_assets.compute.base import OperatorFactory, per_video_kwargs
 from video_assets.storage import describe_uri
 
 
@@ -59,9 +59,10 @@ class Worker:
             self._op, self._key = factory(), key
         return self._op
 
-    def run(self, key: str, factory: OperatorFactory, job: int, videos: list[str]) -> tuple[int, list]:
+    def run(self, key: str, factory: OperatorFactory, job: int, videos: list[str],
+            texts: list | None = None) -> tuple[int, list]:
         op = self._operator(key, factory)
-        details = op.details(videos, progress=_worker_progress(len(videos)))
+        details = op.details(videos, progress=_worker_progress(len(videos)), **per_video_kwargs(texts))
         return job, set_device(details, getattr(op, "device", None))
 
     def failed(self, key: str, factory: OperatorFactory, job: int, video: str,

@@ -21,7 +21,7 @@ from video_assets.errors import VideoSourceError
 from video_assets.models import ClipModel
 from video_assets.operators.batching import Outcome, RunStats, error_message, iter_overlapped, run_overlapped
 from video_assets.operators.common import VideoInput, default_window, make_inputs
-from video_assets.operators.keyframes import VideoAdaptiveKeyframesSampling, _KeyframesBudget
+from video_assets.operators.keyframes import VideoAdaptiveKeyframesSampling, _KeyframesBudget, _Queries
 from video_assets.operators.quality import _CHUNK_FRAMES, VideoQualityScore
 from video_assets.progress import ProgressArg, resolve_progress
 from video_assets.video import FrameBuffer
@@ -82,52 +82,58 @@ class QualityAndKeyframes:
         self.last_run_stats = RunStats()
 
     def details(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
-                progress: ProgressArg = None) -> list[tuple[dict, dict]]:
+                progress: ProgressArg = None, texts=None) -> list[tuple[dict, dict | list[dict]]]:
+        """``texts``: the keyframes side's queries per video, as in
+        :meth:`VideoAdaptiveKeyframesSampling.details` (a list of queries gives a list of keyframe rows)."""
         inputs = make_inputs(videos, video_formats, self.quality.default_video_format, "video_url")
         budget = self.keyframes._keyframes_budget(len(inputs))
         workers = self.keyframes.decode_workers
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
-            outcomes = run_overlapped(inputs, **self._run_args(inputs, progress, pool, budget))
-            return [self._rows(item, out) for item, out in zip(inputs, outcomes)]
+            args, queries = self._run_args(inputs, progress, pool, budget, texts)
+            outcomes = run_overlapped(inputs, **args)
+            return [self._rows(item, out, queries) for item, out in zip(inputs, outcomes)]
 
     def iter_details(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
-                     progress: ProgressArg = None, *, ordered: bool = True,
-                     window: int | None = None) -> Iterator[tuple[dict, dict]] | Iterator[tuple[int, tuple]]:
+                     progress: ProgressArg = None, *, ordered: bool = True, window: int | None = None,
+                     texts=None) -> Iterator[tuple[dict, dict]] | Iterator[tuple[int, tuple]]:
         """The pairs of :meth:`details`, yielded one by one as videos finish; ``ordered`` and ``window`` as in
-        :meth:`VideoQualityScore.iter_details`."""
+        :meth:`VideoQualityScore.iter_details`, ``texts`` as in :meth:`details`."""
         inputs = make_inputs(videos, video_formats, self.quality.default_video_format, "video_url")
-        return self._iter_rows(inputs, progress, ordered, window)
+        _Queries.check(texts, len(inputs))
+        return self._iter_rows(inputs, progress, ordered, window, texts)
 
-    def _iter_rows(self, inputs: list[VideoInput], progress: ProgressArg, ordered: bool, window: int | None):
+    def _iter_rows(self, inputs: list[VideoInput], progress: ProgressArg, ordered: bool, window: int | None,
+                   texts=None):
         workers = self.keyframes.decode_workers
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
-            run = iter_overlapped(inputs, **self._run_args(inputs, progress, pool, None), ordered=ordered,
+            args, queries = self._run_args(inputs, progress, pool, None, texts)
+            run = iter_overlapped(inputs, **args, ordered=ordered,
                                   window=window or default_window(self.decode_workers), pending=_export_of)
             try:
                 for pos, out in run:
-                    rows = self._rows(inputs[pos], out)
+                    rows = self._rows(inputs[pos], out, queries)
                     yield rows if ordered else (pos, rows)
             finally:
                 run.close()
 
     def _run_args(self, inputs: list[VideoInput], progress: ProgressArg, export_pool: ThreadPoolExecutor,
-                  budget: _KeyframesBudget | None) -> dict:
+                  budget: _KeyframesBudget | None, texts=None) -> tuple[dict, _Queries]:
         q, k = self.quality, self.keyframes
         q_model, k_model = q.model, k.model
-        q_text, k_text = q._text_features(q_model), k_model.encode_text([k.text])[0]
+        q_text, k_queries = q._text_features(q_model), k.queries_for(k_model, inputs, texts)
         pool = export_pool if k.exporting else None
         self.last_run_stats = RunStats()
         return dict(
             describe=lambda it: it.description,
             prepare=lambda it, emit: self._prepare(q_model, k_model, it, emit),
             embed=(q_model.encode_pixels, k_model.encode_pixels),
-            finish=lambda it, meta, feats: self._finish(it, meta, feats, q_text, q_model.logit_scale, k_text,
+            finish=lambda it, meta, feats: self._finish(it, meta, feats, q_text, q_model.logit_scale, k_queries,
                                                         pool, budget),
             batch_size=(q.batch_size, k.batch_size), decode_workers=self.decode_workers,
             item_timeout_sec=k.limits.timeout_sec,  # the same limits on both sides (shared_decode_mismatch)
             stats=self.last_run_stats,
             progress=resolve_progress(self.progress if progress is None else progress, len(inputs),
-                                      "quality+keyframes"))
+                                      "quality+keyframes")), k_queries
 
     # -- steps -----------------------------------------------------------------------------------------------
     def _prepare(self, q_model: ClipModel, k_model: ClipModel, item: VideoInput, emit) -> tuple[Any, Any]:
@@ -209,13 +215,13 @@ class QualityAndKeyframes:
             return q_meta, k_meta
 
     def _finish(self, item: VideoInput, meta: tuple[Any, Any], feats: tuple[torch.Tensor, torch.Tensor],
-                q_text: torch.Tensor, logit_scale: float, k_text: torch.Tensor,
+                q_text: torch.Tensor, logit_scale: float, k_queries: _Queries,
                 export_pool: ThreadPoolExecutor | None,
                 budget: _KeyframesBudget | None = None) -> tuple[Outcome, Outcome]:
         q_meta, k_meta = meta
         return (self._outcome(item, q_meta, lambda: self.quality._finish(q_meta, feats[_QUALITY], q_text,
                                                                          logit_scale)),
-                self._outcome(item, k_meta, lambda: self.keyframes._finish(item, k_meta, feats[_KEYFRAMES], k_text,
+                self._outcome(item, k_meta, lambda: self.keyframes._finish(item, k_meta, feats[_KEYFRAMES], k_queries,
                                                                            export_pool, budget)))
 
     @staticmethod
@@ -228,9 +234,9 @@ class QualityAndKeyframes:
             return out
         return Outcome(value=value)
 
-    def _rows(self, item: VideoInput, out: Outcome) -> tuple[dict, dict]:
+    def _rows(self, item: VideoInput, out: Outcome, k_queries: _Queries) -> tuple[dict, dict | list[dict]]:
         q_out, k_out = (out.value if out.error is None else (Outcome(error=out.error), Outcome(error=out.error)))
-        return self.quality._row(item, q_out), self.keyframes._row(item, k_out)
+        return self.quality._row(item, q_out), self.keyframes._row(item, k_out, k_queries)
 
 
 def _export_of(value: tuple[Outcome, Outcome]):

@@ -17,6 +17,7 @@ from PIL import Image
 
 from video_assets.errors import VideoSourceError
 from video_assets.keyframes import aks_select
+from video_assets.keyframes.embeddings import relevance, stored_embeddings
 from video_assets.models import DEFAULT_KEYFRAMES_MODEL, ClipModel
 from video_assets.operators.batching import Outcome, RunStats, error_message, iter_overlapped, run_overlapped
 from video_assets.operators.common import (ClipOperator, VideoInput, default_decode_workers,
@@ -94,7 +95,7 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
                  jpeg_quality: int = 95, storage_options: dict | None = None,
                  source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None,
                  progress: ProgressArg = None, keyframes_warn_mb: float | None = None,
-                 stream_index: int | None = None, apply_rotation: bool = True):
+                 stream_index: int | None = None, apply_rotation: bool = True, return_embeddings: bool = False):
         check_stream_index(stream_index)
         self.stream_index, self.apply_rotation = stream_index, bool(apply_rotation)
         if not isinstance(text, str):
@@ -117,6 +118,7 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         self.output_tos_dir = _absolute_dir(output_tos_dir) if output_tos_dir else ""
         _check_writable(self.output_tos_dir)
         self.return_keyframes = return_keyframes
+        self.return_embeddings = bool(return_embeddings)
         self.model_path = default_model_path(model_path)
         self.clip_model_name = default_model_name(clip_model_name, DEFAULT_KEYFRAMES_MODEL)
         self.device = resolve_device(device, rank)
@@ -139,64 +141,82 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
                              f"got {keyframes_warn_mb!r}") from None
         self.last_run_stats = RunStats()
 
-    def __call__(self, videos: Sequence[Any], progress: ProgressArg = None) -> list[dict | None]:
-        return [None if d["error"] else {k: d[k] for k in self._public_keys()}
-                for d in self.details(videos, progress=progress)]
+    def __call__(self, videos: Sequence[Any], progress: ProgressArg = None,
+                 texts: Sequence[str | Sequence[str] | None] | None = None) -> list:
+        def public(d: dict) -> dict | None:
+            return None if d["error"] else {k: d[k] for k in self._public_keys()}
+
+        return [[public(x) for x in d] if isinstance(d, list) else public(d)
+                for d in self.details(videos, progress=progress, texts=texts)]
 
     def _public_keys(self) -> list[str]:
         return ["tos_paths", "frame_ids", "timestamps", "scores"] + (["keyframes"] if self.return_keyframes else [])
 
     def details(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
-                progress: ProgressArg = None) -> list[dict]:
-        """Per input, in order: the output keys plus ``video_id``, ``source``, ``error`` (None when fine),
-        ``num_candidates``, ``effective_fps``, ``truncated``, ``warnings``. ``progress``: as in the constructor
-        (None: the constructor's)."""
+                progress: ProgressArg = None, texts: Sequence[str | Sequence[str] | None] | None = None) -> list:
+        """Per input, in order: the output keys plus ``video_id``, ``source``, ``query``, ``error`` (None when
+        fine), ``num_candidates``, ``effective_fps``, ``truncated``, ``warnings``; with ``return_embeddings``
+        also ``candidate_frame_ids``, ``candidate_timestamps`` and ``embeddings`` (float16, one unit-norm vector
+        per candidate). ``progress``: as in the constructor (None: the constructor's).
+
+        ``texts``: one query per video (None: the constructor's ``text``), or a list of queries for a video: its
+        entry is then a list of rows, one per query, in that order, all from one decode and one image-embedding
+        pass of the video (each distinct query's text embedding is computed once per call)."""
         inputs = make_inputs(videos, video_formats, self.video_format, self.video_src_type)
         budget = self._keyframes_budget(len(inputs))
         with ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="export") as export_pool:
-            outcomes = run_overlapped(inputs, **self._run_args(inputs, progress, export_pool, budget))
-            return [self._row(item, out) for item, out in zip(inputs, outcomes)]
+            args, queries = self._run_args(inputs, progress, export_pool, budget, texts)
+            outcomes = run_overlapped(inputs, **args)
+            return [self._row(item, out, queries) for item, out in zip(inputs, outcomes)]
 
     def iter_details(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
-                     progress: ProgressArg = None, *, ordered: bool = True,
-                     window: int | None = None) -> Iterator[dict] | Iterator[tuple[int, dict]]:
+                     progress: ProgressArg = None, *, ordered: bool = True, window: int | None = None,
+                     texts: Sequence[str | Sequence[str] | None] | None = None
+                     ) -> Iterator[dict] | Iterator[tuple[int, dict]]:
         """The rows of :meth:`details`, yielded one by one as videos finish (their images exported), so that a
         call over any number of videos holds only a few results, keyframe arrays included, at once.
 
         ``ordered=True``: rows in input order; at most ``window`` videos (default ``max(8, 4 *
         decode_workers)``) are started ahead of the oldest row not yet yielded, so one slow video holds back
         at most that many finished rows. ``ordered=False``: ``(input index, row)`` pairs in the order videos
-        finish. Closing the iterator early (``break``) stops the decode workers."""
+        finish. Closing the iterator early (``break``) stops the decode workers. ``texts``: as in
+        :meth:`details`."""
         inputs = make_inputs(videos, video_formats, self.video_format, self.video_src_type)
-        return self._iter_rows(inputs, progress, ordered, window)
+        _Queries.check(texts, len(inputs))  # before the generator starts: wrong arguments fail at the call
+        return self._iter_rows(inputs, progress, ordered, window, texts)
 
-    def _iter_rows(self, inputs: list[VideoInput], progress: ProgressArg, ordered: bool, window: int | None):
+    def _iter_rows(self, inputs: list[VideoInput], progress: ProgressArg, ordered: bool, window: int | None,
+                   texts=None):
         with ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="export") as export_pool:
-            run = iter_overlapped(inputs, **self._run_args(inputs, progress, export_pool, None),
-                                  ordered=ordered, window=window or default_window(self.decode_workers),
+            args, queries = self._run_args(inputs, progress, export_pool, None, texts)
+            run = iter_overlapped(inputs, **args, ordered=ordered, window=window or default_window(self.decode_workers),
                                   pending=lambda value: value.get("export"))
             try:
                 for pos, out in run:
-                    row = self._row(inputs[pos], out)
+                    row = self._row(inputs[pos], out, queries)
                     yield row if ordered else (pos, row)
             finally:
                 run.close()
 
     def _run_args(self, inputs: list[VideoInput], progress: ProgressArg, export_pool: ThreadPoolExecutor,
-                  budget: "_KeyframesBudget | None") -> dict:
-        """The arguments of run_overlapped/iter_overlapped for one call over ``inputs``."""
+                  budget: "_KeyframesBudget | None", texts=None) -> "tuple[dict, _Queries]":
+        """The arguments of run_overlapped/iter_overlapped for one call over ``inputs``, and its queries."""
         model = self.model
-        text_feature = model.encode_text([self.text])[0]
+        queries = self.queries_for(model, inputs, texts)
         pool = export_pool if self.exporting else None
         self.last_run_stats = RunStats()
         return dict(
             describe=lambda it: it.description, prepare=lambda it, emit: self._prepare(model, it, emit),
             embed=model.encode_pixels,
-            finish=lambda it, meta, feats: self._finish(it, meta, feats, text_feature, pool, budget),
+            finish=lambda it, meta, feats: self._finish(it, meta, feats, queries, pool, budget),
             batch_size=self.batch_size, decode_workers=self.decode_workers,
             item_timeout_sec=self.limits.timeout_sec, stats=self.last_run_stats,
             progress=resolve_progress(self.progress if progress is None else progress, len(inputs),
-                                      "keyframes"))
+                                      "keyframes")), queries
+
+    def queries_for(self, model: ClipModel, inputs: list[VideoInput], texts) -> "_Queries":
+        """The queries of one call over ``inputs`` (see :meth:`details`), their text features computed."""
+        return _Queries(inputs, texts, self.text, model)
 
     def _keyframes_budget(self, total: int) -> "_KeyframesBudget | None":
         """The size check of a list-returning call (None when it returns no arrays)."""
@@ -206,25 +226,38 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
     def exporting(self) -> bool:
         return bool(self.output_tos_dir) or self.return_keyframes
 
-    def _row(self, item: VideoInput, out: Outcome) -> dict:
-        """The detail dict of one video; waits for its export (a failed export fails this row only)."""
-        row = {"video_id": item.video_id, "source": item.description, "error": out.error,
-               "tos_paths": [], "frame_ids": [], "timestamps": [], "scores": [], "num_candidates": 0,
-               "effective_fps": None, "truncated": False, "warnings": []}
+    def _row(self, item: VideoInput, out: Outcome, queries: "_Queries") -> dict | list[dict]:
+        """The detail dict of one video, or its list of dicts (one per query) when it was given a list; waits
+        for its export (a failed export fails this video's rows only)."""
+        base = {"video_id": item.video_id, "source": item.description, "error": out.error,
+                "tos_paths": [], "frame_ids": [], "timestamps": [], "scores": [], "num_candidates": 0,
+                "effective_fps": None, "truncated": False, "warnings": []}
+        asked = queries.of(item)
+        rows = [dict(base, query=q) for q in asked]
         if out.value is not None:
             value = dict(out.value)
             export: Future | None = value.pop("export", None)
-            row.update(value)
+            selections = value.pop("selections")
+            paths: dict[int, str] = {}
+            frames: dict[int, np.ndarray] = {}
+            error = None
             if export is not None:
                 try:
-                    paths, frames = export.result()
-                    row["tos_paths"] = paths
-                    if self.return_keyframes:
-                        row["keyframes"] = frames
-                except Exception as e:  # noqa: BLE001 - this row fails, the batch goes on
-                    row["error"] = error_message(item.description, e)
-                    log.warning("%s", row["error"])
-        return row
+                    ids, (written, arrays) = export.result()
+                    paths = dict(zip(ids, written))
+                    frames = dict(zip(ids, arrays))
+                except Exception as e:  # noqa: BLE001 - this video fails, the batch goes on
+                    error = error_message(item.description, e)
+                    log.warning("%s", error)
+            for row, sel in zip(rows, selections):
+                row.update(value, **sel)
+                if export is not None:
+                    row["error"] = error
+                    if error is None:
+                        row["tos_paths"] = [paths[f] for f in sel["frame_ids"]] if paths else []
+                        if self.return_keyframes:
+                            row["keyframes"] = [frames[f] for f in sel["frame_ids"]]
+        return rows if queries.listed(item) else rows[0]
 
     # -- steps -----------------------------------------------------------------------------------------------
     def _candidates(self, reader: VideoReader) -> tuple[np.ndarray, float]:
@@ -260,20 +293,31 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
                 "truncated": reader.truncated, "warnings": list(reader.warnings), "source": reader.description,
                 "frame_bytes": reader.width * reader.height * 3}
 
-    def _finish(self, item: VideoInput, meta: dict, feats: torch.Tensor, text_feature: torch.Tensor,
+    def _finish(self, item: VideoInput, meta: dict, feats: torch.Tensor, queries: "_Queries",
                 export_pool: ThreadPoolExecutor | None, budget: "_KeyframesBudget | None" = None) -> dict:
+        """AKS per query on the candidates' relevance; the union of the chosen frames is exported once."""
         if not meta["frame_ids"]:
             raise ValueError(f"{meta['source']}: no candidate frames could be decoded")
-        scores = (feats.float() @ text_feature.float()).cpu().numpy().astype(np.float64)
-        chosen = aks_select(scores, **self.aks)
-        frame_ids = [meta["frame_ids"][i] for i in chosen]
-        out = {"frame_ids": frame_ids, "timestamps": [meta["times"][i] for i in chosen],
-               "scores": [float(scores[i]) for i in chosen], "num_candidates": len(scores),
+        # Scored from the float16 embeddings the frame-embedding table stores, so that a new query answered
+        # from the table (select_from_embeddings) gives exactly the frames this pass would.
+        embeddings = stored_embeddings(feats)
+        selections = []
+        for query in queries.of(item):
+            scores = relevance(embeddings, queries.feature(query))
+            chosen = aks_select(scores, **self.aks)
+            selections.append({"frame_ids": [meta["frame_ids"][i] for i in chosen],
+                               "timestamps": [meta["times"][i] for i in chosen],
+                               "scores": [float(scores[i]) for i in chosen]})
+        out = {"selections": selections, "num_candidates": len(embeddings),
                "effective_fps": meta["effective_fps"], "truncated": meta["truncated"], "warnings": meta["warnings"]}
-        if export_pool is not None:
-            out["export"] = export_pool.submit(self._export, item, frame_ids)
+        if self.return_embeddings:
+            out.update(candidate_frame_ids=list(meta["frame_ids"]), candidate_timestamps=list(meta["times"]),
+                       embeddings=embeddings)
+        union = sorted({f for sel in selections for f in sel["frame_ids"]})
+        if export_pool is not None and union:
+            out["export"] = export_pool.submit(lambda: (union, self._export(item, union)))
         if budget is not None:
-            budget.add(len(frame_ids) * meta["frame_bytes"])
+            budget.add(len(union) * meta["frame_bytes"])
         return out
 
     def _export(self, item: VideoInput, frame_ids: list[int]) -> tuple[list[str], list[np.ndarray]]:
@@ -351,3 +395,48 @@ class _KeyframesBudget:
                "iter_details(), or pass return_keyframes=False and read the images from output_tos_dir")
         log.warning("%s", msg)
         warnings.warn(msg, KeyframesMemoryWarning, stacklevel=2)
+
+
+class _Queries:
+    """The questions of one call: per input, its queries (``None`` stands for the operator's ``text``) and
+    whether it was given a list (its result is then a list of rows); the text feature of each distinct query is
+    computed once, as a float64-ready array."""
+
+    def __init__(self, inputs: list[VideoInput], texts, default: str, model: ClipModel):
+        self.check(texts, len(inputs))
+        per = [None] * len(inputs) if texts is None else list(texts)
+        self._of: dict[int, tuple[str, ...]] = {}
+        self._listed: set[int] = set()
+        for item, t in zip(inputs, per):
+            if isinstance(t, (list, tuple)):
+                self._listed.add(id(item))
+                self._of[id(item)] = tuple(default if q is None else q for q in t)
+            else:
+                self._of[id(item)] = (default if t is None else t,)
+        distinct = list(dict.fromkeys(q for qs in self._of.values() for q in qs))
+        feats = model.encode_text(distinct).float().cpu().numpy() if distinct else []
+        self._feature = dict(zip(distinct, feats))
+
+    @staticmethod
+    def check(texts, n: int) -> None:
+        """Wrong ``texts`` raise ValueError before any work."""
+        if texts is None:
+            return
+        if isinstance(texts, str):
+            raise ValueError("texts must be a list with one query (or list of queries) per video, not a string")
+        texts = list(texts)
+        if len(texts) != n:
+            raise ValueError(f"texts has {len(texts)} entries for {n} videos")
+        for i, t in enumerate(texts):
+            for q in (t if isinstance(t, (list, tuple)) else [t]):
+                if q is not None and not isinstance(q, str):
+                    raise ValueError(f"texts[{i}]: a query must be a string or None, got {type(q).__name__}")
+
+    def of(self, item: VideoInput) -> tuple[str, ...]:
+        return self._of[id(item)]
+
+    def listed(self, item: VideoInput) -> bool:
+        return id(item) in self._listed
+
+    def feature(self, query: str) -> np.ndarray:
+        return self._feature[query]

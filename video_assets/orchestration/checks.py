@@ -22,7 +22,7 @@ from PIL import Image
 from video_assets.orchestration.partitions import video_manifests
 from video_assets.orchestration.resources import WarehouseResource
 from video_assets.pipeline import report
-from video_assets.pipeline.manifests import unique_rows
+from video_assets.pipeline.manifests import INVALID_URI, unique_rows
 from video_assets.pipeline.tables import KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET
 from video_assets.storage import describe_uri, filesystem_for
 
@@ -88,13 +88,24 @@ def quality_scores_in_range(quality: pd.DataFrame) -> dg.AssetCheckResult:
 
 def row_count_matches_manifest(asset: dg.AssetKey, table: pd.DataFrame,
                                manifest: pd.DataFrame) -> dg.AssetCheckResult:
+    """One row per distinct video (quality), or per distinct (video, query) (keyframes: a row without a query
+    asks the step's ``text``)."""
     distinct_ids = unique_rows(manifest)["video_id"]  # malformed lines are not videos
-    expected = len(distinct_ids)
-    same_ids = sorted(table["video_id"]) == sorted(distinct_ids)
+    expected_keys = sorted(distinct_ids)
+    got_keys = sorted(table["video_id"])
+    if asset == KEYFRAMES_KEY and "query" in table.columns and "query" in manifest.columns:
+        default = table["text"].iloc[0] if len(table) else ""
+        rows = manifest[manifest["uri"] != INVALID_URI]
+        ids = rows["duplicate_of"].where(rows["duplicate_of"].notna(), rows["video_id"])
+        asked = [q if isinstance(q, str) and q.strip() else default for q in rows["query"]]
+        expected_keys = sorted(set(zip(ids, asked)))
+        got_keys = sorted(zip(table["video_id"], table["query"]))
+    same = got_keys == expected_keys
     return dg.AssetCheckResult(asset_key=asset, check_name=ROW_COUNT,
-                               passed=len(table) == expected and same_ids,
-                               metadata={"rows": len(table), "manifest_videos": expected,
-                                         "manifest_rows": len(manifest), "same_video_ids": same_ids})
+                               passed=len(table) == len(expected_keys) and same,
+                               metadata={"rows": len(table), "expected_rows": len(expected_keys),
+                                         "manifest_videos": len(distinct_ids), "manifest_rows": len(manifest),
+                                         "same_video_ids": same})
 
 
 def failed_share_below_threshold(asset: dg.AssetKey, table: pd.DataFrame,

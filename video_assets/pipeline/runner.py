@@ -130,26 +130,61 @@ def _quality_table(uniq: pd.DataFrame, user: list, details: list[dict], settings
     return build_table(QUALITY_SCHEMA, rows, user)
 
 
-def _keyframes_table(uniq: pd.DataFrame, user: list, details: list[dict], settings: KeyframeSettings,
-                     op, partition_key: str) -> pa.Table:
+def _video_queries(manifest_df: pd.DataFrame, uniq: pd.DataFrame, user: list, default_text: str
+                   ) -> tuple[list[list[str]], list[list[str | None]]]:
+    """Per distinct video: its distinct queries, over every manifest row that names it, in row order (a row
+    without one asks the step's ``text``), and the user values of the first row asking each."""
+    if "query" not in manifest_df.columns:
+        return [[default_text] for _ in range(len(uniq))], [[u] for u in user]
+    first_user: dict[tuple[str, str], str | None] = {}
+    asked: dict[str, list[str]] = {}
+    users = manifest_df[USER_COLUMN] if USER_COLUMN in manifest_df.columns else [None] * len(manifest_df)
+    for uri, q, u in zip(manifest_df["uri"], manifest_df["query"], users):
+        q = q if isinstance(q, str) and q.strip() else default_text
+        if (uri, q) not in first_user:
+            first_user[(uri, q)] = u if isinstance(u, str) else None
+            asked.setdefault(uri, []).append(q)
+    queries = [asked.get(uri, [default_text]) for uri in uniq["uri"]]
+    users_of = [[first_user.get((uri, q), u) for q in qs] for uri, qs, u in zip(uniq["uri"], queries, user)]
+    return queries, users_of
+
+
+def _per_query(detail: dict | list[dict], queries: list[str]) -> list[dict]:
+    """A video's keyframe rows, one per query: a failed video may come back as one row for all of them."""
+    if isinstance(detail, list):
+        return detail
+    return [dict(detail, query=q) for q in queries]
+
+
+def _keyframes_table(uniq: pd.DataFrame, user: list, details: list, settings: KeyframeSettings,
+                     op, partition_key: str, queries: list[list[str]]) -> pa.Table:
+    """One row per (distinct video, query); ``user``: per video, the user values of each query's row."""
     settings_json = json.dumps(asdict(settings), sort_keys=True)
     fp = settings.fingerprint(op.clip_model_name)
     now = datetime.now(timezone.utc)
-    rows = []
-    for (vid, uri), d in zip(zip(uniq["video_id"], uniq["uri"]), details):
-        ok = d["error"] is None
-        rows.append({
-            "partition_key": partition_key, "video_id": vid, "uri": uri,
-            "keyframe_paths": d["tos_paths"] if ok else None, "frame_ids": d["frame_ids"] if ok else None,
-            "timestamps": d["timestamps"] if ok else None, "scores": d["scores"] if ok else None,
-            "num_keyframes": len(d["frame_ids"]) if ok else None,
-            "num_candidates": d["num_candidates"] if ok else None, "effective_fps": d["effective_fps"],
-            "truncated": d["truncated"], "warnings": d["warnings"], "text": settings.text,
-            "model": op.clip_model_name, "device": d.get("device") or op.device, "settings": settings_json,
-            "settings_hash": fp,
-            "error": d["error"], "extracted_at": now,
-        })
-    return build_table(KEYFRAMES_SCHEMA, rows, user)
+    rows, row_user = [], []
+    for (vid, uri), per_video, qs, users in zip(zip(uniq["video_id"], uniq["uri"]), details, queries, user):
+        for d, u in zip(_per_query(per_video, qs), users):
+            rows.append(_keyframes_row(partition_key, vid, uri, d, settings, settings_json, fp, op, now))
+            row_user.append(u)
+    return build_table(KEYFRAMES_SCHEMA, rows, row_user)
+
+
+def _keyframes_row(partition_key: str, vid: str, uri: str, d: dict, settings: KeyframeSettings,
+                   settings_json: str, fp: str, op, now: datetime) -> dict:
+    ok = d["error"] is None
+    return {
+        "partition_key": partition_key, "video_id": vid, "uri": uri,
+        "keyframe_paths": d["tos_paths"] if ok else None, "frame_ids": d["frame_ids"] if ok else None,
+        "timestamps": d["timestamps"] if ok else None, "scores": d["scores"] if ok else None,
+        "num_keyframes": len(d["frame_ids"]) if ok else None,
+        "num_candidates": d["num_candidates"] if ok else None, "effective_fps": d["effective_fps"],
+        "truncated": d["truncated"], "warnings": d["warnings"], "text": settings.text,
+        "query": d.get("query", settings.text),
+        "model": op.clip_model_name, "device": d.get("device") or op.device, "settings": settings_json,
+        "settings_hash": fp,
+        "error": d["error"], "extracted_at": now,
+    }
 
 
 def score_quality(manifest_df: pd.DataFrame, settings: QualitySettings = QualitySettings(),
@@ -176,18 +211,21 @@ def extract_keyframes(manifest_df: pd.DataFrame, settings: KeyframeSettings = Ke
                       progress_callback: Optional[ProgressCallback] = None, progress_every_sec: float = 10.0,
                       backend: ComputeBackend | None = None, source_policy: SourcePolicy | None = None,
                       limits: ReadLimits | None = None) -> pa.Table:
-    """One row per distinct video: keyframe image paths (under ``{warehouse}/keyframes/{partition_key}/``),
-    frame ids, timestamps, scores, settings, error."""
+    """One row per (distinct video, query): keyframe image paths (under
+    ``{warehouse}/keyframes/{partition_key}/``), frame ids, timestamps, scores, the query, settings, error. A
+    manifest's ``query`` column gives each row's question (the step's ``text`` when it has none); every
+    question about one video is answered from one decode of it."""
     from video_assets.operators.keyframes import VideoAdaptiveKeyframesSampling
 
     uniq, user = _distinct(manifest_df)
+    queries, users = _video_queries(manifest_df, uniq, user, settings.text)
     factory = partial(VideoAdaptiveKeyframesSampling,
                       **_keyframes_kwargs(settings, warehouse, partition_key, models, storage_options),
                       **_access_kwargs(source_policy, limits))
     op = factory()  # validates the settings here, before any work; the model loads lazily where it runs
     progress = _progress(len(uniq), "keyframes", progress_callback, progress_every_sec)
-    details = (backend or LocalBackend()).map_details(factory, list(uniq["uri"]), progress)
-    return _keyframes_table(uniq, user, details, settings, op, partition_key)
+    details = (backend or LocalBackend()).map_details(factory, list(uniq["uri"]), progress, texts=queries)
+    return _keyframes_table(uniq, users, details, settings, op, partition_key, queries)
 
 
 def shared_decode_problem(quality_settings: QualitySettings, keyframe_settings: KeyframeSettings,
@@ -228,12 +266,14 @@ def score_quality_and_extract_keyframes(
         return (score_quality(manifest_df, quality_settings, models, partition_key=partition_key, **common),
                 extract_keyframes(manifest_df, keyframe_settings, warehouse, partition_key, models, **common))
     uniq, user = _distinct(manifest_df)
+    queries, users = _video_queries(manifest_df, uniq, user, keyframe_settings.text)
     factory = partial(QualityAndKeyframes, quality=q_kwargs, keyframes=k_kwargs)
     op = factory()  # validates both settings before any work; the models load lazily where they run
     progress = _progress(len(uniq), "quality+keyframes", progress_callback, progress_every_sec)
-    pairs = (backend or LocalBackend()).map_details(factory, list(uniq["uri"]), progress)
+    pairs = (backend or LocalBackend()).map_details(factory, list(uniq["uri"]), progress, texts=queries)
     return (_quality_table(uniq, user, [p[0] for p in pairs], quality_settings, op.quality, partition_key),
-            _keyframes_table(uniq, user, [p[1] for p in pairs], keyframe_settings, op.keyframes, partition_key))
+            _keyframes_table(uniq, users, [p[1] for p in pairs], keyframe_settings, op.keyframes, partition_key,
+                             queries))
 
 
 def remove_orphan_keyframes(warehouse: str, partition_key: str, keep: set[str],
