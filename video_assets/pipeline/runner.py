@@ -31,8 +31,9 @@ from video_assets.pipeline.manifests import (CORE_COLUMNS, Manifest, manifest_id
                                              unique_rows)
 from video_assets.pipeline.probe import PROBE_FIELDS, probe_videos
 from video_assets.pipeline.settings import KeyframeSettings, ManifestSettings, ModelSettings, QualitySettings
+from video_assets.keyframes.embeddings import EMBEDDINGS_COLUMN, embeddings_array
 from video_assets.pipeline.tables import (KEYFRAMES_SCHEMA, MANIFEST_SCHEMA, QUALITY_SCHEMA, USER_COLUMN,
-                                          build_table, keyframes_dir, user_columns_of, user_json)
+                                          build_table, embeddings_schema, keyframes_dir, user_columns_of, user_json)
 from video_assets.progress import Progress, ProgressCallback
 from video_assets.storage import filesystem_for
 from video_assets.storage.policy import SourcePolicy
@@ -207,25 +208,65 @@ def score_quality(manifest_df: pd.DataFrame, settings: QualitySettings = Quality
 
 def extract_keyframes(manifest_df: pd.DataFrame, settings: KeyframeSettings = KeyframeSettings(),
                       warehouse: str = "data/warehouse", partition_key: str = "default",
-                      models: ModelSettings = ModelSettings(), *, storage_options: dict | None = None,
-                      progress_callback: Optional[ProgressCallback] = None, progress_every_sec: float = 10.0,
-                      backend: ComputeBackend | None = None, source_policy: SourcePolicy | None = None,
-                      limits: ReadLimits | None = None) -> pa.Table:
+                      models: ModelSettings = ModelSettings(), **kwargs) -> pa.Table:
     """One row per (distinct video, query): keyframe image paths (under
     ``{warehouse}/keyframes/{partition_key}/``), frame ids, timestamps, scores, the query, settings, error. A
     manifest's ``query`` column gives each row's question (the step's ``text`` when it has none); every
-    question about one video is answered from one decode of it."""
+    question about one video is answered from one decode of it. Keyword arguments as for
+    :func:`extract_keyframes_and_embeddings`."""
+    return extract_keyframes_and_embeddings(manifest_df, settings, warehouse, partition_key, models,
+                                            embeddings=False, **kwargs)[0]
+
+
+def extract_keyframes_and_embeddings(
+        manifest_df: pd.DataFrame, settings: KeyframeSettings = KeyframeSettings(),
+        warehouse: str = "data/warehouse", partition_key: str = "default", models: ModelSettings = ModelSettings(),
+        *, keyframes: bool = True, embeddings: bool = True, storage_options: dict | None = None,
+        progress_callback: Optional[ProgressCallback] = None, progress_every_sec: float = 10.0,
+        backend: ComputeBackend | None = None, source_policy: SourcePolicy | None = None,
+        limits: ReadLimits | None = None) -> tuple[pa.Table | None, pa.Table | None]:
+    """The ``video_keyframes`` table (when ``keyframes``) and the ``video_frame_embeddings`` table (when
+    ``embeddings``) from one keyframes pass. Without ``keyframes`` no image is exported: only the candidates
+    are decoded."""
     from video_assets.operators.keyframes import VideoAdaptiveKeyframesSampling
 
     uniq, user = _distinct(manifest_df)
     queries, users = _video_queries(manifest_df, uniq, user, settings.text)
-    factory = partial(VideoAdaptiveKeyframesSampling,
-                      **_keyframes_kwargs(settings, warehouse, partition_key, models, storage_options),
+    kwargs = _keyframes_kwargs(settings, warehouse, partition_key, models, storage_options)
+    if not keyframes:
+        kwargs["output_tos_dir"] = ""
+    factory = partial(VideoAdaptiveKeyframesSampling, **kwargs, return_embeddings=embeddings,
                       **_access_kwargs(source_policy, limits))
     op = factory()  # validates the settings here, before any work; the model loads lazily where it runs
     progress = _progress(len(uniq), "keyframes", progress_callback, progress_every_sec)
     details = (backend or LocalBackend()).map_details(factory, list(uniq["uri"]), progress, texts=queries)
-    return _keyframes_table(uniq, users, details, settings, op, partition_key, queries)
+    return (_keyframes_table(uniq, users, details, settings, op, partition_key, queries) if keyframes else None,
+            _embeddings_table(uniq, user, details, settings, op, partition_key) if embeddings else None)
+
+
+def _embeddings_table(uniq: pd.DataFrame, user: list, details: list, settings: KeyframeSettings, op,
+                      partition_key: str) -> pa.Table:
+    """One row per distinct video: its candidates and their stored (float16) embeddings."""
+    firsts = [d[0] if isinstance(d, list) and d else d for d in details]  # every query's row has them
+    dim = next((d["embeddings"].shape[1] for d in firsts
+                if isinstance(d, dict) and d.get("error") is None and "embeddings" in d), 0)
+    fp = settings.fingerprint(op.clip_model_name)
+    now = datetime.now(timezone.utc)
+    rows, arrays = [], []
+    for (vid, uri), d in zip(zip(uniq["video_id"], uniq["uri"]), firsts):
+        ok = isinstance(d, dict) and d.get("error") is None and "embeddings" in d
+        arrays.append(d["embeddings"] if ok else None)
+        rows.append({"partition_key": partition_key, "video_id": vid, "uri": uri,
+                     "frame_ids": d["candidate_frame_ids"] if ok else None,
+                     "timestamps": d["candidate_timestamps"] if ok else None, "model": op.clip_model_name,
+                     "embed_dim": dim, "effective_fps": d.get("effective_fps"),
+                     "device": d.get("device") or op.device, "settings_hash": fp,
+                     "error": d.get("error") if isinstance(d, dict) else "no result", "extracted_at": now})
+    schema = embeddings_schema(dim)
+    table = build_table(schema.remove(schema.get_field_index(EMBEDDINGS_COLUMN)), rows, user)
+    at = schema.get_field_index(EMBEDDINGS_COLUMN)
+    return table.add_column(at, schema.field(at), embeddings_array(arrays, dim)).replace_schema_metadata(
+        schema.metadata)
 
 
 def shared_decode_problem(quality_settings: QualitySettings, keyframe_settings: KeyframeSettings,
@@ -245,18 +286,32 @@ def shared_decode_problem(quality_settings: QualitySettings, keyframe_settings: 
 
 def score_quality_and_extract_keyframes(
         manifest_df: pd.DataFrame, quality_settings: QualitySettings, keyframe_settings: KeyframeSettings,
-        warehouse: str, partition_key: str, models: ModelSettings = ModelSettings(), *,
-        storage_options: dict | None = None, progress_callback: Optional[ProgressCallback] = None,
-        progress_every_sec: float = 10.0, backend: ComputeBackend | None = None,
-        source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None) -> tuple[pa.Table, pa.Table]:
+        warehouse: str, partition_key: str, models: ModelSettings = ModelSettings(),
+        **kwargs) -> tuple[pa.Table, pa.Table]:
     """:func:`score_quality` and :func:`extract_keyframes` in one pass: each video is decoded once (the union of
     both operators' frames) and feeds both models. Same tables as the two functions. When the settings read
     videos differently (see :func:`shared_decode_problem`) it runs the two steps one after the other."""
+    q, k, _ = quality_keyframes_and_embeddings(manifest_df, quality_settings, keyframe_settings, warehouse,
+                                               partition_key, models, embeddings=False, **kwargs)
+    return q, k
+
+
+def quality_keyframes_and_embeddings(
+        manifest_df: pd.DataFrame, quality_settings: QualitySettings, keyframe_settings: KeyframeSettings,
+        warehouse: str, partition_key: str, models: ModelSettings = ModelSettings(), *, keyframes: bool = True,
+        embeddings: bool = True, storage_options: dict | None = None,
+        progress_callback: Optional[ProgressCallback] = None, progress_every_sec: float = 10.0,
+        backend: ComputeBackend | None = None, source_policy: SourcePolicy | None = None,
+        limits: ReadLimits | None = None) -> tuple[pa.Table, pa.Table | None, pa.Table | None]:
+    """The quality table, and the keyframes (``keyframes``) and frame-embedding (``embeddings``) tables of the
+    keyframes pass, from one decode of each video (see :func:`score_quality_and_extract_keyframes`)."""
     from video_assets.operators.combined import QualityAndKeyframes
 
     q_kwargs = {**_quality_kwargs(quality_settings, models, storage_options), **_access_kwargs(source_policy, limits)}
     k_kwargs = {**_keyframes_kwargs(keyframe_settings, warehouse, partition_key, models, storage_options),
-                **_access_kwargs(source_policy, limits)}
+                **_access_kwargs(source_policy, limits), "return_embeddings": embeddings}
+    if not keyframes:
+        k_kwargs["output_tos_dir"] = ""
     why = shared_decode_problem(quality_settings, keyframe_settings, models, storage_options=storage_options)
     if why:
         log.info("quality and keyframes decode separately: %s", why)
@@ -264,16 +319,20 @@ def score_quality_and_extract_keyframes(
                       progress_every_sec=progress_every_sec, backend=backend, source_policy=source_policy,
                       limits=limits)
         return (score_quality(manifest_df, quality_settings, models, partition_key=partition_key, **common),
-                extract_keyframes(manifest_df, keyframe_settings, warehouse, partition_key, models, **common))
+                *extract_keyframes_and_embeddings(manifest_df, keyframe_settings, warehouse, partition_key, models,
+                                                  keyframes=keyframes, embeddings=embeddings, **common))
     uniq, user = _distinct(manifest_df)
     queries, users = _video_queries(manifest_df, uniq, user, keyframe_settings.text)
     factory = partial(QualityAndKeyframes, quality=q_kwargs, keyframes=k_kwargs)
     op = factory()  # validates both settings before any work; the models load lazily where they run
     progress = _progress(len(uniq), "quality+keyframes", progress_callback, progress_every_sec)
     pairs = (backend or LocalBackend()).map_details(factory, list(uniq["uri"]), progress, texts=queries)
+    k_details = [p[1] for p in pairs]
     return (_quality_table(uniq, user, [p[0] for p in pairs], quality_settings, op.quality, partition_key),
-            _keyframes_table(uniq, users, [p[1] for p in pairs], keyframe_settings, op.keyframes, partition_key,
-                             queries))
+            _keyframes_table(uniq, users, k_details, keyframe_settings, op.keyframes, partition_key, queries)
+            if keyframes else None,
+            _embeddings_table(uniq, user, k_details, keyframe_settings, op.keyframes, partition_key)
+            if embeddings else None)
 
 
 def remove_orphan_keyframes(warehouse: str, partition_key: str, keep: set[str],
