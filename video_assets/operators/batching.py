@@ -212,6 +212,7 @@ def _overlapped(items, describe, prepare, embeds, multi, finish, sizes, decode_w
         with lock:
             started.pop(pos, None)
             running_in.pop(pos, None)
+            waited.pop(pos, None)  # only running items are checked for overdue: nothing per item stays
             if pos in abandoned:
                 return  # the batch gave up on this item already: drop the late result
         while not stop.is_set():
@@ -275,6 +276,7 @@ def _overlapped(items, describe, prepare, embeds, multi, finish, sizes, decode_w
         ready[pos] = out
 
     def complete(pos: int) -> None:
+        queued_of.pop(pos, None)
         parts = feats_of.pop(pos, None) or [[] for _ in streams]
         feats = tuple(torch.cat(p) if p else torch.empty(0) for p in parts)
         out: Outcome = Outcome()
