@@ -9,7 +9,8 @@ from video_assets.orchestration.resources import WarehouseResource
 from video_assets.orchestration.schedules import refresh_stale_partitions, stale_assets
 from video_assets_tests.pipeline_helpers import make_videos, materialize_partition
 
-M, Q, K = (dg.AssetKey(n) for n in ("video_manifest", "video_quality_scores", "video_keyframes"))
+M, Q, K, E = (dg.AssetKey(n) for n in ("video_manifest", "video_quality_scores", "video_keyframes",
+                                       "video_frame_embeddings"))
 
 
 def _evaluate(instance):
@@ -31,16 +32,17 @@ def test_schedule_requests_missing_and_stale_partitions(tmp_path, monkeypatch):
         assert result.success and key == "done"
         assert _evaluate(instance) == {}  # everything fresh
         instance.add_dynamic_partitions(PARTITIONS_NAME, ["todo"])
-        assert _evaluate(instance) == {"todo": {M, Q, K}}
+        assert _evaluate(instance) == {"todo": {M, Q, K, E}}
 
         # a changed default setting / model / pipeline version changes the code version: only that asset
         monkeypatch.setitem(CODE_VERSIONS, Q, "changed")
         assert stale_assets(instance, "done")[Q].startswith("code version ")
-        assert _evaluate(instance) == {"todo": {M, Q, K}, "done": {Q}}
+        assert _evaluate(instance) == {"todo": {M, Q, K, E}, "done": {Q}}
         monkeypatch.undo()
 
         # the manifest table rebuilt after the downstream tables: both downstream are stale
         _, result = materialize_partition(wh, str(tmp_path / "done.csv"), instance, selection=[M])
         assert result.success
-        assert stale_assets(instance, "done") == {Q: "video_manifest is newer", K: "video_manifest is newer"}
-        assert _evaluate(instance)["done"] == {Q, K}
+        assert stale_assets(instance, "done") == {Q: "video_manifest is newer", K: "video_manifest is newer",
+                                                  E: "video_manifest is newer"}
+        assert _evaluate(instance)["done"] == {Q, K, E}

@@ -184,3 +184,55 @@ def test_pipeline_keyframe_rows_per_video_and_question(tmp_path, videos):
                                                                              direct[1]["frame_ids"]}
     assert {(u, q): list(ids) for u, q, ids in zip(keyframes["uri"], keyframes["query"],
                                                     keyframes["frame_ids"])} == expect
+
+
+def test_frame_embeddings_answer_new_questions_like_the_operator(tmp_path, videos, count_fetches):
+    """video_frame_embeddings from the keyframes pass: materialised alone it decodes only the candidates
+    (one pass per video, no images), it round-trips float16 vectors, and select_from_embeddings on it gives the
+    operator's frames for a question it was never asked."""
+    import dagster as dg
+    import numpy as np
+    import pandas as pd
+
+    from video_assets.keyframes import select_from_embeddings
+    from video_assets.operators import VideoAdaptiveKeyframesSampling
+    from video_assets.orchestration.resources import WarehouseResource
+    from video_assets.pipeline.tables import EMBEDDINGS_ASSET, read_table
+    from video_assets.search import search
+    from video_assets_tests.pipeline_helpers import materialize_partition
+
+    paths = [str(videos[n]) for n in ("h264_bframes.mp4", "vp9.webm", "long_gop.mp4")]
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame({"uri": paths + [str(tmp_path / "missing.mp4")], "label": ["a", "b", "c", "d"]}).to_csv(
+        manifest, index=False)
+    wh = WarehouseResource(warehouse=str(tmp_path / "wh"), inbox=str(tmp_path / "inbox"))
+    with dg.instance_for_test() as instance:
+        materialize_partition(wh, str(manifest), instance, selection=[dg.AssetKey("video_manifest")])
+        count_fetches.clear()
+        key, result = materialize_partition(wh, str(manifest), instance,
+                                            selection=[dg.AssetKey(EMBEDDINGS_ASSET)])
+        assert result.success
+    assert sorted(count_fetches.values()) == [1, 1, 1]  # one candidate pass per readable video, no export
+    assert not (tmp_path / "wh" / "keyframes").exists()
+    table = read_table(wh.table_uri(EMBEDDINGS_ASSET, key))
+    assert table.schema.field("embeddings").type.value_type.value_type == "halffloat"
+    rows = table.to_pylist()
+    assert [r["uri"] for r in rows] == paths + [str(tmp_path / "missing.mp4")]
+    assert rows[3]["error"] and rows[3]["embeddings"] is None
+    op = VideoAdaptiveKeyframesSampling(max_num_frames=4, return_keyframes=False, return_embeddings=True,
+                                        device="cpu")
+    direct = op.details(paths, texts=["a grey stripe on the right"] * 3)
+    for r, d in zip(rows[:3], direct):
+        emb = np.array(r["embeddings"], dtype=np.float16)
+        assert r["embed_dim"] == emb.shape[1] == 64 and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=2e-3)
+        assert r["frame_ids"] == d["candidate_frame_ids"] and np.array_equal(emb, d["embeddings"])
+    # a new question from the table: the operator's frame ids, without decoding anything
+    count_fetches.clear()
+    chosen = select_from_embeddings(wh.table_uri(EMBEDDINGS_ASSET, key), "a grey stripe on the right",
+                                    max_num_frames=4, device="cpu")
+    assert not count_fetches
+    assert [c["frame_ids"] for c in chosen[:3]] == [d["frame_ids"] for d in direct]
+    assert [c["scores"] for c in chosen[:3]] == [d["scores"] for d in direct]
+    hits = search(str(tmp_path / "wh"), "a grey stripe on the right", k=3, device="cpu")
+    # the best frame overall: AKS's exact budget always keeps a video's best-scoring candidate
+    assert hits.videos_read == 3 and hits.frames[0].score == max(max(d["scores"]) for d in direct)

@@ -246,7 +246,8 @@ def test_dagster_both_assets_share_a_decode_and_equal_one_at_a_time(tmp_path, de
         assert mats[QUALITY_KEY].metadata["score_histogram"].value.startswith("![histogram]")
         assert mats[KEYFRAMES_KEY].metadata["contact_sheet"].value.startswith("![keyframes]")
         logs = [e.user_message for e in instance.all_logs(result.run_id)]
-        assert any("both assets from one decode per video" in m for m in logs)
+        assert any("all three assets from one decode per video" in m for m in logs)
+        assert mats[dg.AssetKey("video_frame_embeddings")].metadata["shared_decode"].value is True
         checks = result.get_asset_check_evaluations()
         assert len(checks) == 8
         assert all(c.passed for c in checks if c.check_name != "failed_share_below_threshold")

@@ -55,11 +55,12 @@ def test_partition_of_missing_videos_fails_with_the_cause_and_its_fix(tmp_path, 
         assert not result.success
         message = _failure(result)
         folder = str(inbox_manifests / "clips") + os.sep
-        assert "video_quality_scores, video_keyframes: 3 of 3 videos failed" in message
+        assert ("video_quality_scores, video_keyframes, video_frame_embeddings: 3 of 3 videos failed"
+                in message)
         assert checks.ERROR_FAILED_SHARE_ENV in message and f"file not found under {folder}" in message
         assert "fix the paths in the manifest" in message
         assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
-        # the two model assets are not materialised (the partition shows as failed); their error check failed
+        # the model assets are not materialised (the partition shows as failed); their error check failed
         assert [m.asset_key.to_user_string() for m in result.get_asset_materialization_events()] == \
             [MANIFEST_ASSET]
         evals = _evals(result)

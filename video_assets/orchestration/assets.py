@@ -21,11 +21,12 @@ from video_assets.orchestration.partitions import video_manifests
 from video_assets.orchestration.resources import ClipModelResource, ComputeResource, WarehouseResource
 from video_assets.pipeline import report
 from video_assets.pipeline.manifests import ManifestError
-from video_assets.pipeline.runner import (build_manifest_table, extract_keyframes, remove_orphan_keyframes,
-                                          score_quality, score_quality_and_extract_keyframes,
-                                          shared_decode_problem)
+from video_assets.pipeline.runner import (build_manifest_table, extract_keyframes_and_embeddings,
+                                          quality_keyframes_and_embeddings, remove_orphan_keyframes,
+                                          score_quality, shared_decode_problem)
 from video_assets.pipeline.settings import KeyframeSettings, ManifestSettings, ModelSettings, QualitySettings
-from video_assets.pipeline.tables import (KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET, read_frame,
+from video_assets.pipeline.tables import (EMBEDDINGS_ASSET, KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET,
+                                          read_frame,
                                           table_exists, write_table)
 from video_assets.storage import describe_uri
 from video_assets.storage.fs import is_remote_uri
@@ -122,6 +123,8 @@ _DEFAULT_MODELS = ModelSettings()
 MANIFEST_CODE_VERSION = ManifestSettings().fingerprint()
 QUALITY_CODE_VERSION = QualitySettings().fingerprint(_DEFAULT_MODELS.quality_model)
 KEYFRAMES_CODE_VERSION = KeyframeSettings().fingerprint(_DEFAULT_MODELS.keyframes_model)
+# the embeddings are the keyframes pass's candidates: the same settings and model decide them
+EMBEDDINGS_CODE_VERSION = KEYFRAMES_CODE_VERSION
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -268,6 +271,7 @@ def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
 
 
 QUALITY_KEY, KEYFRAMES_KEY = checks.QUALITY_KEY, checks.KEYFRAMES_KEY
+EMBEDDINGS_KEY = dg.AssetKey(EMBEDDINGS_ASSET)
 MODEL_STEP = "video_quality_and_keyframes"
 
 
@@ -336,7 +340,14 @@ def _keyframes_metadata(context: dg.AssetExecutionContext, warehouse: WarehouseR
                      kinds={"pytorch", "parquet"},
                      description="Query-relevant keyframes per video (VideoAdaptiveKeyframesSampling, AKS with "
                                  "CLIP): image paths under {warehouse}/keyframes/{partition}/, frame ids, "
-                                 "timestamps, scores, settings, error."),
+                                 "timestamps, scores, settings, error. One row per (video, query): the "
+                                 "manifest's query column, else the step's text."),
+        dg.AssetSpec(EMBEDDINGS_KEY, deps=[video_manifest], code_version=EMBEDDINGS_CODE_VERSION,
+                     kinds={"pytorch", "parquet"},
+                     description="The keyframes pass's candidate frames per video with their unit-norm CLIP "
+                                 "image embeddings (float16): new questions are answered from it without "
+                                 "decoding (video_assets.keyframes.select_from_embeddings, "
+                                 "python -m video_assets.search)."),
     ],
 )
 def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: QualityKeyframesConfig,
@@ -344,9 +355,10 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
                                 compute: ComputeResource
                                 ) -> Iterator[Union[dg.MaterializeResult, dg.AssetCheckResult]]:
     key = context.partition_key
-    want_q, want_k = QUALITY_KEY in context.selected_asset_keys, KEYFRAMES_KEY in context.selected_asset_keys
+    selected = context.selected_asset_keys
+    want_q, want_k, want_e = QUALITY_KEY in selected, KEYFRAMES_KEY in selected, EMBEDDINGS_KEY in selected
     selected_checks = context.selected_asset_check_keys
-    if not want_q and not want_k:  # only checks selected (e.g. from the UI): evaluate the stored tables
+    if not (want_q or want_k or want_e):  # only checks selected (e.g. from the UI): evaluate the stored tables
         manifest_uri = warehouse.table_uri(MANIFEST_ASSET, key)
         stored_manifest = functools.cache(lambda: _read_if_exists(manifest_uri))
         for asset_key in (QUALITY_KEY, KEYFRAMES_KEY):
@@ -364,21 +376,23 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
     with fail_fast():
         q_settings, k_settings = config.quality.to_settings(), config.keyframes.to_settings()
         models = clip.settings()
-        if want_q and want_k:
+        passes = dict(keyframes=want_k, embeddings=want_e)  # what the keyframes pass must produce
+        if want_q and (want_k or want_e):
             why = shared_decode_problem(q_settings, k_settings, models)
             shared = why is None
-            context.log.info("both assets from one decode per video" if shared
+            many = "all three assets" if want_k and want_e else "both assets"
+            context.log.info(f"{many} from one decode per video" if shared
                              else f"quality and keyframes decode separately: {why}")
-            q_table, k_table = score_quality_and_extract_keyframes(
+            q_table, k_table, e_table = quality_keyframes_and_embeddings(
                 manifest, q_settings, k_settings, warehouse.warehouse_uri, key, models, backend=compute.make(),
-                progress_callback=_progress_logger(context, "quality+keyframes"), **common)
+                progress_callback=_progress_logger(context, "quality+keyframes"), **passes, **common)
         elif want_q:
             q_table = score_quality(manifest, q_settings, models, partition_key=key, backend=compute.make(),
                                     progress_callback=_progress_logger(context, QUALITY_ASSET), **common)
         else:
-            k_table = extract_keyframes(manifest, k_settings, warehouse.warehouse_uri, key, models,
-                                        backend=compute.make(),
-                                        progress_callback=_progress_logger(context, KEYFRAMES_ASSET), **common)
+            k_table, e_table = extract_keyframes_and_embeddings(
+                manifest, k_settings, warehouse.warehouse_uri, key, models, backend=compute.make(),
+                progress_callback=_progress_logger(context, KEYFRAMES_ASSET), **passes, **common)
     compute_s = time.monotonic() - t0
     # shared_decode: both tables came from one decode; elapsed_s is then the time of the shared step
     mostly_failed = []
@@ -398,6 +412,19 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
                                  compute_s + time.monotonic() - t_write, k_settings)
         yield from _report(context, KEYFRAMES_KEY, k_frame, {**md, "shared_decode": shared}, manifest,
                            selected_checks, warehouse, mostly_failed)
+    if want_e:
+        uri = warehouse.table_uri(EMBEDDINGS_ASSET, key)
+        size = write_table(e_table, uri)
+        e_frame = e_table.drop_columns(["embeddings"]).to_pandas()
+        md = _common_metadata(e_table, e_frame, uri, compute_s, int(e_frame["error"].notna().sum()),
+                              ["video_id", "uri", "embed_dim", "error"])
+        frames = int(sum(len(f) for f in e_frame["frame_ids"] if f is not None))
+        md.update({"frames": frames, "model": str(e_frame["model"].iloc[0]) if len(e_frame) else "",
+                   "embed_dim": int(e_frame["embed_dim"].iloc[0]) if len(e_frame) else 0,
+                   "bytes": size, "bytes_per_frame": round(size / frames, 1) if frames else 0.0,
+                   "shared_decode": shared})
+        yield from _report(context, EMBEDDINGS_KEY, e_frame, md, manifest, selected_checks, warehouse,
+                           mostly_failed)
     if mostly_failed:
         raise _mostly_failed_error(mostly_failed)
 
@@ -436,4 +463,5 @@ def _mostly_failed_error(mostly_failed: list) -> dg.Failure:
 ASSETS = [video_manifest, video_quality_and_keyframes]
 CODE_VERSIONS = {dg.AssetKey(MANIFEST_ASSET): MANIFEST_CODE_VERSION,
                  dg.AssetKey(QUALITY_ASSET): QUALITY_CODE_VERSION,
-                 dg.AssetKey(KEYFRAMES_ASSET): KEYFRAMES_CODE_VERSION}
+                 dg.AssetKey(KEYFRAMES_ASSET): KEYFRAMES_CODE_VERSION,
+                 EMBEDDINGS_KEY: EMBEDDINGS_CODE_VERSION}

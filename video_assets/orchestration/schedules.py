@@ -14,7 +14,7 @@ import dagster as dg
 from video_assets.orchestration.assets import CODE_VERSIONS
 from video_assets.orchestration.jobs import video_assets_job
 from video_assets.orchestration.partitions import PARTITIONS_NAME
-from video_assets.pipeline.tables import KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET
+from video_assets.pipeline.tables import EMBEDDINGS_ASSET, KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET
 
 SCHEDULE_CRON_ENV = "VIDEO_ASSETS_SCHEDULE_CRON"
 SCHEDULE_MAX_RUNS_ENV = "VIDEO_ASSETS_SCHEDULE_MAX_RUNS"
@@ -22,7 +22,7 @@ DEFAULT_CRON = "0 3 * * *"  # daily, 03:00
 CODE_VERSION_TAG = "dagster/code_version"
 
 MANIFEST_KEY = dg.AssetKey(MANIFEST_ASSET)
-DOWNSTREAM = (dg.AssetKey(QUALITY_ASSET), dg.AssetKey(KEYFRAMES_ASSET))
+DOWNSTREAM = (dg.AssetKey(QUALITY_ASSET), dg.AssetKey(KEYFRAMES_ASSET), dg.AssetKey(EMBEDDINGS_ASSET))
 
 
 def _latest(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str):

@@ -249,7 +249,9 @@ def _embeddings_table(uniq: pd.DataFrame, user: list, details: list, settings: K
     """One row per distinct video: its candidates and their stored (float16) embeddings."""
     firsts = [d[0] if isinstance(d, list) and d else d for d in details]  # every query's row has them
     dim = next((d["embeddings"].shape[1] for d in firsts
-                if isinstance(d, dict) and d.get("error") is None and "embeddings" in d), 0)
+                if isinstance(d, dict) and d.get("error") is None and "embeddings" in d), None)
+    if dim is None:  # no video gave embeddings: the model says its size (loaded here only in that case)
+        dim = int(op.model.embed_dim)
     fp = settings.fingerprint(op.clip_model_name)
     now = datetime.now(timezone.utc)
     rows, arrays = [], []
