@@ -4,7 +4,7 @@ runner once per process).
     python -m video_assets_tests.daft_program SPEC.json OUT.pkl
 
 SPEC: ``runner`` ("native" or "ray"), ``paths`` (a column with nulls, bad and missing files), ``binaries``
-(bytes files to read, null entries), ``formats``, ``kf_dir``, ``queries`` (names from QUERIES, each run as its
+(bytes files to read, null entries), ``formats``, ``questions`` (one per path, nulls), ``kf_dir``, ``queries`` (names from QUERIES, each run as its
 own query). OUT: per query its schema (column -> dtype string) and ``to_pydict()``, or the error it raised.
 """
 
@@ -54,6 +54,11 @@ QUERIES = {
         VideoAdaptiveKeyframesSampling,
         construct_args={**keyframes_args(spec), "video_src_type": "video_binary", "return_keyframes": False},
         batch_size=3)(col("video_bytes"))),
+    # a question per row (null: the constructor's text); rows naming the same video share its decode
+    "keyframes_questions": lambda spec, ds: ds.with_column("keyframes", las_udf(
+        VideoAdaptiveKeyframesSampling, construct_args={**keyframes_args(spec), "return_keyframes": False,
+                                                        "output_tos_dir": ""},
+        batch_size=8)(col("video_path"), col("question"))),
     # a valid name whose weights are neither local nor in the (empty) hub cache, with the hub offline
     "missing_model": lambda spec, ds: ds.with_column("quality_score", las_udf(
         VideoQualityScore, construct_args={**QUALITY_ARGS, "clip_model_name": "openai/clip-vit-base-patch16"},
@@ -74,7 +79,7 @@ def main(spec_path: str, out_path: str) -> None:
     daft.set_execution_config(actor_udf_ready_timeout=600)
     data = {"video_path": spec["paths"],
             "video_bytes": [None if p is None else Path(p).read_bytes() for p in spec["binaries"]],
-            "video_format": spec["formats"]}
+            "video_format": spec["formats"], "question": spec["questions"]}
     out = {}
     for name in spec["queries"]:
         try:

@@ -29,7 +29,8 @@ pytestmark = [pytest.mark.skipif(importlib.util.find_spec("daft") is None,
 
 REPO = Path(__file__).resolve().parent.parent
 NATIVE_QUERIES = ["quality", "prompt_list", "details_binary", "keyframes", "keyframes_binary",
-                  "missing_model"]
+                  "keyframes_questions", "missing_model"]
+
 RAY_QUERIES = ["quality_2_workers", "keyframes", "missing_model"]
 
 
@@ -45,14 +46,16 @@ def corpus(tmp_path_factory) -> dict:
             "paths": [good[0], str(corrupt), None, good[1], missing, good[2]],
             # the bytes column: the same videos, the missing one as the corrupt bytes; formats with nulls
             "binaries": [good[0], str(corrupt), None, good[1], str(corrupt), good[2]],
-            "formats": ["mp4", None, None, "mp4", None, "mp4"]}
+            "formats": ["mp4", None, None, "mp4", None, "mp4"],
+            "questions": ["a dog", "a cat", None, None, "a cat", "a red car"]}
 
 
 def _start(corpus: dict, runner: str, queries: list[str]) -> tuple[subprocess.Popen, Path]:
     d = corpus["dir"] / runner
     d.mkdir()
     spec = {"runner": runner, "paths": corpus["paths"], "binaries": corpus["binaries"],
-            "formats": corpus["formats"], "kf_dir": str(d / "keyframes"), "queries": queries}
+            "formats": corpus["formats"], "questions": corpus["questions"], "kf_dir": str(d / "keyframes"),
+            "queries": queries}
     (d / "spec.json").write_text(json.dumps(spec))
     (d / "hf").mkdir()
     # conftest's settings (tiny model, hub offline, dummy AWS credentials) reach the program and its workers;
@@ -218,6 +221,20 @@ def test_binary_input_with_formats_and_details_with_the_reason(programs, direct,
             for k in ("frame_indices", "timestamps", "truncated", "warnings"):
                 assert row[k] == want[k], k
             assert len(row["frame_indices"]) == 4
+
+
+def test_keyframes_with_a_question_per_row(programs, corpus):
+    """``las_udf(VideoAdaptiveKeyframesSampling, ...)(col("video"), col("question"))``: each row's frames are
+    the operator's for that row's question (null: the constructor's text)."""
+    out = programs("native")["keyframes_questions"]
+    rows = _by_path(out["rows"], "keyframes")
+    op = VideoAdaptiveKeyframesSampling(text="spoon", max_num_frames=4, fps=2.0, return_keyframes=False)
+    asked = {p: q for p, q in zip(corpus["paths"], corpus["questions"]) if p is not None}
+    want = dict(zip(corpus["good"], op.details(corpus["good"], texts=[asked[p] for p in corpus["good"]])))
+    assert [want[p]["query"] for p in corpus["good"]] == ["a dog", "spoon", "a red car"]
+    for p in corpus["good"]:
+        assert rows[p]["frame_ids"] == want[p]["frame_ids"] and rows[p]["error"] is None
+    assert rows[corpus["missing"]]["error"] and rows[None] is None
 
 
 def test_keyframes_from_a_binary_column(programs, direct, corpus):

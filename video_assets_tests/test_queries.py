@@ -236,3 +236,18 @@ def test_frame_embeddings_answer_new_questions_like_the_operator(tmp_path, video
     hits = search(str(tmp_path / "wh"), "a grey stripe on the right", k=3, device="cpu")
     # the best frame overall: AKS's exact budget always keeps a video's best-scoring candidate
     assert hits.videos_read == 3 and hits.frames[0].score == max(max(d["scores"]) for d in direct)
+
+
+def test_daft_rows_naming_one_video_share_its_decode(videos, count_fetches):
+    """The Daft keyframes UDF with a question column: rows of a batch that name the same video become one
+    video with a list of queries (one decode), and each row gets its own question's frames."""
+    pytest.importorskip("daft")
+    from video_assets.daft.udf import _per_row_queries
+
+    a, b = str(videos["h264_bframes.mp4"]), str(videos["hevc.mkv"])
+    op = kf_op()
+    rows = _per_row_queries(op, [a, b, a, a], None, ["a black square", None, "a red stripe", "a black square"])
+    assert sorted(count_fetches.values()) == [1, 1]
+    assert [r["query"] for r in rows] == ["a black square", "a white square", "a red stripe", "a black square"]
+    for r, path in zip(rows, [a, b, a, a]):
+        assert r["frame_ids"] == independent_selection(path, r["query"])[0]

@@ -117,7 +117,9 @@ class OperatorUDF:
 
     ``udf(col("video_path"))``; quality on bytes: ``udf(col("video_bytes"), col("video_format"))`` (the second
     column optional, null entries use ``default_video_format``); keyframes: one column as ``video_src_type``
-    says (Utf8 for "video_url"/"video_base64", Binary for "video_binary"), optionally a formats column.
+    says (Utf8 for "video_url"/"video_base64", Binary for "video_binary"), optionally a Utf8 column of
+    queries, one per row (``udf(col("video"), col("question"))``; null: the constructor's ``text``; the rows of
+    one batch that name the same video are answered from one decode of it), and ``formats=`` a formats column.
     """
 
     def __init__(self, instance: Any, method_name: str, dtype: DataType, operator_name: str):
@@ -125,14 +127,27 @@ class OperatorUDF:
         self.return_dtype = dtype
         self.operator_name = operator_name
 
-    def __call__(self, videos: Expression | str, formats: Expression | str | None = None) -> Expression:
-        videos = col(videos) if isinstance(videos, str) else videos
-        formats = col(formats) if isinstance(formats, str) else formats
-        if not isinstance(videos, Expression) or not (formats is None or isinstance(formats, Expression)):
+    def __call__(self, videos: Expression | str, second: Expression | str | None = None, *,
+                 formats: Expression | str | None = None, queries: Expression | str | None = None) -> Expression:
+        """Quality: ``(videos, formats)``; keyframes: ``(videos, queries)`` and ``formats=``."""
+        keyframes = self.operator_name == "VideoAdaptiveKeyframesSampling"
+        if second is not None:
+            if (queries if keyframes else formats) is not None:
+                raise TypeError(f"{self.operator_name} UDF: the second column was given twice")
+            queries, formats = (second, formats) if keyframes else (queries, second)
+        if queries is not None and not keyframes:
+            raise TypeError("queries are for the VideoAdaptiveKeyframesSampling UDF")
+        videos, formats, queries = (col(c) if isinstance(c, str) else c for c in (videos, formats, queries))
+        if not all(c is None or isinstance(c, Expression) for c in (videos, formats, queries)) or videos is None:
             raise TypeError(f"{self.operator_name} UDF: call it on columns, e.g. udf(col('video_path')); "
                             f"got {type(videos).__name__}")
         method = getattr(self._instance, self._method_name)
-        return method(videos) if formats is None else method(videos, formats)
+        args = [videos, formats if formats is not None else daft.lit(None).cast(DataType.string())]
+        if queries is not None:
+            args.append(queries)
+        elif formats is None:
+            args = args[:1]
+        return method(*args)
 
     def __repr__(self) -> str:
         return f"<{self.operator_name} Daft UDF -> {self.return_dtype}>"
@@ -184,8 +199,8 @@ def operator_udf(operator_class: type, construct_args: Mapping[str, Any] | None 
             self.op = _build(op_class, _worker_args(args))
             self.model = self.op.model
 
-        def run(self, videos: Series, formats: Series | None = None) -> Series:
-            rows = _run_rows(self.op, kind, src_type, details, return_keyframes, videos, formats)
+        def run(self, videos: Series, formats: Series | None = None, queries: Series | None = None) -> Series:
+            rows = _run_rows(self.op, kind, src_type, details, return_keyframes, videos, formats, queries)
             return Series.from_pylist(rows, name=videos.name(), dtype=dtype)
 
     # A fresh function object per configuration (daft.method.batch sets attributes on it).
@@ -223,9 +238,19 @@ def _check_column(kind: str, src_type: str | None, videos: Series, formats: Seri
     return is_bin
 
 
+def _check_queries(queries: Series | None) -> list | None:
+    if queries is None:
+        return None
+    if queries.datatype() not in (DataType.string(), DataType.null()):
+        raise TypeError(f"VideoAdaptiveKeyframesSampling UDF: the queries column {queries.name()!r} is "
+                        f"{queries.datatype()}; expected Utf8 (one query per row)")
+    return queries.to_pylist()
+
+
 def _run_rows(op, kind: str, src_type: str | None, details: bool, return_keyframes: bool, videos: Series,
-              formats: Series | None) -> list:
+              formats: Series | None, queries: Series | None = None) -> list:
     is_bin = _check_column(kind, src_type, videos, formats)
+    asked = _check_queries(queries)
     values = videos.to_pylist()
     fmts = formats.to_pylist() if formats is not None else None
     # Null inputs are null outputs: they never reach the operator (which would call them bad videos).
@@ -239,12 +264,34 @@ def _run_rows(op, kind: str, src_type: str | None, details: bool, return_keyfram
         found = (op.score_details(video_binaries=srcs, video_formats=kept_fmts) if is_bin
                  else op.score_details(video_paths=srcs, video_formats=kept_fmts))
         convert = _quality_detail if details else (lambda d: d["score"])
+    elif asked is not None:
+        found = _per_row_queries(op, srcs, kept_fmts, [asked[i] for i in keep])
+        convert = (lambda d: _keyframes_row(d, return_keyframes))
     else:
         found = op.details(srcs, video_formats=kept_fmts)
         convert = (lambda d: _keyframes_row(d, return_keyframes))
     for i, d in zip(keep, found):
         out[i] = convert(d)
     return out
+
+
+def _per_row_queries(op, srcs: list, fmts: list | None, asked: list) -> list[dict]:
+    """One keyframes detail per row: rows naming the same video (and format) are one video with a list of
+    queries, so it is decoded and embedded once for all of them."""
+    videos: dict[tuple, int] = {}
+    order: list[tuple[int, int]] = []  # row -> (video, position in that video's queries)
+    texts: list[list] = []
+    for i, src in enumerate(srcs):
+        key = (src, fmts[i] if fmts is not None else None)
+        v = videos.setdefault(key, len(videos))
+        if v == len(texts):
+            texts.append([])
+        order.append((v, len(texts[v])))
+        texts[v].append(asked[i])
+    keys = list(videos)
+    found = op.details([k[0] for k in keys], video_formats=[k[1] for k in keys] if fmts is not None else None,
+                       texts=texts)
+    return [found[v][j] for v, j in order]
 
 
 def _quality_detail(d: dict) -> dict:
