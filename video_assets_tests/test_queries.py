@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from video_assets.pipeline.manifests import read_manifest
+from video_assets_tests.videos import read_index
 
 
 def test_manifest_query_column_and_its_aliases(tmp_path):
@@ -233,6 +235,12 @@ def test_frame_embeddings_answer_new_questions_like_the_operator(tmp_path, video
     assert not count_fetches
     assert [c["frame_ids"] for c in chosen[:3]] == [d["frame_ids"] for d in direct]
     assert [c["scores"] for c in chosen[:3]] == [d["scores"] for d in direct]
+    # exporting them decodes only those frames, and writes what the operator would have written
+    out = tmp_path / "exported"
+    exporter = VideoAdaptiveKeyframesSampling(output_tos_dir=str(out), img_type=".png", device="cpu")
+    written, arrays = exporter.export_frames(chosen[0]["uri"], chosen[0]["frame_ids"])
+    assert [int(os.path.basename(p).split("-")[0]) for p in written] == chosen[0]["frame_ids"]
+    assert [read_index(a) for a in arrays] == chosen[0]["frame_ids"]
     hits = search(str(tmp_path / "wh"), "a grey stripe on the right", k=3, device="cpu")
     # the best frame overall: AKS's exact budget always keeps a video's best-scoring candidate
     assert hits.videos_read == 3 and hits.frames[0].score == max(max(d["scores"]) for d in direct)

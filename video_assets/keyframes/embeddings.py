@@ -101,8 +101,9 @@ def select_from_embeddings(table_or_uri: pa.Table | str, query: str, max_num_fra
 
     Returns one dict per stored video, in table order: ``video_id``, ``uri``, ``query``, ``frame_ids``,
     ``timestamps``, ``scores``, ``num_candidates``, ``error`` (the stored error for a video that had none, or
-    None). To write the chosen frames as images, pass a result to
-    :func:`video_assets.operators.keyframes.export_keyframes`, which decodes only those frames.
+    None). To write the chosen frames as images,
+    ``VideoAdaptiveKeyframesSampling(output_tos_dir=...).export_frames(r["uri"], r["frame_ids"])`` decodes
+    only those frames.
     """
     if not isinstance(query, str):
         raise ValueError(f"query must be a string, got {type(query).__name__}")

@@ -320,6 +320,18 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
             budget.add(len(union) * meta["frame_bytes"])
         return out
 
+    def export_frames(self, video: Any, frame_ids: Sequence[int], video_format: str | None = None
+                      ) -> tuple[list[str], list[np.ndarray]]:
+        """Decode only ``frame_ids`` of one video (a seek each) and write them as this operator writes its
+        keyframes (``output_tos_dir``, ``img_type``); returns (paths, arrays when ``return_keyframes``). For
+        frames chosen without this operator, e.g. by
+        :func:`video_assets.keyframes.select_from_embeddings`. Raises for an unreadable video."""
+        [item] = make_inputs([video], [video_format] if video_format else None, self.video_format,
+                             self.video_src_type)
+        if item.error:
+            raise VideoSourceError(item.error)
+        return self._export(item, sorted(set(int(f) for f in frame_ids)))
+
     def _export(self, item: VideoInput, frame_ids: list[int]) -> tuple[list[str], list[np.ndarray]]:
         """Fetch the selected frames again (a seek each; cheaper than holding every candidate at full size),
         encode and write them."""
