@@ -69,13 +69,20 @@ def bench_select(videos, model: str, repeat: int) -> dict:
 
     from bench.timing import interleaved
     from video_assets.keyframes import select_from_embeddings
+    from video_assets.keyframes.embeddings import embeddings_array
     from video_assets.operators import VideoAdaptiveKeyframesSampling
-    from video_assets.pipeline.tables import embeddings_table_for
 
     op = VideoAdaptiveKeyframesSampling(clip_model_name=model, device="cpu", return_keyframes=False,
-                                        max_num_frames=8, progress=False)
-    details = op.details(videos, return_embeddings=True)
-    table: pa.Table = embeddings_table_for(videos, details, op.clip_model_name, "bench")
+                                        max_num_frames=8, progress=False, return_embeddings=True)
+    details = op.details(videos)
+    dim = details[0]["embeddings"].shape[1]
+    # the columns select_from_embeddings reads, as video_frame_embeddings stores them
+    table = pa.table({"video_id": [d["video_id"] for d in details], "uri": videos,
+                      "frame_ids": [d["candidate_frame_ids"] for d in details],
+                      "timestamps": [d["candidate_timestamps"] for d in details],
+                      "embeddings": embeddings_array([d["embeddings"] for d in details], dim),
+                      "model": [op.clip_model_name] * len(details), "error": [None] * len(details)})
+    op.return_embeddings = False
     q = QUERIES[5]
     fns = {"operator": lambda: op.details(videos, texts=[q] * len(videos)),
            "select_from_embeddings": lambda: select_from_embeddings(table, q, max_num_frames=8, device="cpu")}

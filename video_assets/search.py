@@ -128,24 +128,20 @@ def search(warehouse: str, query: str, k: int = 20, *, model: str | None = None,
     for fs, path in embedding_files(warehouse, storage_options):
         result.files_read += 1
         for batch in _batches(fs, path):
-            rows = batch.to_pydict()
+            rows = batch.drop_columns([EMBEDDINGS_COLUMN]).to_pydict()  # small: ids, times, names
             emb = batch.column(EMBEDDINGS_COLUMN)
-            for i, name in enumerate(rows["model"]):
-                vectors = emb[i]
-                if not vectors.is_valid or len(vectors) == 0:
-                    continue
-                if result.model is None:
-                    result.model = name
-                if name != result.model:
-                    result.skipped_other_model += 1
-                    continue
-                if text is None:
-                    text = encoder(result.model, query)
-                result.videos_read += 1
-                flat = vectors.values
-                scores = relevance(flat.flatten().to_numpy(zero_copy_only=False).reshape(-1, flat.type.list_size),
-                                   text)
-                _offer(rows, i, scores, frames, videos, k)
+            keep = [i for i, name in enumerate(rows["model"]) if emb[i].is_valid and len(emb[i])]
+            if result.model is None and keep:
+                result.model = rows["model"][keep[0]]
+            other = [i for i in keep if rows["model"][i] != result.model]
+            result.skipped_other_model += len(other)
+            keep = [i for i in keep if rows["model"][i] == result.model]
+            if not keep:
+                continue
+            if text is None:
+                text = encoder(result.model, query)
+            result.videos_read += len(keep)
+            _offer_batch(rows, emb, keep, text, frames, videos, k)
     if result.skipped_other_model:
         log.warning("search: %d video(s) embedded with another model than %s were skipped",
                     result.skipped_other_model, result.model)
@@ -153,18 +149,39 @@ def search(warehouse: str, query: str, k: int = 20, *, model: str | None = None,
     return result
 
 
-def _offer(rows: dict, i: int, scores: np.ndarray, frames: _TopK, videos: _TopK, k: int) -> None:
-    vid, ids = rows["video_id"][i], rows["frame_ids"][i]
-    uri, part = rows.get("uri", [""] * (i + 1))[i], rows.get("partition_key", [""] * (i + 1))[i]
-    times = rows["timestamps"][i] if "timestamps" in rows else None
-    top = np.argsort(-scores, kind="stable")[:k]  # at most k of a video's frames can enter the top k
+def _offer_batch(rows: dict, emb: pa.ListArray, keep: list[int], text: np.ndarray, frames: _TopK,
+                 videos: _TopK, k: int) -> None:
+    """Score every frame of a record batch with one matrix product, and offer only the batch's best ``k``
+    frames and each video's best frame to the running top ``k``."""
+    offsets = emb.offsets.to_numpy()
+    dim = emb.type.value_type.list_size
+    flat = emb.values.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    base = int(offsets[0])
+    starts = np.array([offsets[i] - base for i in keep])
+    stops = np.array([offsets[i + 1] - base for i in keep])
+    take = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)])
+    scores = relevance(flat[take], text)
+    owner = np.repeat(np.arange(len(keep)), stops - starts)  # row (in keep) of each scored frame
+    first = np.concatenate([[0], np.cumsum(stops - starts)[:-1]])
+    times = rows.get("timestamps")
+
+    def hit(j: int, cls):
+        r = keep[owner[j]]
+        pos = j - first[owner[j]]
+        t = times[r][pos] if times and times[r] else None
+        return cls(float(scores[j]), rows["video_id"][r], rows.get("uri", [""] * (r + 1))[r],
+                   rows.get("partition_key", [""] * (r + 1))[r], int(rows["frame_ids"][r][pos]),
+                   None if t is None else float(t))
+
+    top = np.argsort(-scores, kind="stable")[:k]
     for j in top:
-        j = int(j)
-        hit = FrameHit(float(scores[j]), vid, uri, part, int(ids[j]), float(times[j]) if times else None)
-        frames.offer((vid, hit.frame_id), hit.score, hit)
-    j = int(top[0])
-    videos.offer(vid, float(scores[j]), VideoHit(float(scores[j]), vid, uri, part, int(ids[j]),
-                                                 float(times[j]) if times else None))
+        f = hit(int(j), FrameHit)
+        frames.offer((f.video_id, f.frame_id), f.score, f)
+    best = np.maximum.reduceat(scores, first)  # each video's best score
+    for o in np.argsort(-best, kind="stable")[:k]:
+        j = int(first[o] + np.argmax(scores[first[o]:first[o] + (stops[o] - starts[o])]))
+        v = hit(j, VideoHit)
+        videos.offer(v.video_id, v.score, v)
 
 
 # -- the command -------------------------------------------------------------------------------------------
