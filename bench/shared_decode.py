@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
           f"({rows['decode']['ratio']:.2f}x)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"rows": rows, "videos": [Path(p).name for p in paths], "quick": args.quick, "workers": workers,
+        args.json.write_text(json.dumps({"rows": rows, "videos": [Path(p).name for p in paths],
+                                         "quick": args.quick, "workers": workers,
                                          "repeat": args.repeat, "cpus": os.cpu_count(), "target": TARGET,
                                          "target_met": ok, "torch": torch.__version__}, indent=1))
     return 0

@@ -420,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
                 parts[name] = old
                 kept.append(name)
     rows, targets = summarize(parts, args.quick)
-    result = {"merged_parts_from_earlier_run": kept,"schema": SUITE_SCHEMA, "machine": machine, "quick": args.quick, "repeat": repeat,
+    result = {"merged_parts_from_earlier_run": kept, "schema": SUITE_SCHEMA, "machine": machine,
+              "quick": args.quick, "repeat": repeat,
               "device": args.device, "models": models, "started": started,
               "command": "python -m bench.suite " + " ".join(argv if argv is not None else sys.argv[1:]),
               "wall_s": time.perf_counter() - t_start, "environment": env, "rows": rows, "targets": targets,

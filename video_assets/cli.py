@@ -17,8 +17,9 @@ import json
 import os
 import sys
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -28,7 +29,7 @@ JOB_NAME = "video_assets_job"
 LOCATION = "video_assets.definitions"  # the code location's name in workspace.yaml's dagster dev
 
 
-def project_instance() -> "dg.DagsterInstance":
+def project_instance() -> dg.DagsterInstance:
     """The Dagster instance of ``$DAGSTER_HOME``, else of the repository's ``dagster_home/`` (``make dev``'s
     instance; ``DAGSTER_HOME`` is then set for this process)."""
     import dagster as dg
@@ -41,7 +42,7 @@ def project_instance() -> "dg.DagsterInstance":
     return dg.DagsterInstance.get()
 
 
-def add_partition(instance: "dg.DagsterInstance", key: str) -> bool:
+def add_partition(instance: dg.DagsterInstance, key: str) -> bool:
     """Add ``key`` to the ``video_manifests`` partitions; False when it was there already."""
     from video_assets.orchestration.partitions import PARTITIONS_NAME
 
@@ -51,8 +52,8 @@ def add_partition(instance: "dg.DagsterInstance", key: str) -> bool:
     return True
 
 
-def run_partition(instance: "dg.DagsterInstance", key: str, resources: dict | None = None,
-                  run_config: dict | None = None) -> "dg.ExecuteInProcessResult":
+def run_partition(instance: dg.DagsterInstance, key: str, resources: dict | None = None,
+                  run_config: dict | None = None) -> dg.ExecuteInProcessResult:
     """Run ``video_assets_job`` (the three assets and their checks) for partition ``key`` in this process,
     recorded in ``instance``; ``resources`` override the defaults from the environment."""
     import dagster as dg
@@ -98,7 +99,7 @@ def launch_remote(url: str, key: str) -> str:
                                        repository_name="__repository__", tags={"dagster/partition": key})
 
 
-def print_result(result: "dg.ExecuteInProcessResult") -> None:
+def print_result(result: dg.ExecuteInProcessResult) -> None:
     import dagster as dg
 
     for ev in result.all_events:

@@ -12,7 +12,6 @@ from video_assets.orchestration.resources import default_resources
 from video_assets.orchestration.schedules import SCHEDULES
 from video_assets.orchestration.sensors import SENSORS
 
-
 defs = dg.Definitions(
     assets=ASSETS,
     jobs=[video_assets_job],

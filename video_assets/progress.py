@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any, Union
 
 log = logging.getLogger(__name__)
 

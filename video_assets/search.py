@@ -17,8 +17,9 @@ import argparse
 import logging
 import sys
 import types
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa

@@ -4,8 +4,9 @@ runner once per process).
     python -m video_assets_tests.daft_program SPEC.json OUT.pkl
 
 SPEC: ``runner`` ("native" or "ray"), ``paths`` (a column with nulls, bad and missing files), ``binaries``
-(bytes files to read, null entries), ``formats``, ``questions`` (one per path, nulls), ``kf_dir``, ``queries`` (names from QUERIES, each run as its
-own query). OUT: per query its schema (column -> dtype string) and ``to_pydict()``, or the error it raised.
+(bytes files to read, null entries), ``formats``, ``questions`` (one per path, nulls), ``kf_dir``, ``queries``
+(names from QUERIES, each run as its own query). OUT: per query its schema (column -> dtype string) and
+``to_pydict()``, or the error it raised.
 """
 
 from __future__ import annotations

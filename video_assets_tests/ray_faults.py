@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 
 class CrashingFactory:
@@ -32,7 +33,7 @@ class CrashingFactory:
     def crashes(self) -> list[str]:
         return self.crash_log.read_text().split() if self.crash_log.exists() else []
 
-    def __call__(self) -> "_CrashingOperator":
+    def __call__(self) -> _CrashingOperator:
         return _CrashingOperator(self)
 
 

@@ -20,8 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from video_assets_tests.bad_inputs import (BadInput, jsonl_manifest, make_good_videos, make_video_corpus,
-                                           manifest_level_lines)
+from video_assets_tests.bad_inputs import (
+    BadInput,
+    jsonl_manifest,
+    make_good_videos,
+    make_video_corpus,
+    manifest_level_lines,
+)
 from video_assets_tests.pipeline_helpers import s3_client
 from video_assets_tests.servers import http_file_server
 

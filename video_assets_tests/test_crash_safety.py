@@ -21,10 +21,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from PIL import Image
 
-import dagster as dg
 from video_assets.orchestration.resources import WarehouseResource
 from video_assets.pipeline.tables import KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET, read_table
 from video_assets_tests.pipeline_helpers import make_videos, materialize_partition

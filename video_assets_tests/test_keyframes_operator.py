@@ -65,8 +65,9 @@ def test_export_local_png_is_exact_and_idempotent(videos, tmp_path):
 
 
 def test_export_jpeg_to_s3(videos, s3_bucket, s3_endpoint):
-    import boto3
     import io
+
+    import boto3
 
     path = str(videos["vp9.webm"])
     out = op(output_tos_dir=f"s3://{s3_bucket}/keyframes/", return_keyframes=False)([path])[0]
@@ -126,7 +127,8 @@ def test_empty_text_is_allowed(videos):
     assert out["scores"] == pytest.approx([float(scores[i]) for i in chosen], abs=1e-5)
 
 
-@pytest.mark.parametrize("kw,param", [(dict(img_type=".gif"), "img_type"), (dict(video_src_type="url"), "video_src_type"),
+@pytest.mark.parametrize("kw,param", [(dict(img_type=".gif"), "img_type"),
+                                      (dict(video_src_type="url"), "video_src_type"),
                                       (dict(max_num_frames=0), "max_num_frames"), (dict(fps=0), "fps"),
                                       (dict(t1=float("nan")), "t1"), (dict(max_candidates=0), "max_candidates")])
 def test_wrong_parameters(kw, param):

@@ -1,19 +1,26 @@
 """materialize() of the three assets (with their checks) for one partition: local warehouse and an s3://
 warehouse on moto's server. The tables are read back and checked."""
 
+import dagster as dg
 import pyarrow as pa
 import pytest
 
-import dagster as dg
 from video_assets.orchestration.assets import ASSETS, MODEL_STEP, QUALITY_CODE_VERSION
 from video_assets.orchestration.jobs import video_assets_job
 from video_assets.orchestration.partitions import PARTITIONS_NAME
 from video_assets.orchestration.resources import WarehouseResource, default_resources
-from video_assets.pipeline.tables import (KEYFRAMES_ASSET, KEYFRAMES_SCHEMA, MANIFEST_ASSET, MANIFEST_SCHEMA,
-                                          QUALITY_ASSET, QUALITY_SCHEMA, read_table, user_values)
+from video_assets.pipeline.tables import (
+    KEYFRAMES_ASSET,
+    KEYFRAMES_SCHEMA,
+    MANIFEST_ASSET,
+    MANIFEST_SCHEMA,
+    QUALITY_ASSET,
+    QUALITY_SCHEMA,
+    read_table,
+    user_values,
+)
 from video_assets.storage import filesystem_for
-from video_assets_tests.pipeline_helpers import (DEMO_CSV, make_videos, materialize_partition, s3_client,
-                                                 upload_tree)
+from video_assets_tests.pipeline_helpers import DEMO_CSV, make_videos, materialize_partition, s3_client, upload_tree
 
 USER_COLUMNS = ["label", "score_hint"]
 

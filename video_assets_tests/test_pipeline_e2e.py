@@ -8,8 +8,14 @@ import time
 import pytest
 
 from video_assets.pipeline.registry import ManifestRegistry
-from video_assets.pipeline.tables import (KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET, read_frame,
-                                          table_uri, user_values)
+from video_assets.pipeline.tables import (
+    KEYFRAMES_ASSET,
+    MANIFEST_ASSET,
+    QUALITY_ASSET,
+    read_frame,
+    table_uri,
+    user_values,
+)
 from video_assets_tests.dagster_dev import dagster_dev
 from video_assets_tests.pipeline_helpers import make_videos, wait_for, write_atomic
 

@@ -10,9 +10,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from video_assets.operators.common import stable_video_id
-from video_assets.pipeline.manifests import (ManifestError, assign_partition_key, base_partition_key,
-                                             manifest_identity, read_manifest, resolve_uri,
-                                             sanitize_partition_key)
+from video_assets.pipeline.manifests import (
+    ManifestError,
+    assign_partition_key,
+    base_partition_key,
+    manifest_identity,
+    read_manifest,
+    resolve_uri,
+    sanitize_partition_key,
+)
 from video_assets.pipeline.registry import ManifestRegistry
 from video_assets_tests.pipeline_helpers import DEMO_CSV, s3_client
 
@@ -114,7 +120,8 @@ def test_malformed_lines_become_rows_with_an_error(tmp_path, name, content, erro
     ("bad.csv", 'uri,label\n"a.mp4"x,y\n', r"bad\.csv: the manifest lists no videos.*line 2: .*"),
     ("nouri.csv", "path,label\na.mp4,x\n", r"nouri\.csv: line 1: the header has no 'uri' or 'video_path'"),
     ("bad.jsonl", '{"uri": "b.mp4"\n[1, 2]\n',
-     r"bad\.jsonl: the manifest lists no videos \(2 malformed.*line 1: invalid JSON.*line 2: expected a JSON object, got list"),
+     r"bad\.jsonl: the manifest lists no videos \(2 malformed.*line 1: invalid JSON"
+     r".*line 2: expected a JSON object, got list"),
     ("bad.jsonl", '{"uri": 5}\n', r"bad\.jsonl.*line 1: 'uri'/'video_path' is not a string \(int\)"),
     ("empty.csv", "\n\n", r"empty\.csv: empty manifest"),
     ("none.txt", "# nothing\n", r"none\.txt: the manifest lists no videos"),

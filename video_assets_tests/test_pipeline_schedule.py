@@ -3,6 +3,7 @@
 from datetime import datetime, timezone
 
 import dagster as dg
+
 from video_assets.orchestration.assets import CODE_VERSIONS
 from video_assets.orchestration.partitions import PARTITIONS_NAME
 from video_assets.orchestration.resources import WarehouseResource

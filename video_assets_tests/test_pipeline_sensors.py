@@ -3,9 +3,9 @@ restart with the saved cursor, lost cursor, duplicate uploads, changed manifests
 
 import time
 
+import dagster as dg
 import pytest
 
-import dagster as dg
 from video_assets.orchestration.partitions import PARTITIONS_NAME
 from video_assets.orchestration.resources import WarehouseResource
 from video_assets.orchestration.sensors import manifest_sensor, video_upload_sensor

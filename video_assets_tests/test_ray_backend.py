@@ -20,9 +20,9 @@ import pytest
 from video_assets.compute import BACKEND_ENV, LocalBackend, make_backend
 from video_assets.compute.base import ComputeBackendError
 from video_assets.operators import VideoQualityScore
-from video_assets.progress import Progress
 from video_assets.pipeline.runner import extract_keyframes, score_quality
 from video_assets.pipeline.settings import KeyframeSettings, ModelSettings, QualitySettings
+from video_assets.progress import Progress
 from video_assets.storage import describe_uri
 from video_assets_tests.pipeline_helpers import DEMO_CSV, make_videos, materialize_partition
 from video_assets_tests.ray_faults import CrashingFactory

@@ -19,8 +19,15 @@ from video_assets.errors import VideoDecodeError
 from video_assets.video import VideoReader, open_source, sample_frames
 from video_assets_tests.servers import http_file_server
 from video_assets_tests.test_sampler import expected_positions
-from video_assets_tests.videos import (HEIGHT, WIDTH, cover_image, displayed_picture, encode_cover_only,
-                                       encode_video, read_index)
+from video_assets_tests.videos import (
+    HEIGHT,
+    WIDTH,
+    cover_image,
+    displayed_picture,
+    encode_cover_only,
+    encode_video,
+    read_index,
+)
 
 X265 = "bframes=2:keyint=15:min-keyint=15:log-level=error"
 # name -> encode_video arguments, plus (not passed to it) "stream": the video stream's index, "cw": the

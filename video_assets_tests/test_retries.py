@@ -91,7 +91,7 @@ def test_transient_error_mid_read_is_retried_from_the_same_position(fault_server
 def test_classification():
     import aiohttp
     from aiohttp.client_reqrep import RequestInfo
-    from multidict import CIMultiDictProxy, CIMultiDict
+    from multidict import CIMultiDict, CIMultiDictProxy
     from yarl import URL
 
     info = RequestInfo(URL("http://h/x"), "GET", CIMultiDictProxy(CIMultiDict()), URL("http://h/x"))

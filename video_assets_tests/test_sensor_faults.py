@@ -8,9 +8,9 @@ import os
 import time
 import uuid
 
+import dagster as dg
 import pytest
 
-import dagster as dg
 from video_assets.orchestration import sensors
 from video_assets.orchestration.partitions import PARTITIONS_NAME
 from video_assets.orchestration.resources import WarehouseResource

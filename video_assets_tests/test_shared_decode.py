@@ -4,18 +4,22 @@ decodes less, and the Dagster step uses it when both assets are selected (and st
 import pickle
 from functools import partial
 
+import dagster as dg
 import numpy as np
 import pytest
 import torch
 
-import dagster as dg
 from video_assets.operators import VideoAdaptiveKeyframesSampling, VideoQualityScore
 from video_assets.operators.batching import run_overlapped
 from video_assets.operators.combined import QualityAndKeyframes, shared_decode_mismatch
 from video_assets.orchestration.assets import KEYFRAMES_KEY, MODEL_STEP, QUALITY_KEY
 from video_assets.orchestration.resources import WarehouseResource
-from video_assets.pipeline.runner import (extract_keyframes, score_quality, score_quality_and_extract_keyframes,
-                                          shared_decode_problem)
+from video_assets.pipeline.runner import (
+    extract_keyframes,
+    score_quality,
+    score_quality_and_extract_keyframes,
+    shared_decode_problem,
+)
 from video_assets.pipeline.settings import KeyframeSettings, ModelSettings, QualitySettings
 from video_assets.pipeline.tables import KEYFRAMES_ASSET, QUALITY_ASSET, read_frame
 from video_assets.video import TruncatedVideoWarning, VideoReader

@@ -10,18 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
 
-import dagster as dg
 from video_assets.orchestration import checks
 from video_assets.orchestration.partitions import PARTITIONS_NAME
 from video_assets.orchestration.resources import WarehouseResource
 from video_assets.orchestration.sensors import write_upload_manifest
 from video_assets.pipeline import report
 from video_assets.pipeline.manifests import read_manifest
-from video_assets.pipeline.tables import (KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET, read_frame,
-                                          user_values)
+from video_assets.pipeline.tables import KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET, read_frame, user_values
 from video_assets_tests.pipeline_helpers import make_videos, materialize_partition, write_atomic
 
 REPO = Path(__file__).resolve().parent.parent

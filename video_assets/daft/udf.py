@@ -14,7 +14,8 @@ configuration fault: wrong ``construct_args`` (at ``las_udf`` time, in the drive
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import daft
 from daft import DataType, Expression, Series, col
@@ -263,15 +264,13 @@ def _run_rows(op, kind: str, src_type: str | None, details: bool, return_keyfram
     if kind == "quality":
         found = (op.score_details(video_binaries=srcs, video_formats=kept_fmts) if is_bin
                  else op.score_details(video_paths=srcs, video_formats=kept_fmts))
-        convert = _quality_detail if details else (lambda d: d["score"])
-    elif asked is not None:
-        found = _per_row_queries(op, srcs, kept_fmts, [asked[i] for i in keep])
-        convert = (lambda d: _keyframes_row(d, return_keyframes))
-    else:
-        found = op.details(srcs, video_formats=kept_fmts)
-        convert = (lambda d: _keyframes_row(d, return_keyframes))
+        for i, d in zip(keep, found):
+            out[i] = _quality_detail(d) if details else d["score"]
+        return out
+    found = (_per_row_queries(op, srcs, kept_fmts, [asked[i] for i in keep]) if asked is not None
+             else op.details(srcs, video_formats=kept_fmts))
     for i, d in zip(keep, found):
-        out[i] = convert(d)
+        out[i] = _keyframes_row(d, return_keyframes)
     return out
 
 

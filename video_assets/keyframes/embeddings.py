@@ -12,7 +12,8 @@ given the same text embedding (same model, device and dtype).
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 # Re-exported: these lived here before video_assets/ids.py and models/defaults.py.
 from video_assets.ids import stable_video_id

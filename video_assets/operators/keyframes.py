@@ -8,8 +8,9 @@ import io
 import logging
 import os
 import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,14 +21,23 @@ from video_assets.keyframes import aks_select
 from video_assets.keyframes.embeddings import relevance, stored_embeddings
 from video_assets.models import DEFAULT_KEYFRAMES_MODEL, ClipModel
 from video_assets.operators.batching import Outcome, RunStats, error_message, iter_overlapped, run_overlapped
-from video_assets.operators.common import (ClipOperator, VideoInput, default_decode_workers,
-                                           default_model_name, default_model_path, default_window, make_inputs,
-                                           resolve_device, resolve_limits, resolve_source_policy)
+from video_assets.operators.common import (
+    ClipOperator,
+    VideoInput,
+    default_decode_workers,
+    default_model_name,
+    default_model_path,
+    default_window,
+    make_inputs,
+    resolve_device,
+    resolve_limits,
+    resolve_source_policy,
+)
 from video_assets.progress import ProgressArg, resolve_progress
 from video_assets.storage import join_uri, write_bytes
+from video_assets.storage.policy import SourcePolicy
 from video_assets.storage.uri import scheme_of, strip_file_scheme
 from video_assets.video import DEFAULT_CHUNK_FRAMES, FrameBuffer, VideoReader, make_plan, select_positions
-from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import ReadLimits
 from video_assets.video.reader import check_stream_index
 
@@ -71,9 +81,10 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
       idempotent. ``return_keyframes`` (default True, as in LAS): include the frames as HxWx3 uint8 arrays under
       ``"keyframes"`` (printing such a result prints every array). They are full size: 32 keyframes of
       720p are 88 MB per video, so a list-returning call over 1,000 videos holds 88 GB. Over many videos pass
-      ``return_keyframes=False`` (and read the images from ``output_tos_dir``) or use :meth:`iter_details`. ``keyframes_warn_mb`` (default
-      ``$VIDEO_ASSETS_KEYFRAMES_WARN_MB`` or 2048): a ``details``/``__call__`` call whose keyframe arrays would
-      exceed this many MB (projected from the videos finished so far) warns once (KeyframesMemoryWarning).
+      ``return_keyframes=False`` (and read the images from ``output_tos_dir``) or use :meth:`iter_details`.
+      ``keyframes_warn_mb`` (default ``$VIDEO_ASSETS_KEYFRAMES_WARN_MB`` or 2048): a ``details``/``__call__``
+      call whose keyframe arrays would exceed this many MB (projected from the videos finished so far) warns
+      once (KeyframesMemoryWarning).
     - ``progress``: the default for every call: None (a tqdm bar on stderr when interactive, else quiet),
       True, False, or a callable(done, total, rate) called after every video; see :mod:`video_assets.progress`.
     - ``stream_index`` (default: the stream FFmpeg plays, never a cover picture) and ``apply_rotation``
@@ -199,7 +210,7 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
                 run.close()
 
     def _run_args(self, inputs: list[VideoInput], progress: ProgressArg, export_pool: ThreadPoolExecutor,
-                  budget: "_KeyframesBudget | None", texts=None) -> "tuple[dict, _Queries]":
+                  budget: _KeyframesBudget | None, texts=None) -> tuple[dict, _Queries]:
         """The arguments of run_overlapped/iter_overlapped for one call over ``inputs``, and its queries."""
         model = self.model
         queries = self.queries_for(model, inputs, texts)
@@ -214,11 +225,11 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
             progress=resolve_progress(self.progress if progress is None else progress, len(inputs),
                                       "keyframes")), queries
 
-    def queries_for(self, model: ClipModel, inputs: list[VideoInput], texts) -> "_Queries":
+    def queries_for(self, model: ClipModel, inputs: list[VideoInput], texts) -> _Queries:
         """The queries of one call over ``inputs`` (see :meth:`details`), their text features computed."""
         return _Queries(inputs, texts, self.text, model)
 
-    def _keyframes_budget(self, total: int) -> "_KeyframesBudget | None":
+    def _keyframes_budget(self, total: int) -> _KeyframesBudget | None:
         """The size check of a list-returning call (None when it returns no arrays)."""
         return _KeyframesBudget(total, self.keyframes_warn_mb) if self.return_keyframes else None
 
@@ -226,7 +237,7 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
     def exporting(self) -> bool:
         return bool(self.output_tos_dir) or self.return_keyframes
 
-    def _row(self, item: VideoInput, out: Outcome, queries: "_Queries") -> dict | list[dict]:
+    def _row(self, item: VideoInput, out: Outcome, queries: _Queries) -> dict | list[dict]:
         """The detail dict of one video, or its list of dicts (one per query) when it was given a list; waits
         for its export (a failed export fails this video's rows only)."""
         base = {"video_id": item.video_id, "source": item.description, "error": out.error,
@@ -293,8 +304,8 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
                 "truncated": reader.truncated, "warnings": list(reader.warnings), "source": reader.description,
                 "frame_bytes": reader.width * reader.height * 3}
 
-    def _finish(self, item: VideoInput, meta: dict, feats: torch.Tensor, queries: "_Queries",
-                export_pool: ThreadPoolExecutor | None, budget: "_KeyframesBudget | None" = None) -> dict:
+    def _finish(self, item: VideoInput, meta: dict, feats: torch.Tensor, queries: _Queries,
+                export_pool: ThreadPoolExecutor | None, budget: _KeyframesBudget | None = None) -> dict:
         """AKS per query on the candidates' relevance; the union of the chosen frames is exported once."""
         if not meta["frame_ids"]:
             raise ValueError(f"{meta['source']}: no candidate frames could be decoded")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,15 +13,32 @@ import torch
 from video_assets.errors import VideoSourceError
 from video_assets.models import DEFAULT_QUALITY_MODEL, ClipModel
 from video_assets.operators.batching import Outcome, RunStats, iter_overlapped, run_overlapped
-from video_assets.operators.common import (ClipOperator, VideoInput, default_decode_workers,
-                                           default_model_name, default_model_path, default_window, make_inputs,
-                                           resolve_device, resolve_limits, resolve_source_policy)
+from video_assets.operators.common import (
+    ClipOperator,
+    VideoInput,
+    default_decode_workers,
+    default_model_name,
+    default_model_path,
+    default_window,
+    make_inputs,
+    resolve_device,
+    resolve_limits,
+    resolve_source_policy,
+)
 from video_assets.progress import ProgressArg, resolve_progress
 from video_assets.scoring import clip_iqa_probs, parse_prompts, prompt_label, reduce_scores
 from video_assets.scoring.clip_iqa import REDUCE_MODES
-from video_assets.video import (DEFAULT_CHUNK_FRAMES, FrameBuffer, FrameChunk, SampledFrames, VideoReader,
-                                make_plan, sample_chunks, select_positions)
 from video_assets.storage.policy import SourcePolicy
+from video_assets.video import (
+    DEFAULT_CHUNK_FRAMES,
+    FrameBuffer,
+    FrameChunk,
+    SampledFrames,
+    VideoReader,
+    make_plan,
+    sample_chunks,
+    select_positions,
+)
 from video_assets.video.limits import ReadLimits
 from video_assets.video.reader import check_stream_index
 

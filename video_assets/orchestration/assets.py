@@ -6,9 +6,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Iterator, List, Optional, Union
 
 import dagster as dg
 import pandas as pd
@@ -21,13 +21,24 @@ from video_assets.orchestration.partitions import video_manifests
 from video_assets.orchestration.resources import ClipModelResource, ComputeResource, WarehouseResource
 from video_assets.pipeline import report
 from video_assets.pipeline.manifests import ManifestError
-from video_assets.pipeline.runner import (build_manifest_table, extract_keyframes_and_embeddings,
-                                          quality_keyframes_and_embeddings, remove_orphan_keyframes,
-                                          score_quality, shared_decode_problem)
+from video_assets.pipeline.runner import (
+    build_manifest_table,
+    extract_keyframes_and_embeddings,
+    quality_keyframes_and_embeddings,
+    remove_orphan_keyframes,
+    score_quality,
+    shared_decode_problem,
+)
 from video_assets.pipeline.settings import KeyframeSettings, ManifestSettings, ModelSettings, QualitySettings
-from video_assets.pipeline.tables import (EMBEDDINGS_ASSET, KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET,
-                                          read_frame,
-                                          table_exists, write_table)
+from video_assets.pipeline.tables import (
+    EMBEDDINGS_ASSET,
+    KEYFRAMES_ASSET,
+    MANIFEST_ASSET,
+    QUALITY_ASSET,
+    read_frame,
+    table_exists,
+    write_table,
+)
 from video_assets.storage import describe_uri
 from video_assets.storage.fs import is_remote_uri
 
@@ -49,7 +60,7 @@ STORAGE_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONE
 class ManifestConfig(dg.Config):
     probe: bool = Field(default=True, description="Open every video and record duration, fps, size, codec "
                                                   "(a packet scan, no decoding).")
-    probe_workers: Optional[int] = Field(default=None, description="Parallel probes; empty: min(4, CPUs).")
+    probe_workers: int | None = Field(default=None, description="Parallel probes; empty: min(4, CPUs).")
 
     def to_settings(self) -> ManifestSettings:
         return ManifestSettings(probe=self.probe, probe_workers=self.probe_workers)
@@ -67,13 +78,13 @@ class QualityConfig(dg.Config):
     sample_mode: str = Field(default=_Q.sample_mode, description=(
         "by_count_uniform | by_interval_time | by_fps | by_interval_frames | by_timestamps"))
     start_time_sec: float = Field(default=_Q.start_time_sec, description="Window start (seconds).")
-    end_time_sec: Optional[float] = Field(default=_Q.end_time_sec, description="Window end; empty: the end.")
-    count_k: Optional[int] = Field(default=_Q.count_k, description="by_count_uniform: frames per video.")
-    interval_sec: Optional[float] = Field(default=_Q.interval_sec, description="by_interval_time: seconds.")
-    interval_frames: Optional[int] = Field(default=_Q.interval_frames, description="by_interval_frames: n.")
-    target_fps: Optional[float] = Field(default=_Q.target_fps, description="by_fps: frames per second.")
-    timestamps_sec: Optional[List[float]] = Field(default=None, description="by_timestamps: times (s).")
-    max_frames: Optional[int] = Field(default=_Q.max_frames, description="Cap on sampled frames per video.")
+    end_time_sec: float | None = Field(default=_Q.end_time_sec, description="Window end; empty: the end.")
+    count_k: int | None = Field(default=_Q.count_k, description="by_count_uniform: frames per video.")
+    interval_sec: float | None = Field(default=_Q.interval_sec, description="by_interval_time: seconds.")
+    interval_frames: int | None = Field(default=_Q.interval_frames, description="by_interval_frames: n.")
+    target_fps: float | None = Field(default=_Q.target_fps, description="by_fps: frames per second.")
+    timestamps_sec: list[float] | None = Field(default=None, description="by_timestamps: times (s).")
+    max_frames: int | None = Field(default=_Q.max_frames, description="Cap on sampled frames per video.")
     reduce_mode: str = Field(default=_Q.reduce_mode, description="avg | max | min | median over frames.")
     default_video_format: str = Field(default=_Q.default_video_format, description="Container hint.")
 
@@ -96,7 +107,7 @@ class KeyframesConfig(dg.Config):
     t2: float = Field(default=_K.t2, description="AKS split threshold t2.")
     all_depth: int = Field(default=_K.all_depth, description="AKS recursion depth.")
     budget: str = Field(default=_K.budget, description="'exact': always min(max_num_frames, candidates).")
-    max_candidates: Optional[int] = Field(default=_K.max_candidates, description="Cap on candidates (long "
+    max_candidates: int | None = Field(default=_K.max_candidates, description="Cap on candidates (long "
                                                                                  "videos get a lower fps).")
     img_type: str = Field(default=_K.img_type, description=".jpg or .png")
     jpeg_quality: int = Field(default=_K.jpeg_quality, description="JPEG quality of the exported keyframes.")
@@ -216,7 +227,7 @@ def _read_manifest_table(warehouse: WarehouseResource, key: str) -> pd.DataFrame
     return read_frame(uri)
 
 
-def _read_if_exists(uri: str) -> Optional[pd.DataFrame]:
+def _read_if_exists(uri: str) -> pd.DataFrame | None:
     return read_frame(uri) if table_exists(uri) else None
 
 
@@ -353,7 +364,7 @@ def _keyframes_metadata(context: dg.AssetExecutionContext, warehouse: WarehouseR
 def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: QualityKeyframesConfig,
                                 clip: ClipModelResource, warehouse: WarehouseResource,
                                 compute: ComputeResource
-                                ) -> Iterator[Union[dg.MaterializeResult, dg.AssetCheckResult]]:
+                                ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     key = context.partition_key
     selected = context.selected_asset_keys
     want_q, want_k, want_e = QUALITY_KEY in selected, KEYFRAMES_KEY in selected, EMBEDDINGS_KEY in selected
@@ -431,7 +442,7 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
 
 def _report(context: dg.AssetExecutionContext, asset: dg.AssetKey, frame: pd.DataFrame, md: dict,
             manifest: pd.DataFrame, selected_checks, warehouse: WarehouseResource, mostly_failed: list
-            ) -> Iterator[Union[dg.MaterializeResult, dg.AssetCheckResult]]:
+            ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """The materialisation and checks of one written table; or, when more than the error threshold of its
     videos failed, only that check's failed result: the asset is then not materialised (the step fails after
     the other asset), so the partition shows as failed. A failed blocking check after a materialisation would

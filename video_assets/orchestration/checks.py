@@ -12,7 +12,7 @@ import io
 import os
 import random
 import warnings
-from typing import Callable, Collection, Iterator, Optional
+from collections.abc import Callable, Collection, Iterator
 
 import dagster as dg
 import numpy as np
@@ -193,7 +193,7 @@ CHECK_SPECS = [
 ]
 
 
-def evaluate(asset: dg.AssetKey, table: Optional[pd.DataFrame], manifest: Callable[[], Optional[pd.DataFrame]],
+def evaluate(asset: dg.AssetKey, table: pd.DataFrame | None, manifest: Callable[[], pd.DataFrame | None],
              selected: Collection[dg.AssetCheckKey], warehouse: WarehouseResource,
              partition_key: str) -> Iterator[dg.AssetCheckResult]:
     """The results of ``asset``'s checks that are in ``selected`` (a step yields only its selected checks).

@@ -5,7 +5,7 @@ can be changed per run in the Launchpad ("resources" section) or in ``definition
 """
 
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -16,8 +16,8 @@ from video_assets.pipeline.registry import ManifestRegistry, UploadLedger
 from video_assets.pipeline.settings import ModelSettings, pipeline_source_policy
 from video_assets.pipeline.tables import keyframes_dir, table_uri
 from video_assets.storage import join_uri
-from video_assets.storage.uri import scheme_of, strip_file_scheme
 from video_assets.storage.policy import ALL_SCHEMES, SourcePolicy
+from video_assets.storage.uri import scheme_of, strip_file_scheme
 from video_assets.video.limits import ReadLimits
 
 WAREHOUSE_ENV = "VIDEO_ASSETS_WAREHOUSE"
@@ -99,33 +99,33 @@ class WarehouseResource(dg.ConfigurableResource):
         "Sensors: files modified less than this long ago wait for the next evaluation (copies in progress)."))
 
     # -- where manifest rows may point (docs/security.md) ---------------------------------------------------
-    allowed_schemes: List[str] = Field(default=list(ALL_SCHEMES), description=(
+    allowed_schemes: list[str] = Field(default=list(ALL_SCHEMES), description=(
         "Source schemes manifest rows may use: file (local paths), http, https, s3, tos "
         "(env VIDEO_ASSETS_ALLOWED_SCHEMES)."))
-    allowed_local_roots: List[str] = Field(default=[], description=(
+    allowed_local_roots: list[str] = Field(default=[], description=(
         "Folders local videos may be in besides the inbox tree and data/ (env VIDEO_ASSETS_ALLOWED_ROOTS)."))
-    allowed_buckets: List[str] = Field(default=[], description=(
+    allowed_buckets: list[str] = Field(default=[], description=(
         "s3/tos buckets videos may be in besides the inbox's and warehouse's (env VIDEO_ASSETS_ALLOWED_BUCKETS)."))
-    allowed_hosts: Optional[List[str]] = Field(default=None, description=(
+    allowed_hosts: list[str] | None = Field(default=None, description=(
         "http(s) hosts videos may come from ('*.example.com' for subdomains); empty: any public host "
         "(env VIDEO_ASSETS_ALLOWED_HOSTS)."))
     allow_private_networks: bool = Field(default=False, description=(
         "Allow http(s) sources on loopback, private and link-local addresses (cloud metadata addresses stay "
         "blocked) (env VIDEO_ASSETS_ALLOW_PRIVATE_NETWORKS)."))
     # -- what one video may cost -------------------------------------------------------------------------
-    max_video_bytes: Optional[int] = Field(default=_L.max_bytes, description=(
+    max_video_bytes: int | None = Field(default=_L.max_bytes, description=(
         "Bytes read per video (env VIDEO_ASSETS_MAX_VIDEO_BYTES); empty: no limit."))
-    max_duration_sec: Optional[float] = Field(default=_L.max_duration_sec, description=(
+    max_duration_sec: float | None = Field(default=_L.max_duration_sec, description=(
         "Longest video accepted, seconds (env VIDEO_ASSETS_MAX_DURATION_SEC)."))
-    max_pixels: Optional[int] = Field(default=_L.max_pixels, description=(
+    max_pixels: int | None = Field(default=_L.max_pixels, description=(
         "Largest frame accepted, width x height, checked before decoding (env VIDEO_ASSETS_MAX_PIXELS)."))
-    max_decoded_frames: Optional[int] = Field(default=_L.max_decoded_frames, description=(
+    max_decoded_frames: int | None = Field(default=_L.max_decoded_frames, description=(
         "Frames decoded per video at most (env VIDEO_ASSETS_MAX_DECODED_FRAMES)."))
-    video_timeout_sec: Optional[float] = Field(default=_L.timeout_sec, description=(
+    video_timeout_sec: float | None = Field(default=_L.timeout_sec, description=(
         "Wall-clock time per video; a video past it is abandoned (env VIDEO_ASSETS_VIDEO_TIMEOUT_SEC)."))
-    http_connect_timeout_sec: Optional[float] = Field(default=_L.http_connect_timeout_sec, description=(
+    http_connect_timeout_sec: float | None = Field(default=_L.http_connect_timeout_sec, description=(
         "HTTP/S3 connect timeout (env VIDEO_ASSETS_HTTP_CONNECT_TIMEOUT_SEC)."))
-    http_read_timeout_sec: Optional[float] = Field(default=_L.http_read_timeout_sec, description=(
+    http_read_timeout_sec: float | None = Field(default=_L.http_read_timeout_sec, description=(
         "HTTP/S3 socket read timeout (env VIDEO_ASSETS_HTTP_READ_TIMEOUT_SEC)."))
     max_retries: int = Field(default=_L.max_retries, description=(
         "Retries of transient errors (HTTP 5xx, resets, S3 throttling) per request (env VIDEO_ASSETS_MAX_RETRIES)."))
@@ -190,20 +190,20 @@ class ClipModelResource(dg.ConfigurableResource):
     """How the CLIP models run. Models are loaded once per process by the core's cache (keyed by name, folder,
     device and dtype) and shared by every step and operator in that process."""
 
-    device: Optional[str] = Field(default=None, description=(
+    device: str | None = Field(default=None, description=(
         "'cuda', 'cuda:N' or 'cpu'; empty: cuda when a GPU exists, else cpu."))
-    dtype: Optional[str] = Field(default=None, description=(
+    dtype: str | None = Field(default=None, description=(
         "'float16', 'bfloat16', 'float32'; empty: float16 on GPU, float32 on CPU."))
-    model_path: Optional[str] = Field(default=None, description=(
+    model_path: str | None = Field(default=None, description=(
         f"Folder of local models ({{model_path}}/{{model name}}); empty: env {MODEL_PATH_ENV}, else the hub "
         "cache."))
-    quality_model_name: Optional[str] = Field(default=None, description=(
+    quality_model_name: str | None = Field(default=None, description=(
         f"CLIP for quality scores; empty: env {MODEL_ENV}, else openai/clip-vit-large-patch14."))
-    keyframes_model_name: Optional[str] = Field(default=None, description=(
+    keyframes_model_name: str | None = Field(default=None, description=(
         f"CLIP for keyframes; empty: env {MODEL_ENV}, else openai/clip-vit-base-patch32."))
     quality_batch_size: int = Field(default=32, description="Frames per forward pass (quality).")
     keyframes_batch_size: int = Field(default=16, description="Frames per forward pass (keyframes).")
-    decode_workers: Optional[int] = Field(default=None, description=(
+    decode_workers: int | None = Field(default=None, description=(
         "Parallel decode threads feeding the model; empty: min(4, CPUs)."))
 
     def settings(self) -> ModelSettings:
@@ -240,10 +240,10 @@ class ComputeResource(dg.ConfigurableResource):
     num_workers: int = Field(default=1, description="Ray: concurrent workers (operator instances).")
     num_gpus_per_worker: float = Field(default=0.0, description="Ray: GPUs per worker (0 on a CPU cluster).")
     batch_size: int = Field(default=8, description="Ray: manifest rows per task handed to a worker.")
-    num_cpus_per_worker: Optional[float] = Field(default=None, description=(
+    num_cpus_per_worker: float | None = Field(default=None, description=(
         "Ray: CPUs each worker reserves (decode threads, and the model's threads on a CPU); empty: the "
         "cluster's CPUs divided among the workers."))
-    runtime_env: Optional[Dict[str, Any]] = Field(default=None, description=(
+    runtime_env: dict[str, Any] | None = Field(default=None, description=(
         "Ray: the runtime environment of the job when this step makes the connection, e.g. "
         "{'env_vars': {'VIDEO_ASSETS_MODEL_PATH': '/models'}} or {'py_modules': [...]}."))
 

@@ -7,7 +7,7 @@ are requested.
 """
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import dagster as dg
 

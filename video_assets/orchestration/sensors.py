@@ -34,9 +34,8 @@ import dagster as dg
 from video_assets.orchestration.jobs import video_assets_job
 from video_assets.orchestration.partitions import PARTITIONS_NAME, video_manifests
 from video_assets.orchestration.resources import WarehouseResource
-from video_assets.pipeline.inbox import (VIDEO_SUFFIXES, InboxCursor, fingerprint, list_inbox, select_new,
-                                         suffix_filter)
-from video_assets.pipeline.manifests import ManifestError, is_manifest_name, read_manifest, read_bytes
+from video_assets.pipeline.inbox import VIDEO_SUFFIXES, InboxCursor, fingerprint, list_inbox, select_new, suffix_filter
+from video_assets.pipeline.manifests import ManifestError, is_manifest_name, read_bytes, read_manifest
 from video_assets.pipeline.tables import MANIFEST_ASSET, read_table, table_exists
 from video_assets.storage import describe_uri, filesystem_for, join_uri, write_bytes
 

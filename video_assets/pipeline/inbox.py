@@ -25,8 +25,8 @@ import math
 import os
 import posixpath
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from video_assets.storage import filesystem_for
 from video_assets.storage.fs import scheme_of
@@ -94,7 +94,7 @@ def _h(path: str) -> str:
     return hashlib.sha1(path.encode()).hexdigest()[:_HASH_CHARS]
 
 
-def _tok(obj: "InboxObject") -> str:
+def _tok(obj: InboxObject) -> str:
     return hashlib.sha1(f"{obj.etag or ''}:{obj.size}".encode()).hexdigest()[:_TOK_CHARS]
 
 
@@ -106,7 +106,7 @@ class InboxCursor:
         self.recent: dict[str, tuple[float, str]] = dict(recent or {})  # path hash -> (mtime, etag/size hash)
 
     @classmethod
-    def loads(cls, s: str | None) -> "InboxCursor":
+    def loads(cls, s: str | None) -> InboxCursor:
         if not s:
             return cls()
         try:

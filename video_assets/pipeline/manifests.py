@@ -43,8 +43,9 @@ import os
 import posixpath
 import re
 import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 import pandas as pd
 
@@ -215,7 +216,7 @@ def _error_summary(errors: list[str], total: int) -> str:
 
 
 # Each record: (label such as "line 3", the fields as a dict or None, why it is malformed or None, the raw text)
-Record = tuple[str, Optional[dict], Optional[str], str]
+Record = tuple[str, dict | None, str | None, str]
 
 
 def _csv_records(name: str, text: str, delimiter: str) -> list[Record]:
@@ -280,7 +281,7 @@ def _csv_records(name: str, text: str, delimiter: str) -> list[Record]:
     return records
 
 
-def _json_line(raw: str) -> tuple[Optional[dict], Optional[str]]:
+def _json_line(raw: str) -> tuple[dict | None, str | None]:
     try:
         obj = json.loads(raw)
     except json.JSONDecodeError as e:
@@ -348,7 +349,7 @@ def _parquet_records(name: str, data: bytes) -> list[Record]:
         raise ManifestError(f"{name}: not a readable Parquet file ({type(e).__name__}: {e})") from None
 
 
-def _query_of(rec: dict) -> tuple[Optional[str], Optional[str]]:
+def _query_of(rec: dict) -> tuple[str | None, str | None]:
     """(the record's query column key, its query: None when missing or blank; other values as text)."""
     lower = {k.lower(): k for k in rec if isinstance(k, str)}
     key = next((lower[c] for c in QUERY_COLUMNS if c in lower), None)
@@ -359,7 +360,7 @@ def _query_of(rec: dict) -> tuple[Optional[str], Optional[str]]:
     return key, value if value.strip() else None
 
 
-def _check_record(rec: dict) -> tuple[Optional[str], Optional[str], Optional[str]]:
+def _check_record(rec: dict) -> tuple[str | None, str | None, str | None]:
     """(uri key, id key, why the record is unusable or None)."""
     for k, v in rec.items():
         if not isinstance(k, str):
@@ -573,7 +574,7 @@ def manifest_identity(manifest_uri: str) -> str:
     return uri
 
 
-def assign_partition_key(manifest_uri: str, owner_of: Callable[[str], Optional[str]]) -> str:
+def assign_partition_key(manifest_uri: str, owner_of: Callable[[str], str | None]) -> str:
     """The partition key of ``manifest_uri``: its base key, unless ``owner_of(key)`` says another manifest
     owns it; then the base key plus ``-`` and 6 (then 10, 16) hex digits of SHA-1 over the manifest's URI.
 

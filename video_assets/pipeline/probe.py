@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Sequence
 
 from video_assets.errors import VideoAssetsError
 from video_assets.operators.common import default_decode_workers
 from video_assets.progress import Progress
 from video_assets.storage import describe_uri, redact_text
 from video_assets.storage.policy import SourcePolicy
-from video_assets.video.limits import ReadLimits
 from video_assets.video import VideoReader, open_source
+from video_assets.video.limits import ReadLimits
 
 log = logging.getLogger(__name__)
 

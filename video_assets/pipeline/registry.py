@@ -15,15 +15,21 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from video_assets.pipeline.manifests import (Manifest, ManifestError, assign_partition_key,
-                                             base_partition_key, is_manifest_name, manifest_identity)
 from video_assets.pipeline.inbox import is_content_hash
+from video_assets.pipeline.manifests import (
+    Manifest,
+    ManifestError,
+    assign_partition_key,
+    base_partition_key,
+    is_manifest_name,
+    manifest_identity,
+)
 from video_assets.storage import describe_uri, filesystem_for, join_uri, write_bytes
 
 log = logging.getLogger(__name__)
@@ -132,7 +138,7 @@ class UploadLedger:
         self._manifest_of: dict[str, str] = {}  # uri -> manifest it was last batched into
         self._by_manifest: dict[str, list[dict]] = {}  # manifest -> its rows, in batch order
 
-    def load(self) -> "UploadLedger":
+    def load(self) -> UploadLedger:
         fs, path = filesystem_for(self.uri, self.storage_options)
         try:
             data = fs.cat_file(path)

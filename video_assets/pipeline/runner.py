@@ -21,19 +21,26 @@ import logging
 from dataclasses import asdict
 from datetime import datetime, timezone
 from functools import partial
-from typing import Optional
 
 import pandas as pd
 import pyarrow as pa
 
 from video_assets.compute import ComputeBackend, LocalBackend
-from video_assets.pipeline.manifests import (CORE_COLUMNS, Manifest, manifest_identity, read_manifest,
-                                             unique_rows)
+from video_assets.keyframes.embeddings import EMBEDDINGS_COLUMN, embeddings_array
+from video_assets.pipeline.manifests import CORE_COLUMNS, Manifest, manifest_identity, read_manifest, unique_rows
 from video_assets.pipeline.probe import PROBE_FIELDS, probe_videos
 from video_assets.pipeline.settings import KeyframeSettings, ManifestSettings, ModelSettings, QualitySettings
-from video_assets.keyframes.embeddings import EMBEDDINGS_COLUMN, embeddings_array
-from video_assets.pipeline.tables import (KEYFRAMES_SCHEMA, MANIFEST_SCHEMA, QUALITY_SCHEMA, USER_COLUMN,
-                                          build_table, embeddings_schema, keyframes_dir, user_columns_of, user_json)
+from video_assets.pipeline.tables import (
+    KEYFRAMES_SCHEMA,
+    MANIFEST_SCHEMA,
+    QUALITY_SCHEMA,
+    USER_COLUMN,
+    build_table,
+    embeddings_schema,
+    keyframes_dir,
+    user_columns_of,
+    user_json,
+)
 from video_assets.progress import Progress, ProgressCallback
 from video_assets.storage import filesystem_for
 from video_assets.storage.policy import SourcePolicy
@@ -41,14 +48,14 @@ from video_assets.video.limits import ReadLimits
 
 log = logging.getLogger(__name__)
 
-def _progress(total: int, label: str, callback: Optional[ProgressCallback], every_sec: float) -> Progress:
+def _progress(total: int, label: str, callback: ProgressCallback | None, every_sec: float) -> Progress:
     return Progress(total, label, every_sec=every_sec, callback=callback)
 
 
 def build_manifest_table(manifest_uri: str, partition_key: str,
                          settings: ManifestSettings = ManifestSettings(), *, data: bytes | None = None,
                          storage_options: dict | None = None,
-                         progress_callback: Optional[ProgressCallback] = None,
+                         progress_callback: ProgressCallback | None = None,
                          progress_every_sec: float = 10.0, source_policy: SourcePolicy | None = None,
                          limits: ReadLimits | None = None) -> tuple[pa.Table, Manifest]:
     """The normalised manifest (every row, duplicates marked) with probed metadata; raises ManifestError for a
@@ -190,7 +197,7 @@ def _keyframes_row(partition_key: str, vid: str, uri: str, d: dict, settings: Ke
 
 def score_quality(manifest_df: pd.DataFrame, settings: QualitySettings = QualitySettings(),
                   models: ModelSettings = ModelSettings(), *, partition_key: str,
-                  storage_options: dict | None = None, progress_callback: Optional[ProgressCallback] = None,
+                  storage_options: dict | None = None, progress_callback: ProgressCallback | None = None,
                   progress_every_sec: float = 10.0, backend: ComputeBackend | None = None,
                   source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None) -> pa.Table:
     """One row per distinct video of ``manifest_df`` (a ``video_manifest`` table or a frame with ``uri``,
@@ -222,7 +229,7 @@ def extract_keyframes_and_embeddings(
         manifest_df: pd.DataFrame, settings: KeyframeSettings = KeyframeSettings(),
         warehouse: str = "data/warehouse", partition_key: str = "default", models: ModelSettings = ModelSettings(),
         *, keyframes: bool = True, embeddings: bool = True, storage_options: dict | None = None,
-        progress_callback: Optional[ProgressCallback] = None, progress_every_sec: float = 10.0,
+        progress_callback: ProgressCallback | None = None, progress_every_sec: float = 10.0,
         backend: ComputeBackend | None = None, source_policy: SourcePolicy | None = None,
         limits: ReadLimits | None = None) -> tuple[pa.Table | None, pa.Table | None]:
     """The ``video_keyframes`` table (when ``keyframes``) and the ``video_frame_embeddings`` table (when
@@ -302,7 +309,7 @@ def quality_keyframes_and_embeddings(
         manifest_df: pd.DataFrame, quality_settings: QualitySettings, keyframe_settings: KeyframeSettings,
         warehouse: str, partition_key: str, models: ModelSettings = ModelSettings(), *, keyframes: bool = True,
         embeddings: bool = True, storage_options: dict | None = None,
-        progress_callback: Optional[ProgressCallback] = None, progress_every_sec: float = 10.0,
+        progress_callback: ProgressCallback | None = None, progress_every_sec: float = 10.0,
         backend: ComputeBackend | None = None, source_policy: SourcePolicy | None = None,
         limits: ReadLimits | None = None) -> tuple[pa.Table, pa.Table | None, pa.Table | None]:
     """The quality table, and the keyframes (``keyframes``) and frame-embedding (``embeddings``) tables of the

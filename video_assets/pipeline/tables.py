@@ -16,7 +16,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa

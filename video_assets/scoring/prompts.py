@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 # name -> (positive, negative); each is "<word> photo."
 NAMED_PROMPTS: dict[str, tuple[str, str]] = {
@@ -24,7 +24,7 @@ NAMED_PROMPTS: dict[str, tuple[str, str]] = {
     "relaxing": ("Relaxing photo.", "Stressful photo."),
 }
 
-PromptSpec = Union[str, tuple, list]
+PromptSpec = str | tuple | list
 
 
 def _one(spec) -> tuple[str, str]:

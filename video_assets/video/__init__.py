@@ -5,9 +5,17 @@ from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import ReadLimits
 from video_assets.video.plan import SAMPLE_MODES, SamplePlan, make_plan, select_positions
 from video_assets.video.reader import VideoReader
-from video_assets.video.sampler import (DEFAULT_CHUNK_FRAMES, FrameBuffer, FrameChunk, SampledFrames,
-                                       TruncatedVideoWarning, iter_frames, sample_chunks, sample_frames,
-                                       sample_from_reader)
+from video_assets.video.sampler import (
+                                       DEFAULT_CHUNK_FRAMES,
+                                       FrameBuffer,
+                                       FrameChunk,
+                                       SampledFrames,
+                                       TruncatedVideoWarning,
+                                       iter_frames,
+                                       sample_chunks,
+                                       sample_frames,
+                                       sample_from_reader,
+)
 from video_assets.video.source import VideoSource, open_source
 
 __all__ = [

@@ -60,7 +60,7 @@ class ReadLimits:
             raise ValueError(f"retry_backoff_sec must be >= 0, got {self.retry_backoff_sec!r}")
 
     @classmethod
-    def unlimited(cls) -> "ReadLimits":
+    def unlimited(cls) -> ReadLimits:
         return cls(None, None, None, None, None, None, None)
 
     # -- checks (each raises LimitExceededError naming the source, the limit and the value) ---------------
@@ -83,7 +83,7 @@ class ReadLimits:
             raise LimitExceededError(f"{description}: decoded frames {n} exceed the limit "
                                      f"max_decoded_frames={self.max_decoded_frames}")
 
-    def deadline(self, description: str) -> "Deadline":
+    def deadline(self, description: str) -> Deadline:
         return Deadline(self.timeout_sec, description)
 
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 import logging
 from array import array
 from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Iterator
 
 import av
 import numpy as np
@@ -613,7 +613,7 @@ class VideoReader:
     def close(self) -> None:
         self.container.close()
 
-    def __enter__(self) -> "VideoReader":
+    def __enter__(self) -> VideoReader:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -14,10 +14,11 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator, Union
+from typing import IO
 
 from video_assets.errors import LimitExceededError, SourcePolicyError, VideoSourceError
 from video_assets.storage.fs import describe_uri, filesystem_for, redact_text, scheme_of
@@ -25,7 +26,7 @@ from video_assets.storage.policy import SourcePolicy, find_policy_error
 from video_assets.storage.retry import call_with_retries, http_status
 from video_assets.video.limits import DEFAULT_LIMITS, Deadline, ReadLimits
 
-VideoSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
+VideoSource = str | os.PathLike | bytes | bytearray | memoryview
 
 # Remote reads: large blocks amortise request latency; readahead suits forward decoding.
 _REMOTE_BLOCK_SIZE = 4 * 1024 * 1024
@@ -37,7 +38,7 @@ _DATA_URI_RE = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
 class OpenedSource:
     """A source ready for ``av.open``: ``file`` is a path or a seekable binary file object."""
 
-    file: Union[str, IO[bytes]]
+    file: str | IO[bytes]
     description: str  # safe to log: no credentials, no raw bytes
     format_hint: str | None  # container format for bytes/base64 inputs ("mp4", "webm", ...)
     size: int | None
