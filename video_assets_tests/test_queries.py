@@ -259,3 +259,14 @@ def test_daft_rows_naming_one_video_share_its_decode(videos, count_fetches):
     assert [r["query"] for r in rows] == ["a black square", "a white square", "a red stripe", "a black square"]
     for r, path in zip(rows, [a, b, a, a]):
         assert r["frame_ids"] == independent_selection(path, r["query"])[0]
+
+
+def test_a_very_long_query_is_kept_whole_and_answered(videos):
+    """CLIP's tokenizer reads at most its context length (77 tokens; 32 in the tiny model) and drops the rest;
+    the row keeps the whole question, and its answer is that of the question's first tokens."""
+    a = str(videos["h264_bframes.mp4"])
+    long_q = "where is the white square " * 200
+    rows = kf_op().details([a], texts=[[long_q, "where is the white square " * 10]])[0]
+    assert rows[0]["error"] is None and rows[0]["query"] == long_q and len(rows[0]["frame_ids"]) == 4
+    # both are longer than the tiny model's 32-token context, and the same up to it: the same answer
+    assert rows[0]["frame_ids"] == rows[1]["frame_ids"] and rows[0]["scores"] == rows[1]["scores"]
