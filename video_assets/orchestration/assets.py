@@ -337,10 +337,10 @@ def _keyframes_metadata(context: dg.AssetExecutionContext, warehouse: WarehouseR
 @dg.multi_asset(
     name=MODEL_STEP, partitions_def=video_manifests, group_name=GROUP, pool="gpu", retry_policy=STORAGE_RETRY,
     can_subset=True, check_specs=checks.CHECK_SPECS,
-    description="The GPU step: video_quality_scores and/or video_keyframes, and their asset checks (evaluated "
-                "on the tables in memory). With both selected each video is decoded once (the union of both "
-                "sampling plans) and feeds both models. With only checks selected it evaluates them on the "
-                "stored tables.",
+    description="The GPU step: video_quality_scores, video_keyframes and/or video_frame_embeddings, and their "
+                "asset checks (evaluated on the tables in memory). With quality and a keyframes-pass asset "
+                "selected each video is decoded once (the union of both sampling plans) and feeds both models. "
+                "With only checks selected it evaluates them on the stored tables.",
     specs=[
         dg.AssetSpec(QUALITY_KEY, deps=[video_manifest], code_version=QUALITY_CODE_VERSION,
                      kinds={"pytorch", "parquet"},
