@@ -54,7 +54,7 @@ def add_partition(instance: dg.DagsterInstance, key: str) -> bool:
 
 def run_partition(instance: dg.DagsterInstance, key: str, resources: dict | None = None,
                   run_config: dict | None = None) -> dg.ExecuteInProcessResult:
-    """Run ``video_assets_job`` (the three assets and their checks) for partition ``key`` in this process,
+    """Run ``video_assets_job`` (the four assets and their checks) for partition ``key`` in this process,
     recorded in ``instance``; ``resources`` override the defaults from the environment."""
     import dagster as dg
 

@@ -1,4 +1,4 @@
-"""``make demo``: materialise the three assets (and their checks) for the bundled demo manifest into the
+"""``make demo``: materialise the four assets (and their checks) for the bundled demo manifest into the
 warehouse (``data/warehouse/`` unless ``VIDEO_ASSETS_WAREHOUSE`` says otherwise), print a summary and where
 the files are. The run is recorded in the Dagster instance that ``make dev`` uses (``$DAGSTER_HOME``, default
 the repository's ``dagster_home/``), so the UI shows the demo's partition as materialised, with its metadata.

@@ -1,4 +1,4 @@
-"""The three assets, one Parquet file per manifest partition. Each asset resolves its configuration, calls
+"""The four assets, one Parquet file per manifest partition. Each asset resolves its configuration, calls
 :mod:`video_assets.pipeline.runner`, writes its table and reports what a person wants to see in the UI."""
 
 import functools

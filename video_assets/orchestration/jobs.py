@@ -1,4 +1,4 @@
-"""The job that sensors and the schedule target: the three assets (and their checks) for one partition."""
+"""The job that sensors and the schedule target: the four assets (and their checks) for one partition."""
 
 import dagster as dg
 

@@ -1,7 +1,7 @@
 """Sensors on the inbox (a local folder or an s3:// prefix; the same fsspec code for both).
 
 - ``manifest_sensor``: new or changed manifests under ``{inbox}/manifests/`` -> registered in the warehouse's
-  manifest registry, added as a ``video_manifests`` partition, and a run of the three assets requested.
+  manifest registry, added as a ``video_manifests`` partition, and a run of the four assets requested.
 - ``video_upload_sensor``: new videos under ``{inbox}/videos/`` -> batched (up to ``upload_batch_size`` per
   manifest) into CSV manifests written to ``{inbox}/manifests/``, which ``manifest_sensor`` then picks up.
 
