@@ -56,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     from video_assets.orchestration.resources import ClipModelResource, WarehouseResource
     from video_assets.pipeline import report
     from video_assets.pipeline.manifests import ManifestError
-    from video_assets.pipeline.tables import KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET, read_frame
+    from video_assets.pipeline.tables import (
+        EMBEDDINGS_ASSET,
+        KEYFRAMES_ASSET,
+        MANIFEST_ASSET,
+        QUALITY_ASSET,
+        read_frame,
+    )
 
     clip = ClipModelResource()
     warehouse = WarehouseResource.from_env(**({"warehouse": args.warehouse} if args.warehouse else {}))
@@ -120,11 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_result(result)
     print("\nfiles:")
-    for asset in (MANIFEST_ASSET, QUALITY_ASSET, KEYFRAMES_ASSET):
+    for asset in (MANIFEST_ASSET, QUALITY_ASSET, KEYFRAMES_ASSET, EMBEDDINGS_ASSET):
         print(f"  {warehouse.table_uri(asset, key)}")
     print(f"  {warehouse.keyframes_dir(key)}/<video>/<frame>-<hash>.jpg")
     print(f"\nquery: python -c \"import pandas as pd; "
           f"print(pd.read_parquet('{warehouse.table_uri(QUALITY_ASSET, key)}'))\"")
+    print(f"search: python -m video_assets.search \"bright shapes\" --warehouse {warehouse.warehouse_uri}")
     print(f"in the UI: make dev, then http://127.0.0.1:3000/assets/{QUALITY_ASSET} (instance "
           f"{instance.root_directory}, run {result.run_id})")
     return 0
