@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from video_assets.keyframes.embeddings import EMBEDDINGS_COLUMN, _TextEncoder, relevance
+from video_assets.keyframes.embeddings import EMBEDDINGS_COLUMN, TextEncoder, relevance
 from video_assets.pipeline.tables import EMBEDDINGS_ASSET
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def search(warehouse: str, query: str, k: int = 20, *, model: str | None = None,
         raise ValueError(f"query must be a string, got {type(query).__name__}")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
-    encoder = _TextEncoder(model_path, device, dtype)
+    encoder = TextEncoder(model_path, device, dtype)
     result = SearchResult(query=query, model=model)
     frames, videos = _TopK(k), _TopK(k)
     text = None

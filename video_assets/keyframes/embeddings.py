@@ -110,7 +110,7 @@ def select_from_embeddings(table_or_uri: pa.Table | str, query: str, max_num_fra
         raise ValueError(f"query must be a string, got {type(query).__name__}")
     aks_select([0.0], max_num_frames, t1, t2, all_depth, budget)  # validates the AKS parameters before any I/O
     table = read_embeddings(table_or_uri, storage_options, video_ids)
-    text_of = _TextEncoder(model_path, device, dtype)
+    text_of = TextEncoder(model_path, device, dtype)
     emb_col = table[EMBEDDINGS_COLUMN]
     out = []
     for i, row in enumerate(table.select([c for c in READ_COLUMNS if c in table.column_names
@@ -131,7 +131,7 @@ def select_from_embeddings(table_or_uri: pa.Table | str, query: str, max_num_fra
     return out
 
 
-class _TextEncoder:
+class TextEncoder:
     """Text features per (model, query), the model loaded once per name (what the operator would load)."""
 
     def __init__(self, model_path: str | None, device: str | None, dtype: str | None):

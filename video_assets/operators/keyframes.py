@@ -379,7 +379,7 @@ def _check_writable(d: str) -> None:
     later; object stores are checked by the first write (no request is made here)."""
     if not d or scheme_of(d) not in ("", "file"):
         return
-    probe = d[len("file://"):] if d.startswith("file://") else d
+    probe = strip_file_scheme(d)
     while not os.path.exists(probe) and os.path.dirname(probe) != probe:
         probe = os.path.dirname(probe)  # the nearest existing folder: where the first image creates its own
     if not os.path.isdir(probe):

@@ -476,7 +476,7 @@ class _RelativePaths:
     def __init__(self, manifest_uri: str):
         scheme = scheme_of(manifest_uri)
         self.local = scheme in ("", "file")
-        path = manifest_uri[len("file://"):] if scheme == "file" else manifest_uri
+        path = strip_file_scheme(manifest_uri)
         self.folder = os.path.dirname(os.path.abspath(os.path.expanduser(path))) if self.local else ""
         self.data_dir = os.path.abspath(DATA_DIR)
         self._listings: dict[str, set[str]] = {}

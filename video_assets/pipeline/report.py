@@ -16,6 +16,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from video_assets.storage import describe_uri, filesystem_for
+from video_assets.storage.uri import is_local, strip_file_scheme
 
 log = logging.getLogger(__name__)
 
@@ -244,10 +245,9 @@ _NOT_FOUND = re.compile(r"(?i)file not found|not found \(404 or no such object\)
 
 
 def _folder(uri: str) -> str:
-    if "://" in uri and not uri.startswith("file://"):
+    if not is_local(uri):
         return describe_uri(uri).rsplit("/", 1)[0] + "/"
-    path = uri[len("file://"):] if uri.startswith("file://") else uri
-    return os.path.dirname(path) + os.sep
+    return os.path.dirname(strip_file_scheme(uri)) + os.sep
 
 
 def common_cause(frame: pd.DataFrame, min_share: float = 0.5) -> str | None:
