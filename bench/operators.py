@@ -36,6 +36,7 @@ from bench.timing import interleaved, median_time
 from video_assets.operators import VideoAdaptiveKeyframesSampling, VideoQualityScore
 from video_assets.operators.batching import run_overlapped
 from video_assets.operators.common import make_inputs
+from video_assets.operators.stage import SharedDecode
 from video_assets.scoring import clip_iqa_probs
 from video_assets.video import sample_frames
 
@@ -72,10 +73,13 @@ def _rounds(op, run, paths: list[str], repeat: int) -> dict:
     model = op.model
     inputs = make_inputs(paths, None, "mp4", "video_url")
     chunks: list[torch.Tensor] = []
+    # the operator's own decode side (its one stage), the model replaced by a recorder
+    stage = op.stage(model) if isinstance(op, VideoQualityScore) else op.stage(model, inputs)
+    decode = SharedDecode(op.opener, [stage])
 
     def decode_only():
         chunks.clear()
-        run_overlapped(inputs, lambda it: it.description, lambda it, emit: op._prepare(model, it, emit),
+        run_overlapped(inputs, lambda it: it.description, decode.prepare,
                        embed=lambda x: (chunks.append(x), torch.zeros(x.shape[0], 1))[1],
                        finish=lambda *a: None, batch_size=op.batch_size, decode_workers=op.decode_workers)
 

@@ -7,8 +7,8 @@ the same at 640x360 20 s) with the pipeline's default settings (quality: count_k
 candidates), it reports the median of --repeat runs of:
 
 - decode: what the operators do before the model (open, index, decode, RGB, preprocess) through the same
-  worker pool, model replaced by a no-op: VideoQualityScore._prepare + VideoAdaptiveKeyframesSampling._prepare
-  (two passes) vs QualityAndKeyframes._prepare (one pass). Target: two / shared >= 1.4.
+  worker pool, model replaced by a no-op: each operator's stage decoded on its own (two passes) vs both stages
+  over one SharedDecode (one pass), as QualityAndKeyframes runs them. Target: two / shared >= 1.4.
 - reader: the decoder alone, one video at a time: open + fetch(quality frames) + open + fetch(candidates) vs
   open + fetch(union); also frames decoded and seeks (DecodeStats).
 - end to end with the tiny model: quality.details + keyframes.details (export included) vs
@@ -33,6 +33,7 @@ from video_assets.operators import VideoAdaptiveKeyframesSampling, VideoQualityS
 from video_assets.operators.batching import run_overlapped
 from video_assets.operators.combined import QualityAndKeyframes
 from video_assets.operators.common import make_inputs
+from video_assets.operators.stage import SharedDecode
 from video_assets.video import VideoReader, open_source
 
 TARGET = 1.4
@@ -46,21 +47,20 @@ def _no_model(pixels: torch.Tensor) -> torch.Tensor:
 def _decode_stage(q: VideoQualityScore, k: VideoAdaptiveKeyframesSampling, paths: list[str], workers: int):
     """The operators' decode stage through run_overlapped with no model: (two passes, shared pass) callables."""
     inputs = make_inputs(paths, None, "mp4", "video_url")
-    q_model, k_model = q.model, k.model
-    combined = QualityAndKeyframes(q, k)
+    q_stage, k_stage = q.stage(), k.stage(k.model, inputs)
 
-    def run(prepare, streams: int):
-        out = run_overlapped(inputs, lambda it: it.description, prepare,
-                             embed=(_no_model,) * streams if streams > 1 else _no_model,
-                             finish=lambda *a: None, batch_size=32, decode_workers=workers)
-        assert all(o.error is None for o in out), [o.error for o in out]
+    def run(stages):
+        decode = SharedDecode(k.opener, stages)
+        out = run_overlapped(inputs, lambda it: it.description, decode.prepare, embed=(_no_model,) * len(stages),
+                             finish=lambda it, metas, feats: metas, batch_size=32, decode_workers=workers)
+        assert all(o.error is None and not any(isinstance(m, Exception) for m in o.value) for o in out), out
 
     def two_passes():
-        run(lambda it, emit: q._prepare(q_model, it, emit), 1)
-        run(lambda it, emit: k._prepare(k_model, it, emit), 1)
+        run([q_stage])
+        run([k_stage])
 
     def shared():
-        run(lambda it, emit: combined._prepare(q_model, k_model, it, emit), 2)
+        run([q_stage, k_stage])
 
     return two_passes, shared
 
@@ -74,7 +74,7 @@ def _reader_stage(q: VideoQualityScore, k: VideoAdaptiveKeyframesSampling, paths
                 pass
             return reader.stats.frames_decoded, reader.stats.seeks
 
-    q_plan, k_plan = q._positions, (lambda r: k._candidates(r)[0])
+    q_plan, k_plan = q.stage().positions, k.stage(k.model, []).positions
 
     def two_passes():
         return np.sum([np.add(fetch(p, [q_plan]), fetch(p, [k_plan])) for p in paths], axis=0).tolist()

@@ -59,6 +59,14 @@ class _CrashingOperator:
         os._exit(1)  # no clean-up, no exception: the process just dies
 
     def details(self, videos, video_formats=None, progress=None):
+        self._crash_on(videos)
+        return self._op.details(videos, video_formats=video_formats, progress=progress)
+
+    def results(self, videos, video_formats=None, progress=None):  # what the Ray worker calls
+        self._crash_on(videos)
+        return self._op.results(videos, video_formats=video_formats, progress=progress)
+
+    def _crash_on(self, videos) -> None:
         for v in videos:
             name = os.path.basename(str(v))
             if name in self._spec.crash_always:
@@ -69,4 +77,3 @@ class _CrashingOperator:
                 except FileExistsError:
                     continue
                 self._crash(name)
-        return self._op.details(videos, video_formats=video_formats, progress=progress)

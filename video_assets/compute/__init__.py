@@ -1,8 +1,9 @@
 """Where the model steps run: in this process (``local``, the default) or on a Ray cluster (``ray``).
 
-A backend maps an *operator factory* over a list of videos and returns one detail dict per video, in order.
-The factory is a picklable callable (``functools.partial(VideoQualityScore, **kwargs)``) whose product has
-``details(videos, progress=...)``; a backend decides where and how many operator instances exist.
+A backend maps an *operator factory* over a list of videos and returns one typed result per video, in order
+(``map_results``; ``map_details`` gives the detail dicts). The factory is a picklable callable
+(``functools.partial(VideoQualityScore, **kwargs)``) whose product has ``results(videos, progress=...)`` and
+``failed_result(video, error)``; a backend decides where and how many operator instances exist.
 
 :func:`make_backend` is the factory: the interface and the local backend are in :mod:`.base`, the Ray backend
 (:mod:`.ray_backend`, with :mod:`.ray_connection` and :mod:`.ray_worker`) is imported only when chosen.

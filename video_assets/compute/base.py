@@ -18,31 +18,43 @@ class ComputeBackendError(VideoAssetsError):
 
 
 class VideoOperator(Protocol):
-    def details(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
-                progress: Progress | None = None, **per_video: Sequence[Any]) -> list[dict]: ...
+    def results(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
+                progress: Progress | None = None, **per_video: Sequence[Any]) -> list: ...
+
+    def failed_result(self, video: Any, error: str) -> Any: ...
 
 
 OperatorFactory = Callable[[], VideoOperator]
 
 
-class ComputeBackend(Protocol):
+class ComputeBackend:
+    """Where an operator runs over a list of videos. Subclasses implement :meth:`map_results`."""
+
     name: str
 
+    def map_results(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress,
+                    texts: Sequence[Any] | None = None) -> list:
+        """One typed result per video (:mod:`video_assets.operators.results`; a shared decode's pair, a list
+        for a video given a list of queries), in input order; a bad video gives a result with ``error`` set,
+        never an exception. ``texts``: the keyframes operators' queries per video (see their ``details``)."""
+        raise NotImplementedError
+
     def map_details(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress,
-                    texts: Sequence[Any] | None = None) -> list[dict]:
-        """One detail dict per video, in input order; a bad video gives a dict with ``error`` set, never an
-        exception. ``texts``: the keyframes operators' queries per video (see their ``details``)."""
-        ...
+                    texts: Sequence[Any] | None = None) -> list:
+        """:meth:`map_results` as the operators' detail dicts."""
+        from video_assets.operators.results import as_dicts
+
+        return as_dicts(self.map_results(factory, videos, progress, texts))
 
 
-class LocalBackend:
+class LocalBackend(ComputeBackend):
     """One operator in this process: decode workers and the model overlap inside it."""
 
     name = "local"
 
-    def map_details(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress,
-                    texts: Sequence[Any] | None = None) -> list[dict]:
-        return factory().details(list(videos), progress=progress, **per_video_kwargs(texts))
+    def map_results(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress,
+                    texts: Sequence[Any] | None = None) -> list:
+        return factory().results(list(videos), progress=progress, **per_video_kwargs(texts))
 
 
 def per_video_kwargs(texts: Sequence[Any] | None) -> dict:

@@ -1,14 +1,14 @@
 """The Ray backend: the operator runs in Ray actors (one operator per worker, its model loaded once per worker
-process), fed batches of manifest rows through :class:`ray.util.ActorPool`; the driver gathers the detail
-dicts in input order. Install with ``pip install 'video_assets[ray]'``; only imported when chosen.
+process), fed batches of manifest rows through :class:`ray.util.ActorPool`; the driver gathers the typed
+results in input order. Install with ``pip install 'video_assets[ray]'``; only imported when chosen.
 
 Faults (Ray's own retry machinery, bounded):
 
 - a worker process that dies is restarted by Ray (``max_restarts``) and its batch retried once on it
   (``max_task_retries=1``);
 - a batch that kills its worker twice is split into single videos, each again with one retry; a video that
-  kills a worker twice on its own becomes a failed row (``worker crashed while decoding <uri>``), built by the
-  operator itself on a healthy worker, so it has the operator's columns. The run completes;
+  kills a worker twice on its own becomes a failed row (``worker crashed while decoding <uri>``), the
+  operator's own failed result (``failed_result``) made on a healthy worker. The run completes;
 - when every video of a split batch (3 or more) crashes on its own, the fault is not the videos' (a broken
   worker image, a model that cannot load): the step fails with
   :class:`~video_assets.compute.base.ComputeBackendError`.
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from video_assets.compute import ray_connection
-from video_assets.compute.base import ComputeBackendError, OperatorFactory
+from video_assets.compute.base import ComputeBackend, ComputeBackendError, OperatorFactory
 from video_assets.compute.ray_connection import connect, first_line, import_ray, shutdown
 from video_assets.compute.ray_worker import Worker
 from video_assets.storage import describe_uri
@@ -71,7 +71,7 @@ class _Split:
 
 
 
-class RayBackend:
+class RayBackend(ComputeBackend):
     """Map an operator factory over videos on a Ray cluster.
 
     ``address``: "" (start a local instance, or use the one this process is connected to), "auto", or
@@ -141,7 +141,7 @@ class RayBackend:
             ray_connection.workers.clear()
             self._check_resources()
             # max_restarts=-1: a crash restarts the worker; what bounds the work lost is the per-task retry
-            # count and the split-on-second-crash rule of map_details.
+            # count and the split-on-second-crash rule of map_results.
             cls = ray.remote(Worker).options(num_cpus=cpus, num_gpus=self.num_gpus_per_worker,
                                              max_restarts=-1, max_task_retries=self.max_task_retries)
             actors = [cls.remote() for _ in range(self.num_workers)]
@@ -158,7 +158,7 @@ class RayBackend:
                 pass
 
     # -- the map --------------------------------------------------------------------------------------------
-    def map_details(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress,
+    def map_results(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress,
                     texts: Sequence[Any] | None = None) -> list:
         videos = list(videos)
         if not videos:
@@ -208,7 +208,7 @@ class RayBackend:
         while pool.has_next():
             try:
                 # wake up now and then to say what it waits for (never a busy loop: at least 1 s)
-                jid, details = pool.get_next_unordered(timeout=min(max(progress.every, 1.0), 60.0))
+                jid, results = pool.get_next_unordered(timeout=min(max(progress.every, 1.0), 60.0))
             except TimeoutError:
                 free = ray.available_resources()
                 log.info("%s: %d/%d videos, waiting for Ray workers (free on the cluster: %g CPUs, %g GPUs)",
@@ -221,7 +221,7 @@ class RayBackend:
                 continue
             ref_of.pop(jid, None)
             job = jobs.pop(jid)
-            for p, d in zip(job.positions, details):
+            for p, d in zip(job.positions, results):
                 out[p], have[p] = d, True
             if job.parent is not None and job.kind == "run":
                 job.parent.pending -= 1

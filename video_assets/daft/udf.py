@@ -5,10 +5,11 @@ settings on the function object, so one configuration must never reuse another's
 operator class and ``construct_args``; Daft runs its ``__init__`` lazily in each worker, which builds the
 operator there and loads the model (once per worker process: the core's model cache is process-wide).
 
-Rows are handled one by one by the operators' own ``score_details`` / ``details``, which never raise for a bad
-video, so one bad video is one row with its reason, never a failed or nulled batch. What does raise is a
-configuration fault: wrong ``construct_args`` (at ``las_udf`` time, in the driver), a model that cannot load
-(in the worker's ``__init__``, which fails the query), a column of the wrong type.
+Rows are handled one by one by the operators' typed ``results`` (:mod:`video_assets.operators.results`),
+which never raise for a bad video, so one bad video is one row with its reason, never a failed or nulled
+batch. What does raise is a configuration fault: wrong ``construct_args`` (at ``las_udf`` time, in the
+driver), a model that cannot load (in the worker's ``__init__``, which fails the query), a column of the
+wrong type.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import daft
 from daft import DataType, Expression, Series, col
 
 from video_assets.operators import VideoAdaptiveKeyframesSampling, VideoQualityScore
+from video_assets.operators.results import KeyframesResult, QualityResult
 
 log = logging.getLogger(__name__)
 
@@ -262,20 +264,20 @@ def _run_rows(op, kind: str, src_type: str | None, details: bool, return_keyfram
     srcs = [values[i] for i in keep]
     kept_fmts = [fmts[i] for i in keep] if fmts is not None else None
     if kind == "quality":
-        found = (op.score_details(video_binaries=srcs, video_formats=kept_fmts) if is_bin
-                 else op.score_details(video_paths=srcs, video_formats=kept_fmts))
-        for i, d in zip(keep, found):
-            out[i] = _quality_detail(d) if details else d["score"]
+        found = (op.results(video_binaries=srcs, video_formats=kept_fmts) if is_bin
+                 else op.results(video_paths=srcs, video_formats=kept_fmts))
+        for i, r in zip(keep, found):
+            out[i] = _quality_struct(r) if details else r.score
         return out
     found = (_per_row_queries(op, srcs, kept_fmts, [asked[i] for i in keep]) if asked is not None
-             else op.details(srcs, video_formats=kept_fmts))
-    for i, d in zip(keep, found):
-        out[i] = _keyframes_row(d, return_keyframes)
+             else op.results(srcs, video_formats=kept_fmts))
+    for i, r in zip(keep, found):
+        out[i] = _keyframes_struct(r, return_keyframes)
     return out
 
 
-def _per_row_queries(op, srcs: list, fmts: list | None, asked: list) -> list[dict]:
-    """One keyframes detail per row: rows naming the same video (and format) are one video with a list of
+def _per_row_queries(op, srcs: list, fmts: list | None, asked: list) -> list[KeyframesResult]:
+    """One keyframes result per row: rows naming the same video (and format) are one video with a list of
     queries, so it is decoded and embedded once for all of them."""
     videos: dict[tuple, int] = {}
     order: list[tuple[int, int]] = []  # row -> (video, position in that video's queries)
@@ -288,21 +290,24 @@ def _per_row_queries(op, srcs: list, fmts: list | None, asked: list) -> list[dic
         order.append((v, len(texts[v])))
         texts[v].append(asked[i])
     keys = list(videos)
-    found = op.details([k[0] for k in keys], video_formats=[k[1] for k in keys] if fmts is not None else None,
+    found = op.results([k[0] for k in keys], video_formats=[k[1] for k in keys] if fmts is not None else None,
                        texts=texts)
     return [found[v][j] for v, j in order]
 
 
-def _quality_detail(d: dict) -> dict:
-    if d["error"]:  # a failed row: every field null but the reason
+def _quality_struct(r: QualityResult) -> dict:
+    """The ``details=True`` struct of a quality result; a failed one has every field null but the reason."""
+    if r.error:
         return {"score": None, "frame_scores": None, "frame_indices": None, "timestamps": None,
-                "truncated": None, "warnings": None, "error": d["error"]}
-    return {k: d[k] for k in ("score", "frame_scores", "frame_indices", "timestamps", "truncated", "warnings",
-                              "error")}
+                "truncated": None, "warnings": None, "error": r.error}
+    return {"score": r.score, "frame_scores": r.per_frame, "frame_indices": list(r.frame_indices),
+            "timestamps": list(r.timestamps), "truncated": r.truncated, "warnings": list(r.warnings), "error": None}
 
 
-def _keyframes_row(d: dict, return_keyframes: bool) -> dict:
+def _keyframes_struct(r: KeyframesResult, return_keyframes: bool) -> dict:
+    """The keyframes struct of a result; a failed one has every field null but the reason."""
     keys = list(_KEYFRAME_FIELDS) + (["keyframes"] if return_keyframes else [])
-    if d["error"]:  # a failed row: every field null but the reason
-        return {k: d["error"] if k == "error" else None for k in keys}
+    if r.error:
+        return {k: r.error if k == "error" else None for k in keys}
+    d = r.as_dict()
     return {k: d.get(k) for k in keys}

@@ -147,11 +147,32 @@ class ClipOperator:
                                     self.batch_size)
         return self._model
 
+    @property
+    def opener(self) -> VideoOpener:
+        """How this operator opens a video (a decoder thread share per decode worker)."""
+        return VideoOpener(self.storage_options, self.source_policy, self.limits, self.stream_index,
+                           self.apply_rotation, decoder_threads_for(self.decode_workers))
+
+    def _reader(self, item: VideoInput):
+        return self.opener.open(item)
+
+
+@dataclass(frozen=True)
+class VideoOpener:
+    """How the operators open one input: the read settings, picklable (what a decode in another process
+    needs)."""
+
+    storage_options: dict | None
+    source_policy: SourcePolicy
+    limits: ReadLimits
+    stream_index: int | None
+    apply_rotation: bool
+    thread_count: int = 0
+
     @contextmanager
-    def _reader(self, item: VideoInput) -> Iterator[VideoReader]:
-        """Open one input the way the operators read videos (a decoder thread share per decode worker)."""
+    def open(self, item: VideoInput) -> Iterator[VideoReader]:
         with open_source(item.source, item.video_format, self.storage_options, policy=self.source_policy,
                          limits=self.limits) as opened, \
-                VideoReader(opened, thread_count=decoder_threads_for(self.decode_workers),
-                            stream_index=self.stream_index, apply_rotation=self.apply_rotation) as reader:
+                VideoReader(opened, thread_count=self.thread_count, stream_index=self.stream_index,
+                            apply_rotation=self.apply_rotation) as reader:
             yield reader

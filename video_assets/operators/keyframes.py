@@ -1,26 +1,24 @@
 """VideoAdaptiveKeyframesSampling: score 1-fps candidates against a text query with CLIP, select with AKS,
-export the selected frames as images."""
+export the selected frames as images.
+
+This file is the operator's front door (parameters, the calls and their result forms); the work on one video
+is its stage (:mod:`video_assets.operators.keyframes_stage`), the image writing
+:mod:`video_assets.operators.export`."""
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 import os
-import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-import torch
-from PIL import Image
 
 from video_assets.errors import VideoSourceError
 from video_assets.keyframes import aks_select
-from video_assets.keyframes.embeddings import relevance, stored_embeddings
 from video_assets.models import DEFAULT_KEYFRAMES_MODEL, ClipModel
-from video_assets.operators.batching import Outcome, RunStats, error_message, iter_overlapped, run_overlapped
+from video_assets.operators.batching import RunStats
 from video_assets.operators.common import (
     ClipOperator,
     VideoInput,
@@ -33,27 +31,31 @@ from video_assets.operators.common import (
     resolve_limits,
     resolve_source_policy,
 )
+from video_assets.operators.export import IMG_TYPES, KeyframeExporter
+from video_assets.operators.export import absolute_dir as _absolute_dir
+from video_assets.operators.export import check_writable as _check_writable
+from video_assets.operators.keyframes_stage import (
+    KEYFRAMES_WARN_ENV,
+    KeyframesBudget,
+    KeyframesMemoryWarning,
+    KeyframesStage,
+    Queries,
+    check_texts,
+)
+from video_assets.operators.results import KeyframesResult, as_dicts
+from video_assets.operators.stage import SharedDecode, preprocessor
 from video_assets.progress import ProgressArg, resolve_progress
-from video_assets.storage import join_uri, write_bytes
 from video_assets.storage.policy import SourcePolicy
-from video_assets.storage.uri import scheme_of, strip_file_scheme
-from video_assets.video import DEFAULT_CHUNK_FRAMES, FrameBuffer, VideoReader, make_plan, select_positions
 from video_assets.video.limits import ReadLimits
 from video_assets.video.reader import check_stream_index
+
+__all__ = ["KEYFRAMES_WARN_ENV", "KeyframesMemoryWarning", "VideoAdaptiveKeyframesSampling"]
 
 log = logging.getLogger(__name__)
 
 SRC_TYPES = ("video_url", "video_base64", "video_binary")
-IMG_TYPES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
-# Candidates are preprocessed in chunks as they are decoded, so a long video never sits in memory at full size.
-_CHUNK_FRAMES = DEFAULT_CHUNK_FRAMES
 # A list-returning call warns once when the keyframe arrays it returns would exceed this many MB.
-KEYFRAMES_WARN_ENV = "VIDEO_ASSETS_KEYFRAMES_WARN_MB"
 DEFAULT_KEYFRAMES_WARN_MB = 2048.0
-
-
-class KeyframesMemoryWarning(UserWarning):
-    """One call is about to return more keyframe arrays (``return_keyframes=True``) than the configured size."""
 
 
 class VideoAdaptiveKeyframesSampling(ClipOperator):
@@ -172,13 +174,19 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
 
         ``texts``: one query per video (None: the constructor's ``text``), or a list of queries for a video: its
         entry is then a list of rows, one per query, in that order, all from one decode and one image-embedding
-        pass of the video (each distinct query's text embedding is computed once per call)."""
+        pass of the video (each distinct query's text embedding is computed once per call). The dict form of
+        :meth:`results`."""
+        return as_dicts(self.results(videos, video_formats, progress, texts))
+
+    def results(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
+                progress: ProgressArg = None, texts: Sequence[str | Sequence[str] | None] | None = None
+                ) -> list[KeyframesResult | list[KeyframesResult]]:
+        """:meth:`details` as typed :class:`~video_assets.operators.results.KeyframesResult` s."""
         inputs = make_inputs(videos, video_formats, self.video_format, self.video_src_type)
-        budget = self._keyframes_budget(len(inputs))
+        model = self.model
         with ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="export") as export_pool:
-            args, queries = self._run_args(inputs, progress, export_pool, budget, texts)
-            outcomes = run_overlapped(inputs, **args)
-            return [self._row(item, out, queries) for item, out in zip(inputs, outcomes)]
+            decode = SharedDecode(self.opener, [self.stage(model, inputs, texts, export_pool, listing=True)])
+            return [r for (r,) in decode.run(inputs, **self._loop_args(model, len(inputs), progress))]
 
     def iter_details(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
                      progress: ProgressArg = None, *, ordered: bool = True, window: int | None = None,
@@ -192,144 +200,55 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         at most that many finished rows. ``ordered=False``: ``(input index, row)`` pairs in the order videos
         finish. Closing the iterator early (``break``) stops the decode workers. ``texts``: as in
         :meth:`details`."""
+        rows = self.iter_results(videos, video_formats, progress, ordered=ordered, window=window, texts=texts)
+        return (as_dicts(r) for r in rows) if ordered else ((pos, as_dicts(r)) for pos, r in rows)
+
+    def iter_results(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
+                     progress: ProgressArg = None, *, ordered: bool = True, window: int | None = None,
+                     texts: Sequence[str | Sequence[str] | None] | None = None) -> Iterator:
+        """:meth:`iter_details` as typed results."""
         inputs = make_inputs(videos, video_formats, self.video_format, self.video_src_type)
-        _Queries.check(texts, len(inputs))  # before the generator starts: wrong arguments fail at the call
-        return self._iter_rows(inputs, progress, ordered, window, texts)
+        check_texts(texts, len(inputs))  # before the generator starts: wrong arguments fail at the call
+        return self._iter_results(inputs, progress, ordered, window, texts)
 
-    def _iter_rows(self, inputs: list[VideoInput], progress: ProgressArg, ordered: bool, window: int | None,
-                   texts=None):
-        with ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="export") as export_pool:
-            args, queries = self._run_args(inputs, progress, export_pool, None, texts)
-            run = iter_overlapped(inputs, **args, ordered=ordered, window=window or default_window(self.decode_workers),
-                                  pending=lambda value: value.get("export"))
-            try:
-                for pos, out in run:
-                    row = self._row(inputs[pos], out, queries)
-                    yield row if ordered else (pos, row)
-            finally:
-                run.close()
-
-    def _run_args(self, inputs: list[VideoInput], progress: ProgressArg, export_pool: ThreadPoolExecutor,
-                  budget: _KeyframesBudget | None, texts=None) -> tuple[dict, _Queries]:
-        """The arguments of run_overlapped/iter_overlapped for one call over ``inputs``, and its queries."""
+    def _iter_results(self, inputs: list[VideoInput], progress: ProgressArg, ordered: bool, window: int | None,
+                      texts=None):
         model = self.model
-        queries = self.queries_for(model, inputs, texts)
-        pool = export_pool if self.exporting else None
+        with ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="export") as export_pool:
+            decode = SharedDecode(self.opener, [self.stage(model, inputs, texts, export_pool)])
+            for pos, (r,) in decode.iter(inputs, **self._loop_args(model, len(inputs), progress), ordered=ordered,
+                                         window=window or default_window(self.decode_workers)):
+                yield r if ordered else (pos, r)
+
+    def _loop_args(self, model: ClipModel, total: int, progress: ProgressArg) -> dict:
         self.last_run_stats = RunStats()
-        return dict(
-            describe=lambda it: it.description, prepare=lambda it, emit: self._prepare(model, it, emit),
-            embed=model.encode_pixels,
-            finish=lambda it, meta, feats: self._finish(it, meta, feats, queries, pool, budget),
-            batch_size=self.batch_size, decode_workers=self.decode_workers,
-            item_timeout_sec=self.limits.timeout_sec, stats=self.last_run_stats,
-            progress=resolve_progress(self.progress if progress is None else progress, len(inputs),
-                                      "keyframes")), queries
+        return dict(embeds=[model.encode_pixels], batch_sizes=[self.batch_size], decode_workers=self.decode_workers,
+                    item_timeout_sec=self.limits.timeout_sec, stats=self.last_run_stats,
+                    progress=resolve_progress(self.progress if progress is None else progress, total, "keyframes"))
 
-    def queries_for(self, model: ClipModel, inputs: list[VideoInput], texts) -> _Queries:
-        """The queries of one call over ``inputs`` (see :meth:`details`), their text features computed."""
-        return _Queries(inputs, texts, self.text, model)
+    def stage(self, model: ClipModel, inputs: list[VideoInput], texts=None,
+              export_pool: ThreadPoolExecutor | None = None, listing: bool = False) -> KeyframesStage:
+        """This operator as a :class:`KeyframesStage` of ``model`` for a call over ``inputs`` (``texts``: as
+        in :meth:`details`; their text features are computed here), exporting in ``export_pool`` (None: no
+        export); ``listing``: a list-returning call, which warns when its keyframe arrays grow too large."""
+        budget = KeyframesBudget(len(inputs), self.keyframes_warn_mb) if listing and self.return_keyframes else None
+        return KeyframesStage(self.fps, self.max_candidates, self.aks, preprocessor(model),
+                              Queries(inputs, texts, self.text, model), self.exporter, self.opener,
+                              self.return_embeddings, export_pool, budget)
 
-    def _keyframes_budget(self, total: int) -> _KeyframesBudget | None:
-        """The size check of a list-returning call (None when it returns no arrays)."""
-        return _KeyframesBudget(total, self.keyframes_warn_mb) if self.return_keyframes else None
+    def failed_result(self, video: Any, error: str) -> KeyframesResult:
+        """The result of ``video`` (for the constructor's ``text``) when it could not be run at all."""
+        [item] = make_inputs([video], None, self.video_format, self.video_src_type)
+        return KeyframesResult.failed(item.video_id, item.description, error, query=self.text)
+
+    @property
+    def exporter(self) -> KeyframeExporter:
+        return KeyframeExporter(self.output_tos_dir, self.img_type, self.jpeg_quality, self.storage_options,
+                                self.return_keyframes)
 
     @property
     def exporting(self) -> bool:
-        return bool(self.output_tos_dir) or self.return_keyframes
-
-    def _row(self, item: VideoInput, out: Outcome, queries: _Queries) -> dict | list[dict]:
-        """The detail dict of one video, or its list of dicts (one per query) when it was given a list; waits
-        for its export (a failed export fails this video's rows only)."""
-        base = {"video_id": item.video_id, "source": item.description, "error": out.error,
-                "tos_paths": [], "frame_ids": [], "timestamps": [], "scores": [], "num_candidates": 0,
-                "effective_fps": None, "truncated": False, "warnings": []}
-        asked = queries.of(item)
-        rows = [dict(base, query=q) for q in asked]
-        if out.value is not None:
-            value = dict(out.value)
-            export: Future | None = value.pop("export", None)
-            selections = value.pop("selections")
-            paths: dict[int, str] = {}
-            frames: dict[int, np.ndarray] = {}
-            error = None
-            if export is not None:
-                try:
-                    ids, (written, arrays) = export.result()
-                    paths = dict(zip(ids, written))
-                    frames = dict(zip(ids, arrays))
-                except Exception as e:  # noqa: BLE001 - this video fails, the batch goes on
-                    error = error_message(item.description, e)
-                    log.warning("%s", error)
-            for row, sel in zip(rows, selections):
-                row.update(value, **sel)
-                if export is not None:
-                    row["error"] = error
-                    if error is None:
-                        row["tos_paths"] = [paths[f] for f in sel["frame_ids"]] if paths else []
-                        if self.return_keyframes:
-                            row["keyframes"] = [frames[f] for f in sel["frame_ids"]]
-        return rows if queries.listed(item) else rows[0]
-
-    # -- steps -----------------------------------------------------------------------------------------------
-    def _candidates(self, reader: VideoReader) -> tuple[np.ndarray, float]:
-        fps = self.fps
-        if self.max_candidates and reader.duration * fps > self.max_candidates:
-            fps = self.max_candidates / reader.duration
-        plan = make_plan("by_fps", target_fps=fps, max_frames=self.max_candidates)
-        return select_positions(plan, reader.index.times, reader.duration), fps
-
-    def _prepare(self, model: ClipModel, item: VideoInput, emit) -> dict:
-        if item.error:
-            raise VideoSourceError(item.error)
-        with self._reader(item) as reader:
-            positions, fps = self._candidates(reader)
-            got = self._emit_candidates(model, reader, reader.fetch(positions), emit)
-            return self._candidates_meta(reader, got, fps)
-
-    def _emit_candidates(self, model: ClipModel, reader: VideoReader, frames: Iterable[tuple[int, np.ndarray]],
-                         emit) -> list[int]:
-        """Preprocess ``(position, rgb)`` pairs in chunks as they are decoded; return the positions."""
-        buf = FrameBuffer(reader, _CHUNK_FRAMES)
-        for pos, rgb in frames:
-            chunk = buf.add(pos, rgb)
-            if chunk is not None:
-                emit(model.preprocess(chunk.frames))
-        chunk = buf.flush()
-        if chunk is not None:
-            emit(model.preprocess(chunk.frames))
-        return buf.indices
-
-    def _candidates_meta(self, reader: VideoReader, got: list[int], fps: float) -> dict:
-        return {"frame_ids": got, "times": [float(reader.index.times[p]) for p in got], "effective_fps": fps,
-                "truncated": reader.truncated, "warnings": list(reader.warnings), "source": reader.description,
-                "frame_bytes": reader.width * reader.height * 3}
-
-    def _finish(self, item: VideoInput, meta: dict, feats: torch.Tensor, queries: _Queries,
-                export_pool: ThreadPoolExecutor | None, budget: _KeyframesBudget | None = None) -> dict:
-        """AKS per query on the candidates' relevance; the union of the chosen frames is exported once."""
-        if not meta["frame_ids"]:
-            raise ValueError(f"{meta['source']}: no candidate frames could be decoded")
-        # Scored from the float16 embeddings the frame-embedding table stores, so that a new query answered
-        # from the table (select_from_embeddings) gives exactly the frames this pass would.
-        embeddings = stored_embeddings(feats)
-        selections = []
-        for query in queries.of(item):
-            scores = relevance(embeddings, queries.feature(query))
-            chosen = aks_select(scores, **self.aks)
-            selections.append({"frame_ids": [meta["frame_ids"][i] for i in chosen],
-                               "timestamps": [meta["times"][i] for i in chosen],
-                               "scores": [float(scores[i]) for i in chosen]})
-        out = {"selections": selections, "num_candidates": len(embeddings),
-               "effective_fps": meta["effective_fps"], "truncated": meta["truncated"], "warnings": meta["warnings"]}
-        if self.return_embeddings:
-            out.update(candidate_frame_ids=list(meta["frame_ids"]), candidate_timestamps=list(meta["times"]),
-                       embeddings=embeddings)
-        union = sorted({f for sel in selections for f in sel["frame_ids"]})
-        if export_pool is not None and union:
-            out["export"] = export_pool.submit(lambda: (union, self._export(item, union)))
-        if budget is not None:
-            budget.add(len(union) * meta["frame_bytes"])
-        return out
+        return self.exporter.exporting
 
     def export_frames(self, video: Any, frame_ids: Sequence[int], video_format: str | None = None
                       ) -> tuple[list[str], list[np.ndarray]]:
@@ -341,125 +260,7 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
                              self.video_src_type)
         if item.error:
             raise VideoSourceError(item.error)
-        return self._export(item, sorted(set(int(f) for f in frame_ids)))
-
-    def _export(self, item: VideoInput, frame_ids: list[int]) -> tuple[list[str], list[np.ndarray]]:
-        """Fetch the selected frames again (a seek each; cheaper than holding every candidate at full size),
-        encode and write them."""
-        frames: dict[int, np.ndarray] = {}
-        with self._reader(item) as reader:
-            for pos, rgb in reader.fetch(np.asarray(frame_ids)):
-                frames[pos] = rgb
-        missing = [f for f in frame_ids if f not in frames]
-        if missing:
-            raise VideoSourceError(f"{item.description}: selected frames {missing[:5]} could not be decoded again")
-        paths = []
-        if self.output_tos_dir:
-            for fid in frame_ids:
-                data = self.encode_image(frames[fid])
-                # Content-addressed name: rewriting the same image gives the same path, but other bytes (other
-                # jpeg_quality, a re-uploaded video under the same URI) never overwrite an image that an older
-                # table still points at, e.g. when a re-materialisation is killed half-way.
-                name = f"{fid:06d}-{hashlib.sha1(data).hexdigest()[:10]}{self.img_type}"
-                uri = join_uri(self.output_tos_dir, item.video_id, name)
-                write_bytes(uri, data, self.storage_options)
-                paths.append(uri)
-        return paths, [frames[f] for f in frame_ids] if self.return_keyframes else []
+        return self.exporter.export(self.opener, item, sorted(set(int(f) for f in frame_ids)))
 
     def encode_image(self, rgb: np.ndarray) -> bytes:
-        buf = io.BytesIO()
-        fmt = IMG_TYPES[self.img_type]
-        kwargs = {"quality": self.jpeg_quality} if fmt == "JPEG" else {"optimize": False}
-        Image.fromarray(rgb).save(buf, format=fmt, **kwargs)
-        return buf.getvalue()
-
-
-def _check_writable(d: str) -> None:
-    """A local output folder that cannot be written fails here, naming it, instead of every video failing
-    later; object stores are checked by the first write (no request is made here)."""
-    if not d or scheme_of(d) not in ("", "file"):
-        return
-    probe = strip_file_scheme(d)
-    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
-        probe = os.path.dirname(probe)  # the nearest existing folder: where the first image creates its own
-    if not os.path.isdir(probe):
-        raise ValueError(f"output_tos_dir {d!r} cannot be created: {probe!r} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ValueError(f"output_tos_dir {d!r} is not writable ({probe!r} does not allow writing)")
-
-
-def _absolute_dir(d: str) -> str:
-    d = os.fspath(d)
-    if scheme_of(d) in ("", "file"):
-        path = strip_file_scheme(d)
-        path = os.path.abspath(os.path.expanduser(path))
-        return "file://" + path if d.startswith("file://") else path
-    return d.rstrip("/")
-
-
-class _KeyframesBudget:
-    """Warns once per call when the keyframe arrays one list-returning call holds would exceed ``limit_mb``,
-    projected from the videos finished so far."""
-
-    def __init__(self, total: int, limit_mb: float):
-        self.total, self.limit_mb = total, limit_mb
-        self.videos, self.bytes, self.warned = 0, 0, False
-
-    def add(self, nbytes: int) -> None:
-        self.videos += 1
-        self.bytes += nbytes
-        projected_mb = self.bytes / self.videos * self.total / 1e6
-        if self.warned or projected_mb <= self.limit_mb:
-            return
-        self.warned = True
-        msg = (f"keyframes: this call returns about {projected_mb:,.0f} MB of keyframe arrays "
-               f"({self.total} videos x ~{self.bytes / self.videos / 1e6:.0f} MB, return_keyframes=True), "
-               f"more than keyframes_warn_mb={self.limit_mb:g} (${KEYFRAMES_WARN_ENV}); iterate with "
-               "iter_details(), or pass return_keyframes=False and read the images from output_tos_dir")
-        log.warning("%s", msg)
-        warnings.warn(msg, KeyframesMemoryWarning, stacklevel=2)
-
-
-class _Queries:
-    """The questions of one call: per input, its queries (``None`` stands for the operator's ``text``) and
-    whether it was given a list (its result is then a list of rows); the text feature of each distinct query is
-    computed once, as a float64-ready array."""
-
-    def __init__(self, inputs: list[VideoInput], texts, default: str, model: ClipModel):
-        self.check(texts, len(inputs))
-        per = [None] * len(inputs) if texts is None else list(texts)
-        self._of: dict[int, tuple[str, ...]] = {}
-        self._listed: set[int] = set()
-        for item, t in zip(inputs, per):
-            if isinstance(t, (list, tuple)):
-                self._listed.add(id(item))
-                self._of[id(item)] = tuple(default if q is None else q for q in t)
-            else:
-                self._of[id(item)] = (default if t is None else t,)
-        distinct = list(dict.fromkeys(q for qs in self._of.values() for q in qs))
-        feats = model.encode_text(distinct).float().cpu().numpy() if distinct else []
-        self._feature = dict(zip(distinct, feats))
-
-    @staticmethod
-    def check(texts, n: int) -> None:
-        """Wrong ``texts`` raise ValueError before any work."""
-        if texts is None:
-            return
-        if isinstance(texts, str):
-            raise ValueError("texts must be a list with one query (or list of queries) per video, not a string")
-        texts = list(texts)
-        if len(texts) != n:
-            raise ValueError(f"texts has {len(texts)} entries for {n} videos")
-        for i, t in enumerate(texts):
-            for q in (t if isinstance(t, (list, tuple)) else [t]):
-                if q is not None and not isinstance(q, str):
-                    raise ValueError(f"texts[{i}]: a query must be a string or None, got {type(q).__name__}")
-
-    def of(self, item: VideoInput) -> tuple[str, ...]:
-        return self._of[id(item)]
-
-    def listed(self, item: VideoInput) -> bool:
-        return id(item) in self._listed
-
-    def feature(self, query: str) -> np.ndarray:
-        return self._feature[query]
+        return self.exporter.encode_image(rgb)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import torch
 
-from video_assets.errors import VideoSourceError
 from video_assets.models import DEFAULT_QUALITY_MODEL, ClipModel
-from video_assets.operators.batching import Outcome, RunStats, iter_overlapped, run_overlapped
+from video_assets.operators.batching import Outcome, RunStats
 from video_assets.operators.common import (
     ClipOperator,
     VideoInput,
@@ -25,27 +23,17 @@ from video_assets.operators.common import (
     resolve_limits,
     resolve_source_policy,
 )
+from video_assets.operators.results import QualityResult
+from video_assets.operators.stage import DecodeReport, SharedDecode, Stage, StageState, preprocessor
 from video_assets.progress import ProgressArg, resolve_progress
 from video_assets.scoring import clip_iqa_probs, parse_prompts, prompt_label, reduce_scores
 from video_assets.scoring.clip_iqa import REDUCE_MODES
 from video_assets.storage.policy import SourcePolicy
-from video_assets.video import (
-    DEFAULT_CHUNK_FRAMES,
-    FrameBuffer,
-    FrameChunk,
-    SampledFrames,
-    VideoReader,
-    make_plan,
-    sample_chunks,
-    select_positions,
-)
+from video_assets.video import SampledFrames, SamplePlan, VideoReader, make_plan, select_positions
 from video_assets.video.limits import ReadLimits
 from video_assets.video.reader import check_stream_index
 
 log = logging.getLogger(__name__)
-
-# Frames are preprocessed in chunks as they are decoded: memory does not grow with the frames a plan chooses.
-_CHUNK_FRAMES = DEFAULT_CHUNK_FRAMES
 
 
 class VideoQualityScore(ClipOperator):
@@ -123,7 +111,7 @@ class VideoQualityScore(ClipOperator):
 
     def __call__(self, video_paths: Sequence[Any] | None = None, video_binaries: Sequence[Any] | None = None,
                  video_formats: Sequence[str | None] | None = None, progress: ProgressArg = None) -> list:
-        return [d["score"] for d in self.score_details(video_paths, video_binaries, video_formats, progress)]
+        return [r.score for r in self.results(video_paths, video_binaries, video_formats, progress)]
 
     def score_details(self, video_paths: Sequence[Any] | None = None, video_binaries: Sequence[Any] | None = None,
                       video_formats: Sequence[str | None] | None = None,
@@ -131,19 +119,25 @@ class VideoQualityScore(ClipOperator):
         """Per input, in order: ``score`` (float, list of floats for a prompt list, or None), ``frame_scores``,
         ``frame_indices``, ``timestamps``, ``error`` (None when fine), plus ``video_id``, ``source``,
         ``truncated``, ``warnings``, ``prompts``, ``scored_at``. ``progress``: as in the constructor (None:
-        the constructor's)."""
+        the constructor's). The dict form of :meth:`results`."""
+        return [r.as_dict() for r in self.results(video_paths, video_binaries, video_formats, progress)]
+
+    def results(self, video_paths: Sequence[Any] | None = None, video_binaries: Sequence[Any] | None = None,
+                video_formats: Sequence[str | None] | None = None,
+                progress: ProgressArg = None) -> list[QualityResult]:
+        """:meth:`score_details` as typed :class:`~video_assets.operators.results.QualityResult` s."""
         if (video_paths is None) == (video_binaries is None):
             raise ValueError("pass exactly one of video_paths or video_binaries")
         kind = "video_url" if video_paths is not None else "auto"
         inputs = make_inputs(video_paths if video_paths is not None else video_binaries, video_formats,
                              self.default_video_format, kind)
-        outcomes = run_overlapped(inputs, **self._run_args(inputs, progress))
-        return [self._row(it, out) for it, out in zip(inputs, outcomes)]
+        decode, loop = self._decode(inputs, progress)
+        return [r for (r,) in decode.run(inputs, **loop)]
 
     def details(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
                 progress: ProgressArg = None) -> list[dict]:
         """:meth:`score_details` for URIs/paths, with the same signature as the keyframes operator's
-        ``details`` (what compute backends call)."""
+        ``details``."""
         return self.score_details(video_paths=videos, video_formats=video_formats, progress=progress)
 
     def iter_details(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
@@ -156,74 +150,84 @@ class VideoQualityScore(ClipOperator):
         decode_workers)``) are started ahead of the oldest row not yet yielded, so one slow video holds back
         at most that many finished rows. ``ordered=False``: ``(input index, row)`` pairs in the order videos
         finish. Closing the iterator early (``break``) stops the decode workers."""
+        rows = self.iter_results(videos, video_formats, progress, ordered=ordered, window=window)
+        return _as_dicts(rows, ordered)
+
+    def iter_results(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
+                     progress: ProgressArg = None, *, ordered: bool = True,
+                     window: int | None = None) -> Iterator[QualityResult] | Iterator[tuple[int, QualityResult]]:
+        """:meth:`iter_details` as typed results (what compute backends and the Daft UDFs use)."""
         inputs = make_inputs(videos, video_formats, self.default_video_format, "auto")
-        return self._iter_rows(inputs, progress, ordered, window)
+        return self._iter_results(inputs, progress, ordered, window)
 
-    def _iter_rows(self, inputs: list[VideoInput], progress: ProgressArg, ordered: bool, window: int | None):
-        run = iter_overlapped(inputs, **self._run_args(inputs, progress), ordered=ordered,
-                              window=window or default_window(self.decode_workers))
-        try:
-            for pos, out in run:
-                row = self._row(inputs[pos], out)
-                yield row if ordered else (pos, row)
-        finally:
-            run.close()
+    def failed_result(self, video: Any, error: str) -> QualityResult:
+        """The result of ``video`` when it could not be run at all (a backend's worker died on it)."""
+        [item] = make_inputs([video], None, self.default_video_format, "auto")
+        return QualityResult.failed(item.video_id, item.description, error, prompts=tuple(self.prompt_labels),
+                                    multi_prompt=self.multi_prompt)
 
-    def _run_args(self, inputs: list[VideoInput], progress: ProgressArg) -> dict:
-        """The arguments of run_overlapped/iter_overlapped for one call over ``inputs``."""
+    def _iter_results(self, inputs: list[VideoInput], progress: ProgressArg, ordered: bool, window: int | None):
+        decode, loop = self._decode(inputs, progress)
+        for pos, (r,) in decode.iter(inputs, **loop, ordered=ordered,
+                                     window=window or default_window(self.decode_workers)):
+            yield r if ordered else (pos, r)
+
+    def _decode(self, inputs: list[VideoInput], progress: ProgressArg) -> tuple[SharedDecode, dict]:
+        """This operator's one-stage decode for a call over ``inputs``, and the loop's arguments."""
         model = self.model
-        text_features = self._text_features(model)
         self.last_run_stats = RunStats()
-        return dict(
-            describe=lambda it: it.description, prepare=lambda it, emit: self._prepare(model, it, emit),
-            embed=model.encode_pixels,
-            finish=lambda it, meta, feats: self._finish(meta, feats, text_features, model.logit_scale),
-            batch_size=self.batch_size, decode_workers=self.decode_workers,
+        return SharedDecode(self.opener, [self.stage(model)]), dict(
+            embeds=[model.encode_pixels], batch_sizes=[self.batch_size], decode_workers=self.decode_workers,
             item_timeout_sec=self.limits.timeout_sec, stats=self.last_run_stats,
             progress=resolve_progress(self.progress if progress is None else progress, len(inputs), "quality"))
 
-    # -- steps -----------------------------------------------------------------------------------------------
-    def _text_features(self, model: ClipModel) -> torch.Tensor:
-        return model.encode_text([t for pair in self.pairs for t in pair])
+    def stage(self, model: ClipModel | None = None) -> QualityStage:
+        """This operator as a :class:`QualityStage` of ``model`` (default: its own; the prompts' text
+        features are computed here), e.g. to share a decode with other stages
+        (:class:`~video_assets.operators.stage.SharedDecode`)."""
+        model = model or self.model
+        return QualityStage(self.plan, preprocessor(model), model.encode_text([t for pair in self.pairs for t in pair]),
+                            model.logit_scale, self.reduce_mode, tuple(self.prompt_labels), self.multi_prompt)
 
-    def _prepare(self, model: ClipModel, item: VideoInput, emit) -> SampledFrames:
-        """Decode the plan's frames and emit them preprocessed, a chunk at a time; returns the sample's
-        metadata (what :func:`~video_assets.video.sample_frames` returns, without the pixels)."""
-        if item.error:
-            raise VideoSourceError(item.error)
-        with self._reader(item) as reader:
-            buf = FrameBuffer(reader, _CHUNK_FRAMES)
-            for chunk in sample_chunks(reader, self.plan, buffer=buf):
-                self._emit_chunk(model, chunk, emit)
-            return buf.result()
 
-    def _positions(self, reader: VideoReader) -> np.ndarray:
-        """The frame positions this operator needs from an open video (what a shared decode must include)."""
+def _as_dicts(rows, ordered: bool):
+    for r in rows:
+        yield r.as_dict() if ordered else (r[0], r[1].as_dict())
+
+
+class QualityStage(Stage):
+    """CLIP-IQA as a stage: the plan's frames, scored against the prompt pairs and reduced to one score."""
+
+    name = "quality"
+    parent_only = ("text_features",)
+
+    def __init__(self, plan: SamplePlan, preprocess, text_features: torch.Tensor | None, logit_scale: float,
+                 reduce_mode: str, prompts: tuple[str, ...], multi_prompt: bool):
+        self.plan, self.preprocess = plan, preprocess
+        self.text_features, self.logit_scale = text_features, logit_scale
+        self.reduce_mode, self.prompts, self.multi_prompt = reduce_mode, prompts, multi_prompt
+
+    def positions(self, reader: VideoReader) -> np.ndarray:
         return select_positions(self.plan, reader.index.times, reader.duration)
 
-    @staticmethod
-    def _emit_chunk(model: ClipModel, chunk: FrameChunk | None, emit) -> None:
-        if chunk is not None:
-            emit(model.preprocess(chunk.frames))
+    def meta(self, state: StageState, report: DecodeReport) -> SampledFrames:
+        """The sample's metadata (what :func:`~video_assets.video.sample_frames` returns, without pixels)."""
+        return state.buffer.result(report=(report.truncated, report.warnings))
 
-    def _finish(self, sample, feats: torch.Tensor, text_features: torch.Tensor, logit_scale: float) -> dict:
+    def finish(self, item: VideoInput, sample: SampledFrames, feats: torch.Tensor) -> tuple:
         if len(sample.indices) == 0:
             raise ValueError(f"{sample.source}: no frames in the sampling window "
                              f"(duration {sample.duration:.2f}s, start {self.plan.start_time_sec}s)")
-        probs = clip_iqa_probs(feats, text_features, logit_scale).cpu().numpy().astype(np.float64)  # (n, p)
-        score = reduce_scores(probs, self.reduce_mode)
-        return {"sample": sample, "frame_scores": probs, "score": score}
+        probs = clip_iqa_probs(feats, self.text_features, self.logit_scale).cpu().numpy().astype(np.float64)
+        return sample, probs, reduce_scores(probs, self.reduce_mode)  # probs: (n, prompts)
 
-    def _row(self, item: VideoInput, out: Outcome) -> dict:
-        row = {"video_id": item.video_id, "source": item.description, "prompts": self.prompt_labels,
-               "score": None, "frame_scores": [], "frame_indices": [], "timestamps": [], "error": out.error,
-               "truncated": False, "warnings": [], "scored_at": datetime.now(timezone.utc).isoformat()}
-        if out.value is not None:
-            v, s = out.value, out.value["sample"]
-            scores = [float(x) for x in v["score"]]
-            per_frame = v["frame_scores"]
-            row.update(score=scores if self.multi_prompt else scores[0],
-                       frame_scores=per_frame.tolist() if self.multi_prompt else per_frame[:, 0].tolist(),
-                       frame_indices=list(s.indices), timestamps=list(s.timestamps), truncated=s.truncated,
-                       warnings=list(s.warnings))
-        return row
+    def result(self, item: VideoInput, out: Outcome) -> QualityResult:
+        if out.value is None:
+            return QualityResult.failed(item.video_id, item.description, out.error, prompts=self.prompts,
+                                        multi_prompt=self.multi_prompt)
+        sample, probs, scores = out.value
+        return QualityResult(item.video_id, item.description, self.prompts, self.multi_prompt,
+                             scores=tuple(float(x) for x in scores),
+                             frame_scores=tuple(map(tuple, probs.tolist())), frame_indices=tuple(sample.indices),
+                             timestamps=tuple(sample.timestamps), truncated=sample.truncated,
+                             warnings=tuple(sample.warnings))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from functools import partial
 
@@ -36,8 +36,11 @@ from video_assets.pipeline.tables import (
     QUALITY_SCHEMA,
     USER_COLUMN,
     build_table,
+    embeddings_row,
     embeddings_schema,
     keyframes_dir,
+    keyframes_row,
+    quality_row,
     user_columns_of,
     user_json,
 )
@@ -117,24 +120,14 @@ def _keyframes_kwargs(settings: KeyframeSettings, warehouse: str, partition_key:
                 return_keyframes=False, **kwargs)
 
 
-def _quality_table(uniq: pd.DataFrame, user: list, details: list[dict], settings: QualitySettings,
+def _quality_table(uniq: pd.DataFrame, user: list, results: list, settings: QualitySettings,
                    op, partition_key: str) -> pa.Table:
-    sample = json.dumps(settings.sample_settings(), sort_keys=True)
-    fp = settings.fingerprint(op.clip_model_name)
-    rows = []
-    for (vid, uri), d in zip(zip(uniq["video_id"], uniq["uri"]), details):
-        ok = d["error"] is None
-        rows.append({
-            "partition_key": partition_key, "video_id": vid, "uri": uri, "quality_score": d["score"],
-            "frame_scores": d["frame_scores"] if ok else None,
-            "frame_indices": d["frame_indices"] if ok else None,
-            "timestamps": d["timestamps"] if ok else None,
-            "truncated": d["truncated"], "warnings": d["warnings"], "model": op.clip_model_name,
-            "device": d.get("device") or op.device,  # where the model ran (a Ray worker's GPU, say)
-            "prompt": op.prompt_labels[0], "reduce_mode": settings.reduce_mode,
-            "sample_mode": settings.sample_mode, "sample_settings": sample, "settings_hash": fp,
-            "error": d["error"], "scored_at": datetime.fromisoformat(d["scored_at"]),
-        })
+    context = dict(partition_key=partition_key, model=op.clip_model_name, prompt=op.prompt_labels[0],
+                   reduce_mode=settings.reduce_mode, sample_mode=settings.sample_mode,
+                   sample_settings=json.dumps(settings.sample_settings(), sort_keys=True),
+                   settings_hash=settings.fingerprint(op.clip_model_name))
+    rows = [quality_row(r, vid, uri, op.device, **context)
+            for (vid, uri), r in zip(zip(uniq["video_id"], uniq["uri"]), results)]
     return build_table(QUALITY_SCHEMA, rows, user)
 
 
@@ -157,42 +150,25 @@ def _video_queries(manifest_df: pd.DataFrame, uniq: pd.DataFrame, user: list, de
     return queries, users_of
 
 
-def _per_query(detail: dict | list[dict], queries: list[str]) -> list[dict]:
-    """A video's keyframe rows, one per query: a failed video may come back as one row for all of them."""
-    if isinstance(detail, list):
-        return detail
-    return [dict(detail, query=q) for q in queries]
+def _per_query(result, queries: list[str]) -> list:
+    """A video's keyframe results, one per query: a failed video may come back as one result for all of them."""
+    if isinstance(result, list):
+        return result
+    return [replace(result, query=q) for q in queries]
 
 
-def _keyframes_table(uniq: pd.DataFrame, user: list, details: list, settings: KeyframeSettings,
+def _keyframes_table(uniq: pd.DataFrame, user: list, results: list, settings: KeyframeSettings,
                      op, partition_key: str, queries: list[list[str]]) -> pa.Table:
     """One row per (distinct video, query); ``user``: per video, the user values of each query's row."""
-    settings_json = json.dumps(asdict(settings), sort_keys=True)
-    fp = settings.fingerprint(op.clip_model_name)
-    now = datetime.now(timezone.utc)
+    context = dict(partition_key=partition_key, text=settings.text, model=op.clip_model_name,
+                   settings=json.dumps(asdict(settings), sort_keys=True),
+                   settings_hash=settings.fingerprint(op.clip_model_name), extracted_at=datetime.now(timezone.utc))
     rows, row_user = [], []
-    for (vid, uri), per_video, qs, users in zip(zip(uniq["video_id"], uniq["uri"]), details, queries, user):
-        for d, u in zip(_per_query(per_video, qs), users):
-            rows.append(_keyframes_row(partition_key, vid, uri, d, settings, settings_json, fp, op, now))
+    for (vid, uri), per_video, qs, users in zip(zip(uniq["video_id"], uniq["uri"]), results, queries, user):
+        for r, u in zip(_per_query(per_video, qs), users):
+            rows.append(keyframes_row(r, vid, uri, op.device, **context))
             row_user.append(u)
     return build_table(KEYFRAMES_SCHEMA, rows, row_user)
-
-
-def _keyframes_row(partition_key: str, vid: str, uri: str, d: dict, settings: KeyframeSettings,
-                   settings_json: str, fp: str, op, now: datetime) -> dict:
-    ok = d["error"] is None
-    return {
-        "partition_key": partition_key, "video_id": vid, "uri": uri,
-        "keyframe_paths": d["tos_paths"] if ok else None, "frame_ids": d["frame_ids"] if ok else None,
-        "timestamps": d["timestamps"] if ok else None, "scores": d["scores"] if ok else None,
-        "num_keyframes": len(d["frame_ids"]) if ok else None,
-        "num_candidates": d["num_candidates"] if ok else None, "effective_fps": d["effective_fps"],
-        "truncated": d["truncated"], "warnings": d["warnings"], "text": settings.text,
-        "query": d.get("query", settings.text),
-        "model": op.clip_model_name, "device": d.get("device") or op.device, "settings": settings_json,
-        "settings_hash": fp,
-        "error": d["error"], "extracted_at": now,
-    }
 
 
 def score_quality(manifest_df: pd.DataFrame, settings: QualitySettings = QualitySettings(),
@@ -209,8 +185,8 @@ def score_quality(manifest_df: pd.DataFrame, settings: QualitySettings = Quality
                       **_access_kwargs(source_policy, limits))
     op = factory()  # validates the settings here, before any work; the model loads lazily where it runs
     progress = _progress(len(uniq), "quality", progress_callback, progress_every_sec)
-    details = (backend or LocalBackend()).map_details(factory, list(uniq["uri"]), progress)
-    return _quality_table(uniq, user, details, settings, op, partition_key)
+    results = (backend or LocalBackend()).map_results(factory, list(uniq["uri"]), progress)
+    return _quality_table(uniq, user, results, settings, op, partition_key)
 
 
 def extract_keyframes(manifest_df: pd.DataFrame, settings: KeyframeSettings = KeyframeSettings(),
@@ -246,31 +222,26 @@ def extract_keyframes_and_embeddings(
                       **_access_kwargs(source_policy, limits))
     op = factory()  # validates the settings here, before any work; the model loads lazily where it runs
     progress = _progress(len(uniq), "keyframes", progress_callback, progress_every_sec)
-    details = (backend or LocalBackend()).map_details(factory, list(uniq["uri"]), progress, texts=queries)
-    return (_keyframes_table(uniq, users, details, settings, op, partition_key, queries) if keyframes else None,
-            _embeddings_table(uniq, user, details, settings, op, partition_key) if embeddings else None)
+    results = (backend or LocalBackend()).map_results(factory, list(uniq["uri"]), progress, texts=queries)
+    return (_keyframes_table(uniq, users, results, settings, op, partition_key, queries) if keyframes else None,
+            _embeddings_table(uniq, user, results, settings, op, partition_key) if embeddings else None)
 
 
-def _embeddings_table(uniq: pd.DataFrame, user: list, details: list, settings: KeyframeSettings, op,
+def _embeddings_table(uniq: pd.DataFrame, user: list, results: list, settings: KeyframeSettings, op,
                       partition_key: str) -> pa.Table:
     """One row per distinct video: its candidates and their stored (float16) embeddings."""
-    firsts = [d[0] if isinstance(d, list) and d else d for d in details]  # every query's row has them
-    dim = next((d["embeddings"].shape[1] for d in firsts
-                if isinstance(d, dict) and d.get("error") is None and "embeddings" in d), None)
+    firsts = [r[0] if isinstance(r, list) and r else r for r in results]  # every query's result has them
+    dim = next((r.embeddings.shape[1] for r in firsts
+                if r is not None and r.error is None and r.embeddings is not None), None)
     if dim is None:  # no video gave embeddings: the model says its size (loaded here only in that case)
         dim = int(op.model.embed_dim)
-    fp = settings.fingerprint(op.clip_model_name)
-    now = datetime.now(timezone.utc)
+    context = dict(partition_key=partition_key, model=op.clip_model_name, embed_dim=dim,
+                   settings_hash=settings.fingerprint(op.clip_model_name), extracted_at=datetime.now(timezone.utc))
     rows, arrays = [], []
-    for (vid, uri), d in zip(zip(uniq["video_id"], uniq["uri"]), firsts):
-        ok = isinstance(d, dict) and d.get("error") is None and "embeddings" in d
-        arrays.append(d["embeddings"] if ok else None)
-        rows.append({"partition_key": partition_key, "video_id": vid, "uri": uri,
-                     "frame_ids": d["candidate_frame_ids"] if ok else None,
-                     "timestamps": d["candidate_timestamps"] if ok else None, "model": op.clip_model_name,
-                     "embed_dim": dim, "effective_fps": d.get("effective_fps"),
-                     "device": d.get("device") or op.device, "settings_hash": fp,
-                     "error": d.get("error") if isinstance(d, dict) else "no result", "extracted_at": now})
+    for (vid, uri), r in zip(zip(uniq["video_id"], uniq["uri"]), firsts):
+        row, vectors = embeddings_row(r, vid, uri, op.device, **context)
+        rows.append(row)
+        arrays.append(vectors)
     schema = embeddings_schema(dim)
     table = build_table(schema.remove(schema.get_field_index(EMBEDDINGS_COLUMN)), rows, user)
     at = schema.get_field_index(EMBEDDINGS_COLUMN)
@@ -335,12 +306,12 @@ def quality_keyframes_and_embeddings(
     factory = partial(QualityAndKeyframes, quality=q_kwargs, keyframes=k_kwargs)
     op = factory()  # validates both settings before any work; the models load lazily where they run
     progress = _progress(len(uniq), "quality+keyframes", progress_callback, progress_every_sec)
-    pairs = (backend or LocalBackend()).map_details(factory, list(uniq["uri"]), progress, texts=queries)
-    k_details = [p[1] for p in pairs]
+    pairs = (backend or LocalBackend()).map_results(factory, list(uniq["uri"]), progress, texts=queries)
+    k_results = [p[1] for p in pairs]
     return (_quality_table(uniq, user, [p[0] for p in pairs], quality_settings, op.quality, partition_key),
-            _keyframes_table(uniq, users, k_details, keyframe_settings, op.keyframes, partition_key, queries)
+            _keyframes_table(uniq, users, k_results, keyframe_settings, op.keyframes, partition_key, queries)
             if keyframes else None,
-            _embeddings_table(uniq, user, k_details, keyframe_settings, op.keyframes, partition_key)
+            _embeddings_table(uniq, user, k_results, keyframe_settings, op.keyframes, partition_key)
             if embeddings else None)
 
 

@@ -17,7 +17,7 @@ import io
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -25,6 +25,9 @@ import pyarrow.parquet as pq
 
 from video_assets.keyframes.embeddings import EMBEDDINGS_COLUMN, embeddings_type
 from video_assets.storage import filesystem_for, join_uri, write_bytes
+
+if TYPE_CHECKING:  # the results are plain data; the tables need not import the operators
+    from video_assets.operators.results import KeyframesResult, QualityResult
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +149,47 @@ def embeddings_schema(dim: int) -> pa.Schema:
         pa.field("extracted_at", _TS),
         pa.field(USER_COLUMN, pa.string()),  # JSON object: the manifest's user columns
     ]))
+
+
+# -- the one mapping from the operators' results to table rows ------------------------------------------------
+# The column names that differ from the results' (LAS) names are renamed here and nowhere else:
+# ``score`` -> ``quality_score``, ``tos_paths`` -> ``keyframe_paths``. ``context``: the columns that are the
+# same for every row of a table (partition_key, model, settings, ...); ``device``: where the model ran when
+# the result does not say.
+
+def quality_row(r: QualityResult, video_id: str, uri: str, device: str | None, **context: Any) -> dict:
+    """A ``video_quality_scores`` row (without ``user``)."""
+    ok = r.error is None
+    return {"video_id": video_id, "uri": uri, "quality_score": r.score,
+            "frame_scores": r.per_frame if ok else None, "frame_indices": list(r.frame_indices) if ok else None,
+            "timestamps": list(r.timestamps) if ok else None, "truncated": r.truncated,
+            "warnings": list(r.warnings), "device": r.device or device, "error": r.error,
+            "scored_at": r.scored_at, **context}
+
+
+def keyframes_row(r: KeyframesResult, video_id: str, uri: str, device: str | None, **context: Any) -> dict:
+    """A ``video_keyframes`` row (without ``user``)."""
+    ok = r.error is None
+    return {"video_id": video_id, "uri": uri, "keyframe_paths": list(r.tos_paths) if ok else None,
+            "frame_ids": list(r.frame_ids) if ok else None, "timestamps": list(r.timestamps) if ok else None,
+            "scores": list(r.scores) if ok else None, "num_keyframes": len(r.frame_ids) if ok else None,
+            "num_candidates": r.num_candidates if ok else None, "effective_fps": r.effective_fps,
+            "truncated": r.truncated, "warnings": list(r.warnings), "query": r.query,
+            "device": r.device or device, "error": r.error, **context}
+
+
+def embeddings_row(r: KeyframesResult | None, video_id: str, uri: str, device: str | None,
+                   **context: Any) -> tuple[dict, Any]:
+    """A ``video_frame_embeddings`` row without its vectors (without ``user``), and the vectors (None when the
+    video has none). ``r``: the video's first keyframes result (every query's has the candidates)."""
+    ok = r is not None and r.error is None and r.embeddings is not None
+    row = {"video_id": video_id, "uri": uri,
+           "frame_ids": list(r.candidate_frame_ids or ()) if ok else None,
+           "timestamps": list(r.candidate_timestamps or ()) if ok else None,
+           "effective_fps": r.effective_fps if r is not None else None,
+           "device": (r.device if r is not None else None) or device,
+           "error": r.error if r is not None else "no result", **context}
+    return row, (r.embeddings if ok else None)
 
 
 def table_uri(warehouse: str, asset: str, partition_key: str) -> str:

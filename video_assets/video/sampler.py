@@ -146,18 +146,21 @@ def sample_from_reader(reader: VideoReader, plan: SamplePlan,
 
 
 def sampled_result(reader: VideoReader, got_pos: list[int], arr: np.ndarray,
-                   stacklevel: int = 3) -> SampledFrames:
+                   stacklevel: int = 3, report: tuple[bool, Sequence[str]] | None = None) -> SampledFrames:
     """The :class:`SampledFrames` of the positions ``got_pos`` read from ``reader`` with pixels ``arr``
-    (streaming callers pass an empty array: the metadata only); warns once when the video was truncated."""
+    (streaming callers pass an empty array: the metadata only); warns once when the video was truncated.
+    ``report``: ``(truncated, warnings)`` to record instead of the reader's (a decode shared by several
+    plans reports each plan's own)."""
+    truncated, warns = (reader.truncated, reader.warnings) if report is None else report
     result = SampledFrames(
         indices=got_pos,
         timestamps=[float(reader.index.times[p]) for p in got_pos],
         frames=arr, source=reader.description, duration=reader.duration, fps=reader.fps,
         width=reader.width, height=reader.height, codec=reader.codec, num_frames=len(reader.index),
-        truncated=reader.truncated, warnings=list(reader.warnings), stats=reader.stats,
+        truncated=truncated, warnings=list(warns), stats=reader.stats,
         rotation=reader.rotation, stream_index=reader.stream_index)
     if result.truncated:
-        msg = f"{reader.description}: " + "; ".join(reader.warnings)
+        msg = f"{reader.description}: " + "; ".join(result.warnings)
         log.warning(msg)
         warnings.warn(msg, TruncatedVideoWarning, stacklevel=stacklevel)
     return result
@@ -223,10 +226,12 @@ class FrameBuffer:
         times = self.reader.index.times
         return FrameChunk(indices, [float(times[p]) for p in indices], frames)
 
-    def result(self, stacklevel: int = 3) -> SampledFrames:
-        """The :class:`SampledFrames` of every frame added, without pixels (``frames`` has 0 rows)."""
+    def result(self, stacklevel: int = 3, report: tuple[bool, Sequence[str]] | None = None) -> SampledFrames:
+        """The :class:`SampledFrames` of every frame added, without pixels (``frames`` has 0 rows);
+        ``report`` as in :func:`sampled_result`."""
         h, w = self.hw or (self.reader.height, self.reader.width)
-        return sampled_result(self.reader, list(self.indices), np.empty((0, h, w, 3), np.uint8), stacklevel + 1)
+        return sampled_result(self.reader, list(self.indices), np.empty((0, h, w, 3), np.uint8), stacklevel + 1,
+                              report)
 
 
 def sample_chunks(reader: VideoReader, plan: SamplePlan, chunk: int = DEFAULT_CHUNK_FRAMES,
