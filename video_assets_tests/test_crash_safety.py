@@ -56,7 +56,7 @@ CHILD = textwrap.dedent('''
         return write_bytes
 
     if fault == "keyframe_image":
-        import video_assets.operators.keyframes as K
+        import video_assets.operators.export as K  # where the keyframes operator writes its images
         K.write_bytes = killing(K.write_bytes, "/keyframes/", 3)
     elif fault == "keyframes_table":
         import video_assets.pipeline.tables as T

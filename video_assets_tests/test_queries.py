@@ -254,7 +254,8 @@ def test_daft_rows_naming_one_video_share_its_decode(videos, count_fetches):
 
     a, b = str(videos["h264_bframes.mp4"]), str(videos["hevc.mkv"])
     op = kf_op()
-    rows = _per_row_queries(op, [a, b, a, a], None, ["a black square", None, "a red stripe", "a black square"])
+    rows = [r.as_dict() for r in _per_row_queries(op, [a, b, a, a], None,
+                                                  ["a black square", None, "a red stripe", "a black square"])]
     assert sorted(count_fetches.values()) == [1, 1]
     assert [r["query"] for r in rows] == ["a black square", "a white square", "a red stripe", "a black square"]
     for r, path in zip(rows, [a, b, a, a]):

@@ -153,9 +153,6 @@ class ClipOperator:
         return VideoOpener(self.storage_options, self.source_policy, self.limits, self.stream_index,
                            self.apply_rotation, decoder_threads_for(self.decode_workers))
 
-    def _reader(self, item: VideoInput):
-        return self.opener.open(item)
-
 
 @dataclass(frozen=True)
 class VideoOpener:

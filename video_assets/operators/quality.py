@@ -185,7 +185,7 @@ class VideoQualityScore(ClipOperator):
         """This operator as a :class:`QualityStage` of ``model`` (default: its own; the prompts' text
         features are computed here), e.g. to share a decode with other stages
         (:class:`~video_assets.operators.stage.SharedDecode`)."""
-        model = model or self.model
+        model = model if model is not None else self.model
         return QualityStage(self.plan, preprocessor(model), model.encode_text([t for pair in self.pairs for t in pair]),
                             model.logit_scale, self.reduce_mode, tuple(self.prompt_labels), self.multi_prompt)
 
