@@ -14,30 +14,29 @@ from __future__ import annotations
 import os
 
 from video_assets.compute.base import ComputeBackend, ComputeBackendError, LocalBackend, OperatorFactory
+from video_assets.compute.settings import BACKEND_ENV, BACKENDS, ComputeSettings
 
-BACKEND_ENV = "VIDEO_ASSETS_COMPUTE_BACKEND"
-BACKENDS = ("local", "ray")
-
-__all__ = ["BACKENDS", "BACKEND_ENV", "ComputeBackend", "ComputeBackendError", "LocalBackend",
+__all__ = ["BACKENDS", "BACKEND_ENV", "ComputeBackend", "ComputeBackendError", "ComputeSettings", "LocalBackend",
            "OperatorFactory", "make_backend"]
 
 
-def make_backend(backend: str | None = None, **options) -> ComputeBackend:
-    """``backend`` "local" or "ray" (empty: ``$VIDEO_ASSETS_COMPUTE_BACKEND``, else "local"); ``options`` go
-    to the Ray backend (address, num_workers, num_gpus_per_worker, batch_size, num_cpus_per_worker,
-    runtime_env) and are ignored by "local"."""
-    name = (backend or os.environ.get(BACKEND_ENV) or "local").strip().lower()
-    if name == "local":
+def make_backend(backend: str | ComputeSettings | None = None, **options) -> ComputeBackend:
+    """``backend`` "local" or "ray" (empty: ``$VIDEO_ASSETS_COMPUTE_BACKEND``, else "local"), or a
+    :class:`ComputeSettings`; ``options``: the Ray fields of :class:`ComputeSettings` (None: the default),
+    validated for every backend and used by "ray"."""
+    if isinstance(backend, ComputeSettings):
+        settings = backend
+    else:
+        settings = ComputeSettings(backend=backend or os.environ.get(BACKEND_ENV) or "local",
+                                   **{k: v for k, v in options.items() if v is not None})
+    if settings.backend == "local":
         return LocalBackend()
-    if name == "ray":
-        try:
-            # the optional extra, imported only when chosen
-            from video_assets.compute.ray_backend import RayBackend
-        except ModuleNotFoundError as e:
-            if e.name != "ray" and not (e.name or "").startswith("ray."):
-                raise
-            raise ModuleNotFoundError("compute backend 'ray' needs Ray: pip install 'video_assets[ray]'",
-                                      name=e.name) from e
-
-        return RayBackend(**{k: v for k, v in options.items() if v is not None})
-    raise ValueError(f"compute backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    try:
+        # the optional extra, imported only when chosen
+        from video_assets.compute.ray_backend import RayBackend
+    except ModuleNotFoundError as e:
+        if e.name != "ray" and not (e.name or "").startswith("ray."):
+            raise
+        raise ModuleNotFoundError("compute backend 'ray' needs Ray: pip install 'video_assets[ray]'",
+                                  name=e.name) from e
+    return RayBackend(settings)

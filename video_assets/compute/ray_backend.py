@@ -22,6 +22,7 @@ the same at interpreter exit.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -35,6 +36,7 @@ from video_assets.compute import ray_connection
 from video_assets.compute.base import ComputeBackend, ComputeBackendError, OperatorFactory
 from video_assets.compute.ray_connection import connect, first_line, import_ray, shutdown
 from video_assets.compute.ray_worker import Worker
+from video_assets.compute.settings import ComputeSettings
 from video_assets.storage import describe_uri
 
 if TYPE_CHECKING:
@@ -85,23 +87,21 @@ class RayBackend(ComputeBackend):
 
     name = "ray"
 
-    def __init__(self, address: str | None = "", num_workers: int = 1, num_gpus_per_worker: float = 0.0,
-                 batch_size: int = 8, num_cpus_per_worker: float | None = None,
-                 runtime_env: dict | None = None, max_task_retries: int = 1):
-        for name, value, low in (("num_workers", num_workers, 1), ("batch_size", batch_size, 1),
-                                 ("max_task_retries", max_task_retries, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"ray backend: {name} must be an int >= {low}, got {value!r}")
-        cpus_each = 1 if num_cpus_per_worker is None else num_cpus_per_worker
-        for name, value in (("num_gpus_per_worker", num_gpus_per_worker), ("num_cpus_per_worker", cpus_each)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"ray backend: {name} must be a number >= 0, got {value!r}")
-        self.address = (address or "").strip()
-        self.num_workers, self.batch_size = num_workers, batch_size
-        self.num_gpus_per_worker = float(num_gpus_per_worker)
-        self.num_cpus_per_worker = None if num_cpus_per_worker is None else float(num_cpus_per_worker)
-        self.runtime_env = runtime_env
-        self.max_task_retries = max_task_retries
+    def __init__(self, settings: ComputeSettings | None = None, **options):
+        """``settings`` (backend "ray"), or its Ray options as keywords (see
+        :class:`~video_assets.compute.settings.ComputeSettings`, which validates them)."""
+        if settings is None:
+            settings = ComputeSettings(backend="ray", **options)
+        elif options:
+            settings = dataclasses.replace(settings, **options)
+        self.settings = settings
+        self.address = settings.address
+        self.num_workers, self.batch_size = settings.num_workers, settings.batch_size
+        self.num_gpus_per_worker = float(settings.num_gpus_per_worker)
+        self.num_cpus_per_worker = (None if settings.num_cpus_per_worker is None
+                                    else float(settings.num_cpus_per_worker))
+        self.runtime_env = settings.runtime_env
+        self.max_task_retries = settings.max_task_retries
 
     # -- workers --------------------------------------------------------------------------------------------
     def _cpus_per_worker(self) -> float:

@@ -141,11 +141,12 @@ class TextEncoder:
     def model(self, name: str):
         if name not in self._models:
             from video_assets.models import load_clip
+            from video_assets.models.settings import effective_dtype
             from video_assets.operators.common import default_model_path, resolve_device
 
             device = resolve_device(self.device)
-            dtype = self.dtype or ("float16" if device.startswith("cuda") else "float32")
-            self._models[name] = load_clip(name, default_model_path(self.model_path) or None, device, dtype)
+            self._models[name] = load_clip(name, default_model_path(self.model_path) or None, device,
+                                           effective_dtype(self.dtype, device))
         return self._models[name]
 
     def __call__(self, name: str, query: str) -> np.ndarray:

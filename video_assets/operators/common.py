@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-# Re-exported: these lived here before video_assets/ids.py and models/defaults.py.
+# Re-exported: these lived here before video_assets/ids.py, models/defaults.py and compute/settings.py.
+from video_assets.compute.settings import default_decode_workers as default_decode_workers
 from video_assets.ids import stable_video_id
 from video_assets.models.defaults import MODEL_ENV as MODEL_ENV
 from video_assets.models.defaults import MODEL_PATH_ENV as MODEL_PATH_ENV
@@ -44,10 +45,6 @@ def default_window(decode_workers: int) -> int:
     """How many videos ``iter_details`` runs ahead of the oldest one not yet yielded: enough to keep every decode
     worker and the model busy, few enough that the results held at once stay small."""
     return max(8, 4 * decode_workers)
-
-
-def default_decode_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 def decoder_threads_for(decode_workers: int) -> int:

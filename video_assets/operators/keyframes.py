@@ -7,6 +7,7 @@ is its stage (:mod:`video_assets.operators.keyframes_stage`), the image writing
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -15,23 +16,23 @@ from typing import Any
 
 import numpy as np
 
+from video_assets.compute.settings import DecodeSettings
 from video_assets.errors import VideoSourceError
-from video_assets.keyframes import aks_select
+from video_assets.fields import build
+from video_assets.keyframes.settings import KeyframeExport, KeyframeSelection
 from video_assets.models import DEFAULT_KEYFRAMES_MODEL, ClipModel
+from video_assets.models.settings import ClipSettings
 from video_assets.operators.batching import RunStats
 from video_assets.operators.common import (
     ClipOperator,
     VideoInput,
-    default_decode_workers,
-    default_model_name,
-    default_model_path,
     default_window,
     make_inputs,
     resolve_device,
     resolve_limits,
     resolve_source_policy,
 )
-from video_assets.operators.export import IMG_TYPES, KeyframeExporter
+from video_assets.operators.export import KeyframeExporter
 from video_assets.operators.export import absolute_dir as _absolute_dir
 from video_assets.operators.export import check_writable as _check_writable
 from video_assets.operators.keyframes_stage import (
@@ -52,6 +53,8 @@ from video_assets.video.reader import check_stream_index
 __all__ = ["KEYFRAMES_WARN_ENV", "KeyframesMemoryWarning", "VideoAdaptiveKeyframesSampling"]
 
 log = logging.getLogger(__name__)
+
+_SEL, _EXP = KeyframeSelection(), KeyframeExport()  # the defaults of the LAS keywords
 
 SRC_TYPES = ("video_url", "video_base64", "video_binary")
 # A list-returning call warns once when the keyframe arrays it returns would exceed this many MB.
@@ -100,45 +103,44 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
     """
 
     def __init__(self, text: str = "", model_path: str | None = None, clip_model_name: str | None = None,
-                 dtype: str = "float16", video_src_type: str = "video_url", fps: float = 1.0,
-                 max_num_frames: int = 32, t1: float = 0.8, t2: float = -100, all_depth: int = 5,
-                 img_type: str = ".jpg", output_tos_dir: str = "", return_keyframes: bool = True,
-                 batch_size: int = 16, rank: int = 0, video_format: str = "mp4", budget: str = "exact",
-                 max_candidates: int | None = None, device: str | None = None, decode_workers: int | None = None,
-                 jpeg_quality: int = 95, storage_options: dict | None = None,
-                 source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None,
-                 progress: ProgressArg = None, keyframes_warn_mb: float | None = None,
-                 stream_index: int | None = None, apply_rotation: bool = True, return_embeddings: bool = False):
+                 dtype: str = "float16", video_src_type: str = "video_url", fps: float = _SEL.fps,
+                 max_num_frames: int = _SEL.max_num_frames, t1: float = _SEL.t1, t2: float = _SEL.t2,
+                 all_depth: int = _SEL.all_depth, img_type: str = _EXP.img_type,
+                 output_tos_dir: str = _EXP.output_tos_dir, return_keyframes: bool = _EXP.return_keyframes,
+                 batch_size: int = 16, rank: int = 0, video_format: str = "mp4", budget: str = _SEL.budget,
+                 max_candidates: int | None = _SEL.max_candidates, device: str | None = None,
+                 decode_workers: int | None = None, jpeg_quality: int = _EXP.jpeg_quality,
+                 storage_options: dict | None = None, source_policy: SourcePolicy | None = None,
+                 limits: ReadLimits | None = None, progress: ProgressArg = None,
+                 keyframes_warn_mb: float | None = None, stream_index: int | None = None,
+                 apply_rotation: bool = True, return_embeddings: bool = False):
+        # A thin front door: the keywords are those of LAS; the settings objects (one definition each, in the
+        # core) validate them before anything is loaded.
+        args = locals()
         check_stream_index(stream_index)
         self.stream_index, self.apply_rotation = stream_index, bool(apply_rotation)
         if not isinstance(text, str):
             raise ValueError(f"text must be a string, got {type(text).__name__}")
         if video_src_type not in SRC_TYPES:
             raise ValueError(f"video_src_type must be one of {', '.join(SRC_TYPES)}; got {video_src_type!r}")
-        if img_type.lower() not in IMG_TYPES:
-            raise ValueError(f"img_type must be one of .jpg, .png; got {img_type!r}")
-        if max_candidates is not None and (isinstance(max_candidates, bool) or int(max_candidates) < 1):
-            raise ValueError(f"max_candidates must be >= 1, got {max_candidates!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < float("inf"):
-            raise ValueError(f"fps must be a finite number > 0, got {fps!r}")
-        aks_select([0.0], max_num_frames, t1, t2, all_depth, budget)  # validates the AKS parameters
-        self.text, self.fps, self.max_candidates = text, float(fps), max_candidates
-        self.aks = dict(max_num_frames=max_num_frames, t1=t1, t2=t2, all_depth=all_depth, budget=budget)
+        export = build(KeyframeExport, args)
+        clip = build(ClipSettings, args)
+        self.selection = build(KeyframeSelection, args)
+        self.text, self.fps, self.max_candidates = text, self.selection.fps, self.selection.max_candidates
+        self.aks = self.selection.aks
         self.video_src_type, self.video_format = video_src_type, video_format
-        self.img_type = img_type.lower()
+        self.img_type = export.img_type
         self.output_tos_dir = _absolute_dir(output_tos_dir) if output_tos_dir else ""
         _check_writable(self.output_tos_dir)
+        self.export = dataclasses.replace(export, output_tos_dir=self.output_tos_dir)
         self.return_keyframes = return_keyframes
         self.return_embeddings = bool(return_embeddings)
-        self.model_path = default_model_path(model_path)
-        self.clip_model_name = default_model_name(clip_model_name, DEFAULT_KEYFRAMES_MODEL)
-        self.device = resolve_device(device, rank)
-        self.dtype = dtype if self.device.startswith("cuda") else "float32"
-        self.batch_size = batch_size
-        self.decode_workers = decode_workers or default_decode_workers()
-        self.jpeg_quality = jpeg_quality
+        self.clip_settings = clip.resolved(DEFAULT_KEYFRAMES_MODEL, resolve_device(device, rank))
+        self.model_path, self.clip_model_name = self.clip_settings.model_path, self.clip_settings.clip_model_name
+        self.device, self.dtype = self.clip_settings.device, self.clip_settings.dtype
+        self.batch_size = self.clip_settings.batch_size
+        self.decode_workers = DecodeSettings(decode_workers).workers
+        self.jpeg_quality = export.jpeg_quality
         self.storage_options = storage_options
         # where sources may point and what one video may cost (None: permissive policy, default limits)
         self.source_policy = resolve_source_policy(source_policy)

@@ -9,14 +9,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from video_assets.compute.settings import DecodeSettings
+from video_assets.fields import build
 from video_assets.models import DEFAULT_QUALITY_MODEL, ClipModel
+from video_assets.models.settings import ClipSettings
 from video_assets.operators.batching import Outcome, RunStats
 from video_assets.operators.common import (
     ClipOperator,
     VideoInput,
-    default_decode_workers,
-    default_model_name,
-    default_model_path,
     default_window,
     make_inputs,
     resolve_device,
@@ -29,8 +29,14 @@ from video_assets.progress import ProgressArg, resolve_progress
 from video_assets.scoring import clip_iqa_probs, parse_prompts, prompt_label, reduce_scores
 from video_assets.scoring.clip_iqa import REDUCE_MODES
 from video_assets.storage.policy import SourcePolicy
-from video_assets.video import SampledFrames, SamplePlan, VideoReader, make_plan, select_positions
+from video_assets.video import (
+    SampledFrames,
+    SamplePlan,
+    VideoReader,
+    select_positions,
+)
 from video_assets.video.limits import ReadLimits
+from video_assets.video.plan import DEFAULT_PLAN as _PLAN
 from video_assets.video.reader import check_stream_index
 
 log = logging.getLogger(__name__)
@@ -70,33 +76,34 @@ class VideoQualityScore(ClipOperator):
     """
 
     def __init__(self, model_path: str | None = None, clip_model_name: str | None = None,
-                 prompt: Any = "quality", device: str | None = None, sample_mode: str = "by_count_uniform",
-                 start_time_sec: float = 0.0, end_time_sec: float | None = None, count_k: int | None = 8,
-                 interval_sec: float | None = None, interval_frames: int | None = None,
-                 target_fps: float | None = None, timestamps_sec: Sequence[float] | None = None,
-                 max_frames: int | None = None, reduce_mode: str = "avg", default_video_format: str = "mp4",
-                 dtype: str | None = None, batch_size: int = 32, decode_workers: int | None = None,
-                 storage_options: dict | None = None,
+                 prompt: Any = "quality", device: str | None = None,
+                 sample_mode: str = _PLAN.sample_mode, start_time_sec: float = _PLAN.start_time_sec,
+                 end_time_sec: float | None = _PLAN.end_time_sec, count_k: int | None = _PLAN.count_k,
+                 interval_sec: float | None = _PLAN.interval_sec, interval_frames: int | None = _PLAN.interval_frames,
+                 target_fps: float | None = _PLAN.target_fps,
+                 timestamps_sec: Sequence[float] | None = _PLAN.timestamps_sec,
+                 max_frames: int | None = _PLAN.max_frames, reduce_mode: str = "avg",
+                 default_video_format: str = "mp4", dtype: str | None = None, batch_size: int = 32,
+                 decode_workers: int | None = None, storage_options: dict | None = None,
                  source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None,
                  progress: ProgressArg = None, stream_index: int | None = None, apply_rotation: bool = True):
-        # Validate everything before loading anything.
+        # A thin front door: the keywords are those of LAS; the settings objects (one definition each, in the
+        # core) validate them before anything is loaded.
+        args = locals()
         check_stream_index(stream_index)
         self.stream_index, self.apply_rotation = stream_index, bool(apply_rotation)
-        self.plan = make_plan(sample_mode, start_time_sec, end_time_sec, count_k, interval_sec, interval_frames,
-                              target_fps, timestamps_sec, max_frames)
+        self.plan = build(SamplePlan, args)
         self.pairs, self.multi_prompt = parse_prompts(prompt)
         if reduce_mode not in REDUCE_MODES:
             raise ValueError(f"reduce_mode must be one of {', '.join(REDUCE_MODES)}; got {reduce_mode!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.reduce_mode = reduce_mode
-        self.model_path = default_model_path(model_path)
-        self.clip_model_name = default_model_name(clip_model_name, DEFAULT_QUALITY_MODEL)
-        self.device = resolve_device(device)
-        self.dtype = dtype or ("float16" if self.device.startswith("cuda") else "float32")
-        self.batch_size = batch_size
+        clip = build(ClipSettings, args)
+        self.clip_settings = clip.resolved(DEFAULT_QUALITY_MODEL, resolve_device(device))
+        self.model_path, self.clip_model_name = self.clip_settings.model_path, self.clip_settings.clip_model_name
+        self.device, self.dtype = self.clip_settings.device, self.clip_settings.dtype
+        self.batch_size = self.clip_settings.batch_size
         self.default_video_format = default_video_format
-        self.decode_workers = decode_workers or default_decode_workers()
+        self.decode_workers = DecodeSettings(decode_workers).workers
         self.storage_options = storage_options
         # where sources may point and what one video may cost (None: permissive policy, default limits)
         self.source_policy = resolve_source_policy(source_policy)

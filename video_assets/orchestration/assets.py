@@ -1,25 +1,31 @@
-"""The four assets, one Parquet file per manifest partition. Each asset resolves its configuration, calls
-:mod:`video_assets.pipeline.runner`, writes its table and reports what a person wants to see in the UI."""
+"""The four assets, one Parquet file per manifest partition (two steps: the manifest, and the GPU step that
+writes the other three). Each step resolves its configuration (:mod:`.config`), calls
+:mod:`video_assets.pipeline.runner`, writes its tables and reports them (:mod:`.metadata`, :mod:`.checks`).
+
+The code versions are re-exported here (``QUALITY_CODE_VERSION``, ``CODE_VERSIONS``) for the schedule."""
 
 import functools
-import json
 import logging
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 
 import dagster as dg
 import pandas as pd
-import pyarrow as pa
-from pydantic import Field
 
 from video_assets.errors import ModelLoadError
-from video_assets.orchestration import checks
+from video_assets.orchestration import checks, metadata
+from video_assets.orchestration.config import (
+    EMBEDDINGS_CODE_VERSION,
+    KEYFRAMES_CODE_VERSION,
+    MANIFEST_CODE_VERSION,
+    QUALITY_CODE_VERSION,
+    ManifestConfig,
+    QualityKeyframesConfig,
+)
 from video_assets.orchestration.partitions import video_manifests
 from video_assets.orchestration.resources import ClipModelResource, ComputeResource, WarehouseResource
-from video_assets.pipeline import report
 from video_assets.pipeline.manifests import ManifestError
 from video_assets.pipeline.runner import (
     build_manifest_table,
@@ -29,7 +35,6 @@ from video_assets.pipeline.runner import (
     score_quality,
     shared_decode_problem,
 )
-from video_assets.pipeline.settings import KeyframeSettings, ManifestSettings, ModelSettings, QualitySettings
 from video_assets.pipeline.tables import (
     EMBEDDINGS_ASSET,
     KEYFRAMES_ASSET,
@@ -40,7 +45,6 @@ from video_assets.pipeline.tables import (
     write_table,
 )
 from video_assets.storage import describe_uri
-from video_assets.storage.fs import is_remote_uri
 
 log = logging.getLogger(__name__)
 
@@ -51,91 +55,6 @@ GROUP = "video"
 # (they are raised as dg.Failure(allow_retries=False)).
 STORAGE_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL,
                                jitter=dg.Jitter.PLUS_MINUS)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# run configuration (Launchpad): mirrors the operators' parameters
-
-
-class ManifestConfig(dg.Config):
-    probe: bool = Field(default=True, description="Open every video and record duration, fps, size, codec "
-                                                  "(a packet scan, no decoding).")
-    probe_workers: int | None = Field(default=None, description="Parallel probes; empty: min(4, CPUs).")
-
-    def to_settings(self) -> ManifestSettings:
-        return ManifestSettings(probe=self.probe, probe_workers=self.probe_workers)
-
-
-_Q = QualitySettings()
-
-
-class QualityConfig(dg.Config):
-    """VideoQualityScore (CLIP-IQA) parameters."""
-
-    prompt: str = Field(default=_Q.prompt, description=(
-        "A named antonym pair (quality, sharpness, brightness, noisiness, contrast, colorfullness, ...) or "
-        "'positive text|negative text'."))
-    sample_mode: str = Field(default=_Q.sample_mode, description=(
-        "by_count_uniform | by_interval_time | by_fps | by_interval_frames | by_timestamps"))
-    start_time_sec: float = Field(default=_Q.start_time_sec, description="Window start (seconds).")
-    end_time_sec: float | None = Field(default=_Q.end_time_sec, description="Window end; empty: the end.")
-    count_k: int | None = Field(default=_Q.count_k, description="by_count_uniform: frames per video.")
-    interval_sec: float | None = Field(default=_Q.interval_sec, description="by_interval_time: seconds.")
-    interval_frames: int | None = Field(default=_Q.interval_frames, description="by_interval_frames: n.")
-    target_fps: float | None = Field(default=_Q.target_fps, description="by_fps: frames per second.")
-    timestamps_sec: list[float] | None = Field(default=None, description="by_timestamps: times (s).")
-    max_frames: int | None = Field(default=_Q.max_frames, description="Cap on sampled frames per video.")
-    reduce_mode: str = Field(default=_Q.reduce_mode, description="avg | max | min | median over frames.")
-    default_video_format: str = Field(default=_Q.default_video_format, description="Container hint.")
-
-    def to_settings(self) -> QualitySettings:
-        d = self.model_dump()
-        d["timestamps_sec"] = tuple(d["timestamps_sec"]) if d["timestamps_sec"] is not None else None
-        return QualitySettings(**d)
-
-
-_K = KeyframeSettings()
-
-
-class KeyframesConfig(dg.Config):
-    """VideoAdaptiveKeyframesSampling (AKS) parameters."""
-
-    text: str = Field(default=_K.text, description="The query; empty: spread keyframes over the video.")
-    fps: float = Field(default=_K.fps, description="Candidate sampling rate (frames per second).")
-    max_num_frames: int = Field(default=_K.max_num_frames, description="Keyframes per video (AKS budget M).")
-    t1: float = Field(default=_K.t1, description="AKS split threshold t1.")
-    t2: float = Field(default=_K.t2, description="AKS split threshold t2.")
-    all_depth: int = Field(default=_K.all_depth, description="AKS recursion depth.")
-    budget: str = Field(default=_K.budget, description="'exact': always min(max_num_frames, candidates).")
-    max_candidates: int | None = Field(default=_K.max_candidates, description="Cap on candidates (long "
-                                                                                 "videos get a lower fps).")
-    img_type: str = Field(default=_K.img_type, description=".jpg or .png")
-    jpeg_quality: int = Field(default=_K.jpeg_quality, description="JPEG quality of the exported keyframes.")
-    video_src_type: str = Field(default=_K.video_src_type, description="video_url (manifests hold URIs).")
-    video_format: str = Field(default=_K.video_format, description="Container hint.")
-
-    def to_settings(self) -> KeyframeSettings:
-        return KeyframeSettings(**self.model_dump())
-
-
-class QualityKeyframesConfig(dg.Config):
-    """Run config of the step that materialises video_quality_scores and/or video_keyframes."""
-
-    quality: QualityConfig = Field(default_factory=QualityConfig,
-                                   description="video_quality_scores: VideoQualityScore (CLIP-IQA) parameters.")
-    keyframes: KeyframesConfig = Field(default_factory=KeyframesConfig,
-                                       description="video_keyframes: VideoAdaptiveKeyframesSampling (AKS) "
-                                                   "parameters.")
-
-
-# code_version: default settings + default model (from the environment) + the pipeline version; changing
-# any of them marks materialised partitions stale in the UI and for the refresh schedule.
-_DEFAULT_MODELS = ModelSettings()
-MANIFEST_CODE_VERSION = ManifestSettings().fingerprint()
-QUALITY_CODE_VERSION = QualitySettings().fingerprint(_DEFAULT_MODELS.quality_model)
-KEYFRAMES_CODE_VERSION = KeyframeSettings().fingerprint(_DEFAULT_MODELS.keyframes_model)
-# the embeddings are the keyframes pass's candidates: the same settings and model decide them
-EMBEDDINGS_CODE_VERSION = KEYFRAMES_CODE_VERSION
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -165,58 +84,6 @@ def _progress_every() -> float:
         return float(os.environ.get(PROGRESS_ENV, "10"))
     except ValueError:
         return 10.0
-
-
-def _path_value(uri: str) -> dg.MetadataValue:
-    return dg.MetadataValue.url(uri) if is_remote_uri(uri) else dg.MetadataValue.path(uri)
-
-
-def _column_schema(table: pa.Table) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(name=f.name, type=str(f.type)) for f in table.schema])
-
-
-def _preview(frame: pd.DataFrame, columns: list[str], limit: int = 10) -> dg.MetadataValue:
-    """The first rows as a table the UI renders inline."""
-    records = report.preview_records(frame, columns, limit)
-    cols = [c for c in columns if c in frame.columns]
-
-    def kind(c: str) -> str:
-        vals = [r[c] for r in records if r[c] is not None]
-        if vals and all(isinstance(v, bool) for v in vals):
-            return "bool"
-        if vals and all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
-            return "int"
-        if vals and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
-            return "float"
-        return "string"
-
-    return dg.MetadataValue.table(
-        records=[dg.TableRecord(r) for r in records],
-        schema=dg.TableSchema(columns=[dg.TableColumn(name=c, type=kind(c)) for c in cols]))
-
-
-def _common_metadata(table: pa.Table, frame: pd.DataFrame, uri: str, elapsed: float, failed: int,
-                     preview_cols: list[str]) -> dict:
-    rows = table.num_rows
-    cause = report.common_cause(frame)
-    return {
-        "dagster/row_count": dg.MetadataValue.int(rows),
-        "dagster/column_schema": _column_schema(table),
-        "failed": dg.MetadataValue.int(failed),
-        "failed_share": dg.MetadataValue.float(round(failed / rows, 4) if rows else 0.0),
-        "top_errors": dg.MetadataValue.md(report.errors_markdown(frame)),
-        "preview": _preview(frame, preview_cols),
-        "path": _path_value(uri),
-        "elapsed_s": dg.MetadataValue.float(round(elapsed, 3)),
-        "throughput_videos_per_s": dg.MetadataValue.float(round(rows / elapsed, 3) if elapsed > 0 else 0.0),
-        **({"common_cause": dg.MetadataValue.text(cause)} if cause else {}),
-    }
-
-
-def _log_common_cause(context: dg.AssetExecutionContext, asset: str, md: dict) -> None:
-    """The one line that says why most videos failed, and the fix, in the run log too."""
-    if "common_cause" in md:
-        context.log.warning(f"{asset}: {md['common_cause'].value}")
 
 
 def _read_manifest_table(warehouse: WarehouseResource, key: str) -> pd.DataFrame:
@@ -261,14 +128,14 @@ def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
     frame = table.to_pandas()
     uniq = frame[frame["duplicate_of"].isna()]
     failed = int((uniq["readable"] == False).sum()) if config.probe else 0  # noqa: E712
-    md = _common_metadata(table, uniq, uri, elapsed, failed,
+    md = metadata.common_metadata(table, uniq, uri, elapsed, failed,
                           ["row", "video_id", "source_uri", "duration_sec", "fps", "width", "height", "codec",
                            "size_bytes", "readable", "error", "user"])
     md["failed_share"] = dg.MetadataValue.float(round(failed / len(uniq), 4) if len(uniq) else 0.0)
     md.update({
         "videos": dg.MetadataValue.int(len(uniq)),
         "duplicates": dg.MetadataValue.int(manifest.num_duplicates),
-        "manifest": _path_value(manifest.uri),
+        "manifest": metadata.path_value(manifest.uri),
         "manifest_format": manifest.format,
         "manifest_sha256": manifest.sha256,
         "user_columns": dg.MetadataValue.json(manifest.user_names),  # the keys of the JSON column `user`
@@ -277,61 +144,13 @@ def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
     })
     if manifest.warnings:
         md["warnings"] = dg.MetadataValue.md("\n".join(f"- {w}" for w in manifest.warnings))
-    _log_common_cause(context, MANIFEST_ASSET, md)
+    metadata.log_common_cause(context, MANIFEST_ASSET, md)
     return dg.MaterializeResult(metadata=md)
 
 
 QUALITY_KEY, KEYFRAMES_KEY = checks.QUALITY_KEY, checks.KEYFRAMES_KEY
 EMBEDDINGS_KEY = dg.AssetKey(EMBEDDINGS_ASSET)
 MODEL_STEP = "video_quality_and_keyframes"
-
-
-def _quality_metadata(table: pa.Table, frame: pd.DataFrame, uri: str, elapsed: float,
-                      settings: QualitySettings) -> dict:
-    scores = frame["quality_score"].dropna()
-    failed = int(frame["quality_score"].isna().sum())
-    md = _common_metadata(table, frame, uri, elapsed, failed,
-                          ["video_id", "quality_score", "frame_indices", "truncated", "error"])
-    md.update({
-        "score_histogram": dg.MetadataValue.md(report.inline_histogram_markdown(list(scores))),
-        "score_histogram_large": dg.MetadataValue.md(report.markdown_image(
-            report.histogram_png(list(scores), title="quality_score"), "quality score histogram")),
-        "model": str(frame["model"].iloc[0]) if len(frame) else "",
-        "device": str(frame["device"].iloc[0]) if len(frame) else "",
-        "settings": dg.MetadataValue.json(json.loads(json.dumps(asdict(settings), default=list))),
-        "settings_hash": str(frame["settings_hash"].iloc[0]) if len(frame) else "",
-    })
-    if len(scores):
-        md.update({f"score_{k}": dg.MetadataValue.float(round(float(getattr(scores, k)()), 4))
-                   for k in ("mean", "median", "min", "max")})
-    return md
-
-
-def _keyframes_metadata(context: dg.AssetExecutionContext, warehouse: WarehouseResource, table: pa.Table,
-                        frame: pd.DataFrame, uri: str, elapsed: float, settings: KeyframeSettings) -> dict:
-    key = context.partition_key
-    keep = {p for paths in frame["keyframe_paths"].dropna() for p in paths}
-    removed = remove_orphan_keyframes(warehouse.warehouse_uri, key, keep)
-    if removed:
-        context.log.info(f"removed {removed} keyframe image(s) of an earlier materialisation")
-    failed = int(frame["error"].notna().sum())
-    md = _common_metadata(table, frame, uri, elapsed, failed,
-                          ["video_id", "num_keyframes", "num_candidates", "timestamps", "error"])
-    ok = frame[frame["error"].isna()]
-    sheet = report.contact_sheet_png(
-        [(vid, list(paths), list(ts)) for vid, paths, ts in zip(ok["video_id"], ok["keyframe_paths"],
-                                                                ok["timestamps"]) if paths is not None])
-    md.update({
-        "contact_sheet": dg.MetadataValue.md(report.markdown_image(sheet, "keyframes") if sheet
-                                             else "no keyframes to show"),
-        "keyframes_total": dg.MetadataValue.int(int(frame["num_keyframes"].fillna(0).sum())),
-        "keyframes_dir": _path_value(warehouse.keyframes_dir(key)),
-        "model": str(frame["model"].iloc[0]) if len(frame) else "",
-        "device": str(frame["device"].iloc[0]) if len(frame) else "",
-        "settings": dg.MetadataValue.json(asdict(settings)),
-        "settings_hash": str(frame["settings_hash"].iloc[0]) if len(frame) else "",
-    })
-    return md
 
 
 @dg.multi_asset(
@@ -411,7 +230,7 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
         uri = warehouse.table_uri(QUALITY_ASSET, key)
         write_table(q_table, uri)
         q_frame = q_table.to_pandas()
-        md = _quality_metadata(q_table, q_frame, uri, time.monotonic() - t0, q_settings)
+        md = metadata.quality_metadata(q_table, q_frame, uri, time.monotonic() - t0, q_settings)
         yield from _report(context, QUALITY_KEY, q_frame, {**md, "shared_decode": shared}, manifest,
                            selected_checks, warehouse, mostly_failed)
     if want_k:
@@ -419,15 +238,19 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
         t_write = time.monotonic()
         write_table(k_table, uri)
         k_frame = k_table.to_pandas()
-        md = _keyframes_metadata(context, warehouse, k_table, k_frame, uri,
-                                 compute_s + time.monotonic() - t_write, k_settings)
+        keep = {p for paths in k_frame["keyframe_paths"].dropna() for p in paths}
+        removed = remove_orphan_keyframes(warehouse.warehouse_uri, key, keep)
+        if removed:
+            context.log.info(f"removed {removed} keyframe image(s) of an earlier materialisation")
+        md = metadata.keyframes_metadata(k_table, k_frame, uri, compute_s + time.monotonic() - t_write,
+                                         k_settings, warehouse.keyframes_dir(key))
         yield from _report(context, KEYFRAMES_KEY, k_frame, {**md, "shared_decode": shared}, manifest,
                            selected_checks, warehouse, mostly_failed)
     if want_e:
         uri = warehouse.table_uri(EMBEDDINGS_ASSET, key)
         size = write_table(e_table, uri)
         e_frame = e_table.drop_columns(["embeddings"]).to_pandas()
-        md = _common_metadata(e_table, e_frame, uri, compute_s, int(e_frame["error"].notna().sum()),
+        md = metadata.common_metadata(e_table, e_frame, uri, compute_s, int(e_frame["error"].notna().sum()),
                               ["video_id", "uri", "embed_dim", "error"])
         frames = int(sum(len(f) for f in e_frame["frame_ids"] if f is not None))
         md.update({"frames": frames, "model": str(e_frame["model"].iloc[0]) if len(e_frame) else "",
@@ -447,7 +270,7 @@ def _report(context: dg.AssetExecutionContext, asset: dg.AssetKey, frame: pd.Dat
     videos failed, only that check's failed result: the asset is then not materialised (the step fails after
     the other asset), so the partition shows as failed. A failed blocking check after a materialisation would
     leave the partition "Materialized" (green) in the UI's partition view."""
-    _log_common_cause(context, asset.path[-1], md)
+    metadata.log_common_cause(context, asset.path[-1], md)
     mostly = checks.failed_share_below_threshold(asset, frame, error=True)
     if mostly.passed:
         yield dg.MaterializeResult(asset_key=asset, metadata=md)
@@ -470,6 +293,9 @@ def _mostly_failed_error(mostly_failed: list) -> dg.Failure:
                 for a, _, m in mostly_failed for k, v in m.items() if k in keep}
     return dg.Failure(description=description, metadata=metadata, allow_retries=False)
 
+
+__all__ = ["ASSETS", "CODE_VERSIONS", "EMBEDDINGS_KEY", "KEYFRAMES_KEY", "MODEL_STEP", "QUALITY_CODE_VERSION",
+           "QUALITY_KEY", "video_manifest", "video_quality_and_keyframes"]
 
 ASSETS = [video_manifest, video_quality_and_keyframes]
 CODE_VERSIONS = {dg.AssetKey(MANIFEST_ASSET): MANIFEST_CODE_VERSION,

@@ -5,13 +5,15 @@ can be changed per run in the Launchpad ("resources" section) or in ``definition
 """
 
 import os
-from typing import Any
+import typing
 
 import dagster as dg
 from pydantic import Field
 
-from video_assets.compute import BACKEND_ENV, ComputeBackend, make_backend
-from video_assets.models.defaults import MODEL_ENV, MODEL_PATH_ENV
+from video_assets import fields as settings_fields
+from video_assets.compute import BACKEND_ENV, ComputeBackend, ComputeSettings, make_backend
+from video_assets.models.settings import ClipSettings
+from video_assets.orchestration.config_gen import config_class, config_fields
 from video_assets.pipeline.registry import ManifestRegistry, UploadLedger
 from video_assets.pipeline.settings import ModelSettings, pipeline_source_policy
 from video_assets.pipeline.tables import keyframes_dir, table_uri
@@ -24,26 +26,29 @@ WAREHOUSE_ENV = "VIDEO_ASSETS_WAREHOUSE"
 INBOX_ENV = "VIDEO_ASSETS_INBOX"
 DEFAULT_WAREHOUSE = "data/warehouse"
 DEFAULT_INBOX = "data/inbox"
-_L = ReadLimits()
+# ReadLimits field -> WarehouseResource field, where the resource's name says more (its Launchpad path and
+# environment variable were named so before the limits were one definition).
+LIMIT_FIELDS = {"max_bytes": "max_video_bytes", "timeout_sec": "video_timeout_sec"}
+# retry_backoff_sec stays a core default: the retry schedule is not a per-deployment setting.
+_LIMITS_NOT_CONFIGURED = ("retry_backoff_sec",)
+_LIMIT_HINTS = settings_fields.type_hints(ReadLimits)
+# resource field -> ReadLimits field, for every configurable limit
+_LIMITS = {LIMIT_FIELDS.get(n, n): n for n in settings_fields.names(ReadLimits) if n not in _LIMITS_NOT_CONFIGURED}
 
 # Source policy and limits: environment variable -> WarehouseResource field (read by from_env). Lists are
-# comma-separated; a limit set to "none" is switched off.
+# comma-separated; a limit set to "none" is switched off. A limit's variable is VIDEO_ASSETS_ + its field.
 SOURCE_ENV = {
     "VIDEO_ASSETS_ALLOWED_SCHEMES": "allowed_schemes",
     "VIDEO_ASSETS_ALLOWED_ROOTS": "allowed_local_roots",
     "VIDEO_ASSETS_ALLOWED_BUCKETS": "allowed_buckets",
     "VIDEO_ASSETS_ALLOWED_HOSTS": "allowed_hosts",
     "VIDEO_ASSETS_ALLOW_PRIVATE_NETWORKS": "allow_private_networks",
-    "VIDEO_ASSETS_MAX_VIDEO_BYTES": "max_video_bytes",
-    "VIDEO_ASSETS_MAX_DURATION_SEC": "max_duration_sec",
-    "VIDEO_ASSETS_MAX_PIXELS": "max_pixels",
-    "VIDEO_ASSETS_MAX_DECODED_FRAMES": "max_decoded_frames",
-    "VIDEO_ASSETS_VIDEO_TIMEOUT_SEC": "video_timeout_sec",
-    "VIDEO_ASSETS_HTTP_CONNECT_TIMEOUT_SEC": "http_connect_timeout_sec",
-    "VIDEO_ASSETS_HTTP_READ_TIMEOUT_SEC": "http_read_timeout_sec",
-    "VIDEO_ASSETS_MAX_RETRIES": "max_retries",
+    **{f"VIDEO_ASSETS_{field.upper()}": field for field in _LIMITS},
 }
+_ENV_OF = {field: var for var, field in SOURCE_ENV.items()}
 _LIST_FIELDS = {"allowed_schemes", "allowed_local_roots", "allowed_buckets", "allowed_hosts"}
+_INT_LIMITS = {field for field, core in _LIMITS.items() if int in typing.get_args(_LIMIT_HINTS[core]) + (
+    _LIMIT_HINTS[core],)}
 
 
 def source_settings_from_env(environ=None) -> dict:
@@ -61,7 +66,7 @@ def source_settings_from_env(environ=None) -> dict:
             out[field] = raw.lower() in ("1", "true", "yes", "on")
         elif raw.lower() == "none":
             out[field] = None
-        elif field in ("max_video_bytes", "max_pixels", "max_decoded_frames", "max_retries"):
+        elif field in _INT_LIMITS:
             out[field] = int(raw)
         else:
             out[field] = float(raw)
@@ -77,7 +82,7 @@ def _absolute(uri: str) -> str:
     return uri.rstrip("/")
 
 
-class WarehouseResource(dg.ConfigurableResource):
+class _Warehouse(dg.ConfigurableResource):
     """Where tables, keyframe images and the manifest registry are written, and the inbox the sensors watch.
     Local folders or object-store prefixes (``s3://bucket/prefix``, ``tos://...``); S3 endpoint and
     credentials come from the usual AWS environment (``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``, ...)."""
@@ -112,23 +117,7 @@ class WarehouseResource(dg.ConfigurableResource):
     allow_private_networks: bool = Field(default=False, description=(
         "Allow http(s) sources on loopback, private and link-local addresses (cloud metadata addresses stay "
         "blocked) (env VIDEO_ASSETS_ALLOW_PRIVATE_NETWORKS)."))
-    # -- what one video may cost -------------------------------------------------------------------------
-    max_video_bytes: int | None = Field(default=_L.max_bytes, description=(
-        "Bytes read per video (env VIDEO_ASSETS_MAX_VIDEO_BYTES); empty: no limit."))
-    max_duration_sec: float | None = Field(default=_L.max_duration_sec, description=(
-        "Longest video accepted, seconds (env VIDEO_ASSETS_MAX_DURATION_SEC)."))
-    max_pixels: int | None = Field(default=_L.max_pixels, description=(
-        "Largest frame accepted, width x height, checked before decoding (env VIDEO_ASSETS_MAX_PIXELS)."))
-    max_decoded_frames: int | None = Field(default=_L.max_decoded_frames, description=(
-        "Frames decoded per video at most (env VIDEO_ASSETS_MAX_DECODED_FRAMES)."))
-    video_timeout_sec: float | None = Field(default=_L.timeout_sec, description=(
-        "Wall-clock time per video; a video past it is abandoned (env VIDEO_ASSETS_VIDEO_TIMEOUT_SEC)."))
-    http_connect_timeout_sec: float | None = Field(default=_L.http_connect_timeout_sec, description=(
-        "HTTP/S3 connect timeout (env VIDEO_ASSETS_HTTP_CONNECT_TIMEOUT_SEC)."))
-    http_read_timeout_sec: float | None = Field(default=_L.http_read_timeout_sec, description=(
-        "HTTP/S3 socket read timeout (env VIDEO_ASSETS_HTTP_READ_TIMEOUT_SEC)."))
-    max_retries: int = Field(default=_L.max_retries, description=(
-        "Retries of transient errors (HTTP 5xx, resets, S3 throttling) per request (env VIDEO_ASSETS_MAX_RETRIES)."))
+    # -- what one video may cost: the fields of ReadLimits, generated below ---------------------------------
 
     @classmethod
     def from_env(cls, **overrides) -> "WarehouseResource":
@@ -151,11 +140,7 @@ class WarehouseResource(dg.ConfigurableResource):
                                       allow_private_networks=self.allow_private_networks)
 
     def read_limits(self) -> ReadLimits:
-        return ReadLimits(max_bytes=self.max_video_bytes, max_duration_sec=self.max_duration_sec,
-                          max_pixels=self.max_pixels, max_decoded_frames=self.max_decoded_frames,
-                          timeout_sec=self.video_timeout_sec,
-                          http_connect_timeout_sec=self.http_connect_timeout_sec,
-                          http_read_timeout_sec=self.http_read_timeout_sec, max_retries=self.max_retries)
+        return ReadLimits(**{core: getattr(self, field) for field, core in _LIMITS.items()})
 
     @property
     def warehouse_uri(self) -> str:
@@ -186,34 +171,20 @@ class WarehouseResource(dg.ConfigurableResource):
         return UploadLedger(self.warehouse_uri)
 
 
-class ClipModelResource(dg.ConfigurableResource):
+WarehouseResource = config_class(
+    "WarehouseResource", _Warehouse,
+    config_fields(ReadLimits, exclude=_LIMITS_NOT_CONFIGURED, rename=LIMIT_FIELDS,
+                  describe={field: f"(env {_ENV_OF[field]})" for field in _LIMITS}),
+    module=__name__, doc=_Warehouse.__doc__)
+
+
+class _ClipModel(dg.ConfigurableResource):
     """How the CLIP models run. Models are loaded once per process by the core's cache (keyed by name, folder,
     device and dtype) and shared by every step and operator in that process."""
 
-    device: str | None = Field(default=None, description=(
-        "'cuda', 'cuda:N' or 'cpu'; empty: cuda when a GPU exists, else cpu."))
-    dtype: str | None = Field(default=None, description=(
-        "'float16', 'bfloat16', 'float32'; empty: float16 on GPU, float32 on CPU."))
-    model_path: str | None = Field(default=None, description=(
-        f"Folder of local models ({{model_path}}/{{model name}}); empty: env {MODEL_PATH_ENV}, else the hub "
-        "cache."))
-    quality_model_name: str | None = Field(default=None, description=(
-        f"CLIP for quality scores; empty: env {MODEL_ENV}, else openai/clip-vit-large-patch14."))
-    keyframes_model_name: str | None = Field(default=None, description=(
-        f"CLIP for keyframes; empty: env {MODEL_ENV}, else openai/clip-vit-base-patch32."))
-    quality_batch_size: int = Field(default=32, description="Frames per forward pass (quality).")
-    keyframes_batch_size: int = Field(default=16, description="Frames per forward pass (keyframes).")
-    decode_workers: int | None = Field(default=None, description=(
-        "Parallel decode threads feeding the model; empty: min(4, CPUs)."))
-
     def settings(self) -> ModelSettings:
-        return ModelSettings(device=self.device or None, dtype=self.dtype or None,
-                             model_path=self.model_path or None,
-                             quality_model_name=self.quality_model_name or None,
-                             keyframes_model_name=self.keyframes_model_name or None,
-                             quality_batch_size=self.quality_batch_size,
-                             keyframes_batch_size=self.keyframes_batch_size,
-                             decode_workers=self.decode_workers)
+        # an empty string from the Launchpad means "the default", as None does
+        return ModelSettings(**{k: (v if v != "" else None) for k, v in self.model_dump().items()})
 
     def load(self, which: str = "quality"):
         """Load (or get from the process-wide cache) the quality or keyframes model; raises ModelLoadError
@@ -222,30 +193,19 @@ class ClipModelResource(dg.ConfigurableResource):
         from video_assets.operators.common import resolve_device
 
         s = self.settings()
-        name = s.quality_model if which == "quality" else s.keyframes_model
-        device = resolve_device(s.device)
-        dtype = s.dtype or ("float16" if device.startswith("cuda") else "float32")
-        return load_clip(name, s.resolved_model_path or None, device, dtype,
-                         s.quality_batch_size if which == "quality" else s.keyframes_batch_size)
+        kw = s.operator_kwargs(which)
+        clip = ClipSettings(**settings_fields.pick(ClipSettings, kw)).resolved(kw["clip_model_name"],
+                                                                               resolve_device(s.device))
+        return load_clip(clip.clip_model_name, clip.model_path or None, clip.device, clip.dtype, clip.batch_size)
 
 
-class ComputeResource(dg.ConfigurableResource):
+ClipModelResource = config_class("ClipModelResource", _ClipModel, config_fields(ModelSettings),
+                                 module=__name__, doc=_ClipModel.__doc__)
+
+
+class _Compute(dg.ConfigurableResource):
     """Where the GPU steps run: ``local`` (this process; the default) or ``ray`` (a Ray cluster: each worker
     holds one operator with its model loaded once, and processes batches of manifest rows)."""
-
-    backend: str = Field(default="local", description=(
-        f"'local' or 'ray' (env {BACKEND_ENV} sets the default when the code location loads)."))
-    address: str = Field(default="", description=(
-        "Ray: 'auto' (a running cluster), 'ray://host:10001', or empty to start a local Ray instance."))
-    num_workers: int = Field(default=1, description="Ray: concurrent workers (operator instances).")
-    num_gpus_per_worker: float = Field(default=0.0, description="Ray: GPUs per worker (0 on a CPU cluster).")
-    batch_size: int = Field(default=8, description="Ray: manifest rows per task handed to a worker.")
-    num_cpus_per_worker: float | None = Field(default=None, description=(
-        "Ray: CPUs each worker reserves (decode threads, and the model's threads on a CPU); empty: the "
-        "cluster's CPUs divided among the workers."))
-    runtime_env: dict[str, Any] | None = Field(default=None, description=(
-        "Ray: the runtime environment of the job when this step makes the connection, e.g. "
-        "{'env_vars': {'VIDEO_ASSETS_MODEL_PATH': '/models'}} or {'py_modules': [...]}."))
 
     @classmethod
     def from_env(cls, **overrides) -> "ComputeResource":
@@ -253,10 +213,17 @@ class ComputeResource(dg.ConfigurableResource):
         kwargs.update(overrides)
         return cls(**kwargs)
 
+    def settings(self) -> ComputeSettings:
+        return ComputeSettings(**self.model_dump())
+
     def make(self) -> ComputeBackend:
-        return make_backend(self.backend, address=self.address, num_workers=self.num_workers,
-                            num_gpus_per_worker=self.num_gpus_per_worker, batch_size=self.batch_size,
-                            num_cpus_per_worker=self.num_cpus_per_worker, runtime_env=self.runtime_env)
+        return make_backend(self.settings())
+
+
+# max_task_retries stays a core default (how Ray's fault handling is bounded, not a deployment choice)
+ComputeResource = config_class("ComputeResource", _Compute,
+                               config_fields(ComputeSettings, exclude=("max_task_retries",)),
+                               module=__name__, doc=_Compute.__doc__)
 
 
 def default_resources(**overrides) -> dict:

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
+from video_assets.compute.settings import default_decode_workers
 from video_assets.errors import VideoAssetsError
-from video_assets.operators.common import default_decode_workers
 from video_assets.progress import Progress
 from video_assets.storage import describe_uri, redact_text
 from video_assets.storage.policy import SourcePolicy

@@ -104,20 +104,14 @@ def _access_kwargs(source_policy: SourcePolicy | None, limits: ReadLimits | None
 
 
 def _quality_kwargs(settings: QualitySettings, models: ModelSettings, storage_options: dict | None) -> dict:
-    return dict(model_path=models.model_path, clip_model_name=models.quality_model, device=models.device,
-                dtype=models.dtype, batch_size=models.quality_batch_size, decode_workers=models.decode_workers,
-                storage_options=storage_options, **settings.operator_kwargs())
+    return dict(**models.operator_kwargs("quality"), storage_options=storage_options, **settings.operator_kwargs())
 
 
 def _keyframes_kwargs(settings: KeyframeSettings, warehouse: str, partition_key: str, models: ModelSettings,
                       storage_options: dict | None) -> dict:
-    kwargs = settings.operator_kwargs()
-    if models.dtype:
-        kwargs["dtype"] = models.dtype
-    return dict(model_path=models.model_path, clip_model_name=models.keyframes_model, device=models.device,
-                batch_size=models.keyframes_batch_size, decode_workers=models.decode_workers,
-                storage_options=storage_options, output_tos_dir=keyframes_dir(warehouse, partition_key),
-                return_keyframes=False, **kwargs)
+    return dict(**models.operator_kwargs("keyframes"), storage_options=storage_options,
+                output_tos_dir=keyframes_dir(warehouse, partition_key), return_keyframes=False,
+                **settings.operator_kwargs())
 
 
 def _quality_table(uniq: pd.DataFrame, user: list, results: list, settings: QualitySettings,

@@ -1,4 +1,5 @@
-"""Settings of the pipeline's steps as plain dataclasses (the Dagster Config classes mirror them).
+"""Settings of the pipeline's steps: flat dataclasses made of the core's settings groups (:mod:`video_assets.fields`),
+from which the Dagster Config and resource classes are generated.
 
 Each settings object has a :meth:`fingerprint`: 12 hex digits over the settings, the model name and
 :data:`PIPELINE_VERSION`. The Dagster assets use it (for the default settings) as their ``code_version``, so
@@ -12,12 +13,18 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from video_assets.compute.settings import DecodeSettings
+from video_assets.fields import composite, names, setting
+from video_assets.keyframes.settings import KeyframeExport, KeyframeSelection
 from video_assets.models.defaults import (
     DEFAULT_KEYFRAMES_MODEL,
     DEFAULT_QUALITY_MODEL,
+    MODEL_ENV,
     default_model_name,
     default_model_path,
 )
+from video_assets.models.settings import ClipSettings
+from video_assets.video.plan import SamplePlan
 
 if TYPE_CHECKING:
     from video_assets.storage.policy import SourcePolicy
@@ -32,20 +39,19 @@ def _fingerprint(kind: str, payload: dict) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-@dataclass(frozen=True)
-class ModelSettings:
-    """Where and how models run. ``None`` means the operators' defaults: the ``VIDEO_ASSETS_MODEL_PATH`` /
-    ``VIDEO_ASSETS_CLIP_MODEL`` environment variables, then the LAS defaults; device ``cuda`` when a GPU
-    exists, else ``cpu``; dtype float16 on GPU, float32 on CPU."""
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
-    device: str | None = None
-    dtype: str | None = None
-    model_path: str | None = None
-    quality_model_name: str | None = None
-    keyframes_model_name: str | None = None
-    quality_batch_size: int = 32
-    keyframes_batch_size: int = 16
-    decode_workers: int | None = None
+
+class _ModelMethods:
+    quality_model_name: str | None
+    keyframes_model_name: str | None
+    model_path: str | None
+
+    def check(self) -> None:
+        _positive_int("quality_batch_size", self.quality_batch_size)
+        _positive_int("keyframes_batch_size", self.keyframes_batch_size)
 
     @property
     def quality_model(self) -> str:
@@ -59,72 +65,86 @@ class ModelSettings:
     def resolved_model_path(self) -> str:
         return default_model_path(self.model_path)
 
+    def operator_kwargs(self, which: str) -> dict[str, Any]:
+        """The model keywords of the ``which`` ("quality" or "keyframes") operator (None: its defaults)."""
+        name, batch = ((self.quality_model, self.quality_batch_size) if which == "quality"
+                       else (self.keyframes_model, self.keyframes_batch_size))
+        kwargs = dict(model_path=self.model_path, clip_model_name=name, device=self.device, batch_size=batch,
+                      decode_workers=self.decode_workers)
+        if self.dtype:  # else the operator's own default (the same rule: models.settings.effective_dtype)
+            kwargs["dtype"] = self.dtype
+        return kwargs
+
+
+ModelSettings = composite("ModelSettings", [
+    ClipSettings,
+    ("quality_model_name", str | None, setting(None, (
+        f"CLIP for quality scores; empty: env {MODEL_ENV}, else {DEFAULT_QUALITY_MODEL}."))),
+    ("keyframes_model_name", str | None, setting(None, (
+        f"CLIP for keyframes; empty: env {MODEL_ENV}, else {DEFAULT_KEYFRAMES_MODEL}."))),
+    ("quality_batch_size", int, setting(32, "Frames per forward pass (quality).")),
+    ("keyframes_batch_size", int, setting(16, "Frames per forward pass (keyframes).")),
+    DecodeSettings,
+], exclude=("clip_model_name", "batch_size"), bases=(_ModelMethods,), module=__name__, doc_text=(
+    """Where and how models run (both operators' model settings, and their decode threads). ``None`` means the
+    operators' defaults: the ``VIDEO_ASSETS_MODEL_PATH`` / ``VIDEO_ASSETS_CLIP_MODEL`` environment variables,
+    then the LAS defaults; device ``cuda`` when a GPU exists, else ``cpu``; dtype float16 on GPU, float32 on
+    CPU."""))
+
 
 @dataclass(frozen=True)
 class ManifestSettings:
-    """``probe``: open every video and record its metadata (a demux-only scan, no decoding)."""
+    """How the manifest step reads and probes the videos."""
 
-    probe: bool = True
-    probe_workers: int | None = None
+    probe: bool = setting(True, "Open every video and record duration, fps, size, codec (a packet scan, no "
+                                "decoding).")
+    probe_workers: int | None = setting(None, "Parallel probes; empty: min(4, CPUs).")
 
     def fingerprint(self) -> str:
         return _fingerprint("video_manifest", {"settings": asdict(self)})
 
 
-@dataclass(frozen=True)
-class QualitySettings:
-    """The VideoQualityScore parameters that change scores (see :class:`VideoQualityScore`)."""
-
-    prompt: str = "quality"
-    sample_mode: str = "by_count_uniform"
-    start_time_sec: float = 0.0
-    end_time_sec: float | None = None
-    count_k: int | None = 8
-    interval_sec: float | None = None
-    interval_frames: int | None = None
-    target_fps: float | None = None
-    timestamps_sec: tuple | None = None
-    max_frames: int | None = None
-    reduce_mode: str = "avg"
-    default_video_format: str = "mp4"
-
+class _QualityMethods:
     def sample_settings(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: d[k] for k in ("sample_mode", "start_time_sec", "end_time_sec", "count_k", "interval_sec",
-                                  "interval_frames", "target_fps", "timestamps_sec", "max_frames")}
-
-    def operator_kwargs(self) -> dict[str, Any]:
-        d = asdict(self)
-        if d["timestamps_sec"] is not None:
-            d["timestamps_sec"] = list(d["timestamps_sec"])
-        return d
-
-    def fingerprint(self, model_name: str) -> str:
-        return _fingerprint("video_quality_scores", {"settings": asdict(self), "model": model_name})
-
-
-@dataclass(frozen=True)
-class KeyframeSettings:
-    """The VideoAdaptiveKeyframesSampling parameters that change the selection or the images."""
-
-    text: str = ""
-    fps: float = 1.0
-    max_num_frames: int = 32
-    t1: float = 0.8
-    t2: float = -100.0
-    all_depth: int = 5
-    budget: str = "exact"
-    max_candidates: int | None = None
-    img_type: str = ".jpg"
-    jpeg_quality: int = 95
-    video_src_type: str = "video_url"
-    video_format: str = "mp4"
+        return {n: getattr(self, n) for n in names(SamplePlan)}
 
     def operator_kwargs(self) -> dict[str, Any]:
         return asdict(self)
 
     def fingerprint(self, model_name: str) -> str:
+        return _fingerprint("video_quality_scores", {"settings": asdict(self), "model": model_name})
+
+
+QualitySettings = composite("QualitySettings", [
+    ("prompt", str, setting("quality", (
+        "A named antonym pair (quality, sharpness, brightness, noisiness, contrast, colorfullness, ...) or "
+        "'positive text|negative text'."))),
+    SamplePlan,
+    ("reduce_mode", str, setting("avg", "avg | max | min | median over frames.")),
+    ("default_video_format", str, setting("mp4", "Container hint.")),
+], bases=(_QualityMethods,), module=__name__, doc_text=(
+    """The VideoQualityScore parameters that change scores (see :class:`VideoQualityScore`): the prompt, the
+    sampling plan (:class:`~video_assets.video.plan.SamplePlan`'s fields), the reduction, the container hint."""))
+
+
+class _KeyframeMethods:
+    def operator_kwargs(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def fingerprint(self, model_name: str) -> str:
         return _fingerprint("video_keyframes", {"settings": asdict(self), "model": model_name})
+
+
+KeyframeSettings = composite("KeyframeSettings", [
+    ("text", str, setting("", "The query; empty: spread keyframes over the video.")),
+    KeyframeSelection,
+    KeyframeExport,
+    ("video_src_type", str, setting("video_url", "video_url (manifests hold URIs).")),
+    ("video_format", str, setting("mp4", "Container hint.")),
+], exclude=("output_tos_dir", "return_keyframes"), bases=(_KeyframeMethods,), module=__name__, doc_text=(
+    """The VideoAdaptiveKeyframesSampling parameters that change the selection or the images: the query, the
+    selection (:class:`~video_assets.keyframes.settings.KeyframeSelection`) and the image format
+    (:class:`~video_assets.keyframes.settings.KeyframeExport`; the pipeline decides where images go)."""))
 
 
 @dataclass

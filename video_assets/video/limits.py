@@ -13,39 +13,39 @@ import time
 from dataclasses import dataclass
 
 from video_assets.errors import LimitExceededError
+from video_assets.fields import setting
 
 GIB = 1024 ** 3
 
 
 @dataclass(frozen=True)
 class ReadLimits:
-    """Limits per video. ``None`` switches a limit off.
+    """Limits per video (the one definition: the operators' ``limits``, the pipeline's warehouse resource and
+    its environment variables are derived from these fields). ``None`` switches a limit off.
 
-    - ``max_bytes`` (20 GiB): bytes read from the source, re-reads after seeks included. Local files and
-      remote objects whose size is known up front are refused before reading when they are larger.
-    - ``max_duration_sec`` (6 h): the stream's duration, from the container header and from the frame index.
-    - ``max_pixels`` (8192 x 8192 = 67 Mpx, 8K UHD fits): width x height from the stream header, checked before
-      anything is decoded or allocated.
-    - ``max_decoded_frames`` (2,000,000: every frame of 6 h at 90 fps): frames the decoder returns.
-    - ``timeout_sec`` (3600): wall-clock time per video from opening the source to the last frame. Checked
-      between packets, frames and reads; a decoder stuck inside one FFmpeg call is abandoned by the batch
-      runner instead (see :func:`video_assets.operators.batching.run_overlapped`).
-    - ``http_connect_timeout_sec`` (10) / ``http_read_timeout_sec`` (60): per connection attempt and per
-      socket read of http(s) sources.
-    - ``max_retries`` (3) and ``retry_backoff_sec`` (0.5): transient errors (HTTP 5xx/429, connection resets,
-      timeouts, S3 throttling) are retried this many times with exponential backoff (0.5 s, 1 s, 2 s, ... at
-      most 10 s, with jitter); permanent ones (404, 403, not a video) never.
+    Local files and remote objects whose size is known up front are refused before reading when they are
+    larger than ``max_bytes``; ``max_pixels`` is checked before anything is decoded or allocated;
+    ``timeout_sec`` is checked between packets, frames and reads, and a decoder stuck inside one FFmpeg call
+    is abandoned by the batch runner instead (see :func:`video_assets.operators.batching.run_overlapped`).
+    Transient errors are HTTP 5xx/429, connection resets, timeouts and S3 throttling; permanent ones (404,
+    403, not a video) are never retried.
     """
 
-    max_bytes: int | None = 20 * GIB
-    max_duration_sec: float | None = 6 * 3600.0
-    max_pixels: int | None = 8192 * 8192
-    max_decoded_frames: int | None = 2_000_000
-    timeout_sec: float | None = 3600.0
-    http_connect_timeout_sec: float | None = 10.0
-    http_read_timeout_sec: float | None = 60.0
-    max_retries: int = 3
-    retry_backoff_sec: float = 0.5
+    max_bytes: int | None = setting(20 * GIB, (
+        "Bytes read per video, re-reads after seeks included (20 GiB); empty: no limit."))
+    max_duration_sec: float | None = setting(6 * 3600.0, (
+        "Longest video accepted, seconds (6 h), from the container header and the frame index."))
+    max_pixels: int | None = setting(8192 * 8192, (
+        "Largest frame accepted, width x height (8192 x 8192: 8K UHD fits), checked before decoding."))
+    max_decoded_frames: int | None = setting(2_000_000, (
+        "Frames decoded per video at most (2,000,000: every frame of 6 h at 90 fps)."))
+    timeout_sec: float | None = setting(3600.0, (
+        "Wall-clock time per video, from opening the source to the last frame; a video past it is abandoned."))
+    http_connect_timeout_sec: float | None = setting(10.0, "HTTP/S3 connect timeout, per connection attempt.")
+    http_read_timeout_sec: float | None = setting(60.0, "HTTP/S3 socket read timeout.")
+    max_retries: int = setting(3, "Retries of transient errors (HTTP 5xx, resets, S3 throttling) per request.")
+    retry_backoff_sec: float = setting(0.5, (
+        "First retry delay; it doubles per retry (0.5 s, 1 s, 2 s, ... at most 10 s, with jitter)."))
 
     def __post_init__(self):
         for name in ("max_bytes", "max_duration_sec", "max_pixels", "max_decoded_frames", "timeout_sec",

@@ -7,28 +7,14 @@ exact, cheap and testable without video.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from video_assets.fields import setting
+
 _TIME_EPS = 1e-6  # seconds; far below any real frame interval
 SAMPLE_MODES = ("by_count_uniform", "by_interval_time", "by_fps", "by_interval_frames", "by_timestamps")
-
-
-@dataclass(frozen=True)
-class SamplePlan:
-    """The sampling parameters. Build it with :func:`make_plan`, which validates them."""
-
-    sample_mode: str = "by_count_uniform"
-    start_time_sec: float = 0.0
-    end_time_sec: float | None = None
-    count_k: int | None = 8
-    interval_sec: float | None = None
-    interval_frames: int | None = None
-    target_fps: float | None = None
-    timestamps_sec: tuple[float, ...] | None = field(default=None)
-    max_frames: int | None = None
 
 
 def _finite(name: str, value) -> float:
@@ -51,48 +37,78 @@ def _positive_int(name: str, value) -> int:
     return int(value)
 
 
-def make_plan(sample_mode: str = "by_count_uniform", start_time_sec: float | None = 0.0,
-              end_time_sec: float | None = None, count_k: int | None = 8, interval_sec: float | None = None,
-              interval_frames: int | None = None, target_fps: float | None = None,
-              timestamps_sec: Sequence[float] | None = None, max_frames: int | None = None) -> SamplePlan:
-    """Validate sampling parameters; raise ValueError naming the offending parameter."""
-    if sample_mode not in SAMPLE_MODES:
-        raise ValueError(f"sample_mode must be one of {', '.join(SAMPLE_MODES)}; got {sample_mode!r}")
-    start = 0.0 if start_time_sec is None else _finite("start_time_sec", start_time_sec)
-    if start < 0:
-        raise ValueError(f"start_time_sec must be >= 0, got {start_time_sec!r}")
-    end = None if end_time_sec is None else _finite("end_time_sec", end_time_sec)
-    if end is not None and end <= start:
-        raise ValueError(f"end_time_sec ({end}) must be greater than start_time_sec ({start})")
-    if max_frames is not None:
-        max_frames = _positive_int("max_frames", max_frames)
-    ts = None
-    if sample_mode == "by_count_uniform":
-        count_k = _positive_int("count_k", count_k)
-    elif sample_mode == "by_interval_time":
-        if interval_sec is None:
-            raise ValueError("interval_sec is required for sample_mode='by_interval_time'")
-        interval_sec = _finite("interval_sec", interval_sec)
-        if interval_sec <= 0:
-            raise ValueError(f"interval_sec must be > 0, got {interval_sec!r}")
-    elif sample_mode == "by_fps":
-        if target_fps is None:
-            raise ValueError("target_fps is required for sample_mode='by_fps'")
-        target_fps = _finite("target_fps", target_fps)
-        if target_fps <= 0:
-            raise ValueError(f"target_fps must be > 0, got {target_fps!r}")
-    elif sample_mode == "by_interval_frames":
-        interval_frames = _positive_int("interval_frames", interval_frames)
-    elif sample_mode == "by_timestamps":
-        if timestamps_sec is None:
+@dataclass(frozen=True)
+class SamplePlan:
+    """Which frames to take from one video: the sampling parameters of :func:`~video_assets.video.sample_frames`
+    and the quality operator, validated when the plan is made (ValueError naming the parameter, before any
+    I/O). Only the parameter of the chosen ``sample_mode`` is checked and used; the others are kept as given
+    ("empty" in a doc: None).
+
+    This is the one definition of these parameters: the sampler's and the quality operator's keywords, the
+    pipeline's ``QualitySettings`` and the Launchpad's quality config are derived from its fields.
+    """
+
+    sample_mode: str = setting("by_count_uniform", " | ".join(SAMPLE_MODES))
+    start_time_sec: float = setting(0.0, "Window start (seconds).")
+    end_time_sec: float | None = setting(None, "Window end; empty: the end.")
+    count_k: int | None = setting(8, "by_count_uniform: frames per video.")
+    interval_sec: float | None = setting(None, "by_interval_time: seconds.")
+    interval_frames: int | None = setting(None, "by_interval_frames: n.")
+    target_fps: float | None = setting(None, "by_fps: frames per second.")
+    timestamps_sec: tuple[float, ...] | None = setting(None, "by_timestamps: times (s).")
+    max_frames: int | None = setting(None, "Cap on sampled frames per video.")
+
+    def __post_init__(self):
+        mode = self.sample_mode
+        if mode not in SAMPLE_MODES:
+            raise ValueError(f"sample_mode must be one of {', '.join(SAMPLE_MODES)}; got {mode!r}")
+        start = 0.0 if self.start_time_sec is None else _finite("start_time_sec", self.start_time_sec)
+        if start < 0:
+            raise ValueError(f"start_time_sec must be >= 0, got {self.start_time_sec!r}")
+        end = None if self.end_time_sec is None else _finite("end_time_sec", self.end_time_sec)
+        if end is not None and end <= start:
+            raise ValueError(f"end_time_sec ({end}) must be greater than start_time_sec ({start})")
+        values = dict(start_time_sec=start, end_time_sec=end)
+        if self.max_frames is not None:
+            values["max_frames"] = _positive_int("max_frames", self.max_frames)
+        if mode == "by_count_uniform":
+            values["count_k"] = _positive_int("count_k", self.count_k)
+        elif mode == "by_interval_time":
+            if self.interval_sec is None:
+                raise ValueError("interval_sec is required for sample_mode='by_interval_time'")
+            values["interval_sec"] = _finite("interval_sec", self.interval_sec)
+            if values["interval_sec"] <= 0:
+                raise ValueError(f"interval_sec must be > 0, got {self.interval_sec!r}")
+        elif mode == "by_fps":
+            if self.target_fps is None:
+                raise ValueError("target_fps is required for sample_mode='by_fps'")
+            values["target_fps"] = _finite("target_fps", self.target_fps)
+            if values["target_fps"] <= 0:
+                raise ValueError(f"target_fps must be > 0, got {self.target_fps!r}")
+        elif mode == "by_interval_frames":
+            values["interval_frames"] = _positive_int("interval_frames", self.interval_frames)
+        elif mode == "by_timestamps" and self.timestamps_sec is None:
             raise ValueError("timestamps_sec is required for sample_mode='by_timestamps'")
-        if isinstance(timestamps_sec, (str, bytes)) or not hasattr(timestamps_sec, "__iter__"):
-            raise ValueError(f"timestamps_sec must be a list of numbers, got {timestamps_sec!r}")
-        ts = tuple(_finite("timestamps_sec", t) for t in timestamps_sec)
-    return SamplePlan(sample_mode, start, end, count_k if sample_mode == "by_count_uniform" else None,
-                      interval_sec if sample_mode == "by_interval_time" else None,
-                      interval_frames if sample_mode == "by_interval_frames" else None,
-                      target_fps if sample_mode == "by_fps" else None, ts, max_frames)
+        ts = self.timestamps_sec
+        if ts is not None:  # a list (from JSON, the Launchpad) is kept as a tuple: plans are hashable values
+            if isinstance(ts, (str, bytes)) or not hasattr(ts, "__iter__"):
+                if mode == "by_timestamps":
+                    raise ValueError(f"timestamps_sec must be a list of numbers, got {ts!r}")
+            elif mode == "by_timestamps":
+                values["timestamps_sec"] = tuple(_finite("timestamps_sec", t) for t in ts)
+            else:
+                values["timestamps_sec"] = tuple(ts)
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+
+DEFAULT_PLAN = SamplePlan()
+
+
+def make_plan(*args, **kwargs) -> SamplePlan:
+    """``SamplePlan(*args, **kwargs)``: validate sampling parameters (same order and names as
+    :class:`SamplePlan`); raise ValueError naming the offending parameter."""
+    return SamplePlan(*args, **kwargs)
 
 
 def target_times(plan: SamplePlan, duration: float) -> np.ndarray | None:

@@ -18,10 +18,11 @@ import av
 import numpy as np
 
 from video_assets.errors import VideoDecodeError
+from video_assets.fields import check_keywords, keywords_from
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import ReadLimits
 from video_assets.video.orientation import copy_into
-from video_assets.video.plan import SamplePlan, make_plan, select_positions
+from video_assets.video.plan import DEFAULT_PLAN, SamplePlan, select_positions
 from video_assets.video.reader import DecodeStats, VideoReader, check_stream_index
 from video_assets.video.source import VideoSource, open_source
 
@@ -59,16 +60,17 @@ class SampledFrames:
         return len(self.indices)
 
 
-def sample_frames(source: VideoSource, sample_mode: str = "by_count_uniform", *,
-                  start_time_sec: float | None = 0.0, end_time_sec: float | None = None,
-                  count_k: int | None = 8, interval_sec: float | None = None, interval_frames: int | None = None,
-                  target_fps: float | None = None, timestamps_sec: Sequence[float] | None = None,
-                  max_frames: int | None = None, video_format: str | None = None,
-                  default_video_format: str = "mp4", storage_options: dict | None = None,
-                  plan: SamplePlan | None = None, decoder_threads: int = 0,
+@keywords_from(SamplePlan, exclude=("sample_mode",))
+def sample_frames(source: VideoSource, sample_mode: str = DEFAULT_PLAN.sample_mode, *,
+                  video_format: str | None = None, default_video_format: str = "mp4",
+                  storage_options: dict | None = None, plan: SamplePlan | None = None, decoder_threads: int = 0,
                   policy: SourcePolicy | None = None, limits: ReadLimits | None = None,
-                  stream_index: int | None = None, apply_rotation: bool = True) -> SampledFrames:
+                  stream_index: int | None = None, apply_rotation: bool = True, **sampling) -> SampledFrames:
     """Sample frames from a video.
+
+    The sampling keywords (``start_time_sec``, ``end_time_sec``, ``count_k``, ``interval_sec``,
+    ``interval_frames``, ``target_fps``, ``timestamps_sec``, ``max_frames``) are the fields of
+    :class:`~video_assets.video.plan.SamplePlan`, with its defaults; ``plan``: a ready plan instead.
 
     ``source``: a local path (str or Path), ``file://``, ``http(s)://``, ``s3://bucket/key``, ``tos://bucket/key``
     (endpoint from ``VIDEO_ASSETS_TOS_ENDPOINT``), raw ``bytes``, or a base64 ``str``. ``video_format`` (or,
@@ -109,14 +111,18 @@ def sample_frames(source: VideoSource, sample_mode: str = "by_count_uniform", *,
     ``height`` are the displayed size. ``apply_rotation=False`` returns the stored picture.
     """
     check_stream_index(stream_index)
-    if plan is None:
-        plan = make_plan(sample_mode, start_time_sec, end_time_sec, count_k, interval_sec, interval_frames,
-                         target_fps, timestamps_sec, max_frames)
+    plan = _plan("sample_frames", plan, sample_mode, sampling)
     with open_source(source, video_format or default_video_format, storage_options, policy=policy,
                      limits=limits) as opened:
         with VideoReader(opened, thread_count=decoder_threads, stream_index=stream_index,
                          apply_rotation=apply_rotation) as reader:
             return sample_from_reader(reader, plan)
+
+
+def _plan(func_name: str, plan: SamplePlan | None, sample_mode: str, sampling: dict) -> SamplePlan:
+    """``plan``, else the plan of the sampling keywords (wrong names: TypeError; wrong values: ValueError)."""
+    check_keywords(func_name, SamplePlan, sampling)
+    return plan if plan is not None else SamplePlan(sample_mode=sample_mode, **sampling)
 
 
 def sample_from_reader(reader: VideoReader, plan: SamplePlan,
@@ -251,15 +257,13 @@ def sample_chunks(reader: VideoReader, plan: SamplePlan, chunk: int = DEFAULT_CH
         yield last
 
 
-def iter_frames(source: VideoSource, sample_mode: str = "by_count_uniform", *, chunk: int = DEFAULT_CHUNK_FRAMES,
-                start_time_sec: float | None = 0.0, end_time_sec: float | None = None,
-                count_k: int | None = 8, interval_sec: float | None = None, interval_frames: int | None = None,
-                target_fps: float | None = None, timestamps_sec: Sequence[float] | None = None,
-                max_frames: int | None = None, video_format: str | None = None,
+@keywords_from(SamplePlan, exclude=("sample_mode",))
+def iter_frames(source: VideoSource, sample_mode: str = DEFAULT_PLAN.sample_mode, *,
+                chunk: int = DEFAULT_CHUNK_FRAMES, video_format: str | None = None,
                 default_video_format: str = "mp4", storage_options: dict | None = None,
                 plan: SamplePlan | None = None, decoder_threads: int = 0,
                 policy: SourcePolicy | None = None, limits: ReadLimits | None = None,
-                stream_index: int | None = None, apply_rotation: bool = True) -> Iterator[FrameChunk]:
+                stream_index: int | None = None, apply_rotation: bool = True, **sampling) -> Iterator[FrameChunk]:
     """The frames :func:`sample_frames` returns, streamed: yields :class:`FrameChunk` ``(indices, timestamps,
     frames)`` of at most ``chunk`` frames each, in order, as they are decoded. Concatenated, the chunks equal
     ``sample_frames``'s indices, timestamps and frames; memory is that of one chunk (plus the decoder), however
@@ -269,9 +273,7 @@ def iter_frames(source: VideoSource, sample_mode: str = "by_count_uniform", *, c
     the video is opened when iteration starts, and closed when it ends or the generator is closed. A truncated
     video gives the frames that could be decoded and a TruncatedVideoWarning at the end.
     """
-    if plan is None:
-        plan = make_plan(sample_mode, start_time_sec, end_time_sec, count_k, interval_sec, interval_frames,
-                         target_fps, timestamps_sec, max_frames)
+    plan = _plan("iter_frames", plan, sample_mode, sampling)
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
     check_stream_index(stream_index)

@@ -1,0 +1,62 @@
+"""How a CLIP model runs: :class:`ClipSettings`, the one definition of the operators' model parameters, and
+:func:`effective_dtype`, the one rule for the dtype default (no torch: the Dagster code location reads these).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from video_assets.fields import setting
+from video_assets.models.defaults import MODEL_ENV, MODEL_PATH_ENV, default_model_name, default_model_path
+
+# The precision a CPU runs CLIP in: half precision is for GPUs (on a CPU float16 is emulated and ~10x slower).
+_HALF = ("float16", "fp16", "half")
+
+
+def effective_dtype(dtype: str | None, device: str) -> str:
+    """The dtype a model runs in on ``device``: ``dtype``, else float16 on a GPU; on a CPU float16 (the
+    LAS keyframes operator's default) and None mean float32; other dtypes are passed on (the loader falls
+    back where the CPU build cannot run them)."""
+    on_gpu = str(device).startswith("cuda")
+    if dtype is None or not str(dtype).strip():
+        return "float16" if on_gpu else "float32"
+    if not on_gpu and str(dtype).strip().lower() in _HALF:
+        return "float32"
+    return str(dtype)
+
+
+def _positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ClipSettings:
+    """Where and how one operator's CLIP model runs. ``None`` (empty) means the default named in each doc."""
+
+    device: str | None = setting(None, "'cuda', 'cuda:N' or 'cpu'; empty: cuda when a GPU exists, else cpu.")
+    dtype: str | None = setting(None, "'float16', 'bfloat16', 'float32'; empty: float16 on GPU, float32 on CPU.")
+    model_path: str | None = setting(None, (
+        f"Folder of local models ({{model_path}}/{{model name}}); empty: env {MODEL_PATH_ENV}, else the hub "
+        "cache."))
+    clip_model_name: str | None = setting(None, (
+        f"The CLIP model (see video_assets.models.names); empty: env {MODEL_ENV}, else the operator's default."))
+    batch_size: int = setting(32, "Frames per forward pass.")
+
+    def __post_init__(self):
+        _positive_int("batch_size", self.batch_size)
+        if isinstance(self.model_path, os.PathLike):
+            object.__setattr__(self, "model_path", os.fspath(self.model_path))
+        for name in ("device", "dtype", "model_path", "clip_model_name"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, str):
+                raise ValueError(f"{name} must be a string or None, got {type(v).__name__}")
+
+    def resolved(self, default_model: str, device: str) -> ClipSettings:
+        """These settings with every default applied: the model name and folder from the environment or
+        ``default_model``, ``device`` (already resolved: it needs torch), and :func:`effective_dtype`."""
+        return dataclasses.replace(self, device=device, dtype=effective_dtype(self.dtype, device),
+                                   model_path=default_model_path(self.model_path),
+                                   clip_model_name=default_model_name(self.clip_model_name, default_model))
