@@ -1,15 +1,15 @@
-"""Frame-accurate, seek-aware decoding of chosen frames with PyAV.
+"""Frame-accurate, seek-aware decoding of chosen frames with PyAV: :class:`VideoReader`, an open video stream.
 
 How frames are found:
-1. A demux-only scan (no decoding; ~20 ms for a minute of 720p) lists every packet's presentation timestamp and
-   keyframe flag. Sorting the timestamps gives each frame's index and time in presentation order, from the
-   decoded stream's own timestamps (edit lists, VFR and non-zero start times included), not container counts.
-2. The wanted frames are fetched in ascending order. Before each one the reader either continues decoding forward
-   or seeks to the keyframe at or before it, whichever decodes fewer frames (a seek pays off only when that
-   keyframe lies beyond the current decoding position).
+1. The stream is indexed without decoding (:mod:`video_assets.video.frame_index`): every frame's
+   presentation timestamp and keyframe flag, in presentation order, from a demux-only scan or, for a remote
+   MP4/MOV, from its sample table.
+2. The wanted frames are fetched in ascending order (:mod:`video_assets.video.fetch`). Before each one the
+   reader either continues decoding forward or seeks to the keyframe at or before it, whichever decodes fewer
+   frames (a seek pays off only when that keyframe lies beyond the current decoding position).
 3. On the way to a wanted frame, packets whose frames are not wanted are decoded with ``skip_frame=NONREF``: the
    decoder drops non-reference frames (most B-frames), which nothing later needs (only for decoders that apply
-   the setting to each packet as it is sent; see ``_PER_PACKET_SKIP_DECODERS``). Only wanted frames are
+   the setting to each packet as it is sent; see ``PER_PACKET_SKIP_DECODERS``). Only wanted frames are
    converted to RGB, so memory is bounded by the frames returned.
 
 The stream is the one FFmpeg would play (``av_find_best_stream``, never a cover picture) unless
@@ -21,17 +21,17 @@ stored picture).
 from __future__ import annotations
 
 import logging
-from array import array
-from bisect import bisect_left
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from fractions import Fraction
+from dataclasses import dataclass
 
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from video_assets.errors import VideoDecodeError
+from video_assets.video.fetch import FrameFetch
+from video_assets.video.fetch import missing_frames_warning as missing_frames_warning  # operators import it here
+from video_assets.video.frame_index import FrameIndex, ffmpeg_reason, index_from_header, scan_stream
 from video_assets.video.limits import Deadline, ReadLimits
 from video_assets.video.orientation import IDENTITY, Orientation, copy_into
 from video_assets.video.orientation import frame_orientation as _orientation_in_side_data
@@ -42,50 +42,13 @@ log = logging.getLogger(__name__)
 # Formats FFmpeg opens as one-picture "videos"; a still image is not a video for this project.
 _IMAGE_FORMAT_SUFFIXES = ("_pipe",)
 _IMAGE_FORMATS = {"image2", "gif", "apng", "webp"}
-# Seeking flushes the decoder and its frame threads; continuing forward through a few frames is cheaper.
-_SEEK_MIN_GAIN_FRAMES = 4
 # Decoders that apply ``skip_frame`` to each packet when it is sent (FFmpeg's own decoders; frame threads
 # copy the setting per submitted packet). Others must never see it changed: libdav1d (AV1) reads
 # ``skip_frame`` only once, when the decoder opens, and then decodes reference frames only for the whole
 # session. The reader set NONREF before the first packet, so every non-reference AV1 frame (every other frame
 # of an SVT-AV1 GOP) was dropped, wanted or not: count_k=4 on 60 frames returned 2 frames "truncated", and a
 # decode of all packets gave 32 of 60 frames. Intra-only codecs (MJPEG, ProRes) have nothing to skip.
-_PER_PACKET_SKIP_DECODERS = frozenset({"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4", "vp8", "vp9"})
-# The deadline is checked every this many packets in the demux-only scan (a clock read per packet is cheap but
-# adds up over millions of packets).
-_SCAN_CHECK_EVERY = 256
-
-
-@dataclass
-class FrameIndex:
-    """Presentation-order index of a video stream, built from packet timestamps."""
-
-    pts: np.ndarray  # int64, ascending: presentation timestamps of every frame
-    keyframe: np.ndarray  # bool, aligned with pts
-    time_base: Fraction
-    times: np.ndarray = field(init=False)  # seconds from the first frame
-
-    def __post_init__(self):
-        first = int(self.pts[0]) if len(self.pts) else 0
-        self.times = (self.pts - first).astype(np.float64) * float(self.time_base)
-        # The decode loop looks these up for every packet while holding the GIL, which caps how many decode
-        # threads one process can keep busy: bisect over a plain int64 array takes ~0.5 us where a numpy call on
-        # a scalar takes ~4 us (and finding the last keyframe by scanning took O(position)).
-        positions = np.arange(len(self.pts), dtype=np.int64)
-        self._pts = array("q", np.ascontiguousarray(self.pts, dtype=np.int64).tobytes())
-        self._last_keyframe = array("q", np.maximum.accumulate(np.where(self.keyframe, positions, 0)).tobytes())
-
-    def __len__(self) -> int:
-        return len(self.pts)
-
-    def position_of(self, pts: int) -> int:
-        """Position of the first frame whose timestamp is >= ``pts`` (``np.searchsorted`` on ``pts``)."""
-        return bisect_left(self._pts, pts)
-
-    def keyframe_at_or_before(self, position: int) -> int:
-        if position < 0 or not len(self._last_keyframe):
-            return 0
-        return self._last_keyframe[min(position, len(self._last_keyframe) - 1)]
+PER_PACKET_SKIP_DECODERS = frozenset({"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4", "vp8", "vp9"})
 
 
 @dataclass
@@ -129,8 +92,9 @@ class VideoReader:
             self._check_header()
             self.stream.thread_type = thread_type  # FFmpeg frame + slice threading
             self.stream.thread_count = thread_count
-            self._skip_nonref = self.stream.codec_context.name in _PER_PACKET_SKIP_DECODERS
-            self._seeks_trusted = True  # until a seek lands where the scan's timestamps do not match
+            # How fetches decode this stream (read by video.fetch; they last as long as the reader):
+            self.skip_nonref = self.stream.codec_context.name in PER_PACKET_SKIP_DECODERS
+            self.seeks_trusted = True  # until a seek lands where the scan's timestamps do not match
             # A remote file would be read whole by the scan; MP4/MOV headers index it without the media data.
             self._decode_order_pts = False  # set by the scan
             self.index = (opened.remote and self._index_from_header()) or self._scan()
@@ -140,10 +104,10 @@ class VideoReader:
             # the frames [8, 23, 37, 51] for [7, 22, 37, 52]). There the decoder's output order is the
             # presentation order: frames are counted from the keyframe decoding started at (closed GOPs, which
             # H.264/HEVC keyframes in AVI are), and nothing may be skipped, since every frame must be counted.
-            self._output_order = (self._decode_order_pts and "avi" in (self.container.format.name or "")
-                                  and self.stream.codec_context.name in ("h264", "hevc"))
-            if self._output_order:
-                self._skip_nonref = False
+            self.output_order = (self._decode_order_pts and "avi" in (self.container.format.name or "")
+                                 and self.stream.codec_context.name in ("h264", "hevc"))
+            if self.output_order:
+                self.skip_nonref = False
         except BaseException:
             self.container.close()
             raise
@@ -172,7 +136,7 @@ class VideoReader:
                 raise VideoDecodeError(f"{self.description}: file not found") from None
             except (av.error.FFmpegError, UnicodeDecodeError, OSError, ValueError) as e:
                 error = e if error is None else error
-        raise VideoDecodeError(f"{self.description}: not a readable video container ({_reason(error)})")
+        raise VideoDecodeError(f"{self.description}: not a readable video container ({ffmpeg_reason(error)})")
 
     # -- metadata -------------------------------------------------------------------------------------------
     def _check_is_video(self) -> None:
@@ -275,113 +239,18 @@ class VideoReader:
         return (len(self.index) - 1) / float(self.index.times[-1]) if self.index.times[-1] > 0 else 0.0
 
     def _scan(self) -> FrameIndex:
-        pts, key = [], []
-        stream = self.stream
-        max_ts = None  # a stream that runs past max_duration_sec is stopped while it is being scanned
-        if self.limits.max_duration_sec is not None and stream.time_base:
-            max_ts = self.limits.max_duration_sec / float(stream.time_base)
-        first = None
-        try:
-            for packet in self.container.demux(stream):
-                if packet.size == 0 or packet.is_discard:
-                    continue  # flush packet at EOF, or a frame an edit list hides
-                ts = packet.pts if packet.pts is not None else packet.dts
-                if ts is None:
-                    continue
-                pts.append(ts)
-                key.append(packet.is_keyframe)
-                if len(pts) % _SCAN_CHECK_EVERY == 0:
-                    self.deadline.check()
-                first = ts if first is None else min(first, ts)
-                if max_ts is not None and ts - first > max_ts:
-                    self.limits.check_duration(self.description, float((ts - first) * stream.time_base))
-        except av.error.FFmpegError as e:
+        scan = scan_stream(self.container, self.stream, self.limits, self.deadline, self.description)
+        if scan.truncation:
             self.truncated = True
-            self.warnings.append(f"stream ends early after {len(pts)} packets ({_reason(e)}); "
-                                 "sampling the frames before that point")
-        expected = self._expected_frame_count()
-        if not self.truncated and expected is not None and expected > len(pts):
-            self.truncated = True
-            self.warnings.append(f"the container lists {expected} frames but only {len(pts)} are present "
-                                 "(file cut short?); sampling the frames that are there")
-        if not pts:
-            return FrameIndex(np.empty(0, np.int64), np.empty(0, bool), stream.time_base or Fraction(1, 1))
-        pts_a = np.asarray(pts, dtype=np.int64)
-        key_a = np.asarray(key, dtype=bool)
-        self._decode_order_pts = bool(np.all(np.diff(pts_a) > 0))
-        order = np.argsort(pts_a, kind="stable")
-        pts_a, key_a = pts_a[order], key_a[order]
-        keep = np.concatenate([[True], np.diff(pts_a) > 0])  # duplicate timestamps cannot be told apart
-        pts_a, key_a = pts_a[keep], key_a[keep]
-        if not key_a[0]:
-            key_a[0] = True  # decoding must start somewhere; FFmpeg recovers from the first packet
-        return FrameIndex(pts_a, key_a, stream.time_base)
+            self.warnings.extend(scan.truncation)
+        self._decode_order_pts = scan.decode_order_pts
+        return scan.index
 
     def _index_from_header(self) -> FrameIndex | None:
-        """The index of an MP4/MOV from its sample table alone, or None when it cannot be trusted.
-
-        The sample table gives every frame's decode timestamp and keyframe flag. Presentation timestamps are
-        the decode timestamps shifted by the reorder delay: exact when B-frame reordering has a constant delay
-        (every common encoder at a constant frame rate) or when there is no reordering. The first packets are
-        demuxed to measure the shift and to check the rule against real presentation timestamps; on any
-        mismatch the full scan runs instead.
-        """
-        fmt = self.container.format.name or ""
-        if "mov" not in fmt and "mp4" not in fmt:
-            return None
-        index = self._header_index()
-        if index is None:
-            self.container.seek(0, backward=True)  # the full scan starts from the beginning again
+        index = index_from_header(self.container, self.stream)
+        if index is not None:
+            self.stats.indexed_from_header = True
         return index
-
-    def _header_index(self) -> FrameIndex | None:
-        try:
-            entries = [e for e in self.stream.index_entries if not e.is_discard]
-        except Exception:
-            return None
-        if len(entries) < 2:
-            return None
-        dts = np.fromiter((e.timestamp for e in entries), np.int64, len(entries))
-        key = np.fromiter((e.is_keyframe for e in entries), bool, len(entries))
-        probe_n = min(len(entries), 64)
-        seen: list[tuple[int, bool]] = []
-        try:
-            for packet in self.container.demux(self.stream):
-                if packet.size == 0 or packet.is_discard:
-                    continue
-                if packet.pts is None:
-                    return None
-                seen.append((packet.pts, packet.is_keyframe))
-                if len(seen) >= probe_n:
-                    break
-        except av.error.FFmpegError:
-            return None
-        if len(seen) < probe_n:
-            return None
-        shift = min(p for p, _ in seen) - int(dts[0])
-        pts = dts + shift
-        # Every keyframe must sit where the rule puts it, and the presentation times seen so far must be
-        # exactly the predicted ones (the last few may still be waiting behind reordering).
-        if any(k and p != int(pts[i]) for i, (p, k) in enumerate(seen)):
-            return None
-        margin = min(16, probe_n // 2)
-        if sorted(p for p, _ in seen)[: probe_n - margin] != sorted(pts[:probe_n].tolist())[: probe_n - margin]:
-            return None
-        order = np.argsort(pts, kind="stable")
-        pts, key = pts[order], key[order]
-        if np.any(np.diff(pts) <= 0):
-            return None
-        self.stats.indexed_from_header = True
-        return FrameIndex(pts, key, self.stream.time_base)
-
-    def _expected_frame_count(self) -> int | None:
-        """Frames the container's own index promises (MP4/MOV list every sample), if it knows."""
-        try:
-            entries = self.stream.index_entries
-            n = sum(1 for e in entries if not e.is_discard)
-        except Exception:
-            return None
-        return n if n > 1 else None
 
     def _duration(self) -> float:
         """Span of the stream in seconds: last frame's time plus one frame duration."""
@@ -398,147 +267,15 @@ class VideoReader:
         """Yield ``(position, frame)`` for each wanted position (ascending), frame as HxWx3 uint8 RGB.
 
         Positions whose frame cannot be decoded (truncated or corrupt data) are skipped, recorded in
-        ``warnings`` and ``truncated``.
+        ``warnings`` and ``truncated``. How: :class:`~video_assets.video.fetch.FrameFetch`.
         """
         wanted = np.unique(np.asarray(positions, dtype=np.int64))
         if len(wanted) == 0:
             return
         if wanted[0] < 0 or wanted[-1] >= len(self.index):
             raise IndexError(f"{self.description}: frame positions out of range 0..{len(self.index) - 1}")
-        idx = self.index
-        # plain ints: the loop below compares them for every packet and frame (numpy scalars cost more)
-        want_pts = idx.pts[wanted].tolist()
-        wanted = wanted.tolist()
-        cc = self.stream.codec_context
-        i = 0
-        fed_pos = None  # presentation position of the newest packet sent to the decoder
-        demux = None
-        missing: list[int] = []
-        retry_from = None  # set when a seek landed after the wanted frame: seek to an earlier keyframe
-        while i < len(wanted):
-            kf = idx.keyframe_at_or_before(wanted[i])
-            if retry_from is not None:
-                kf, retry_from = retry_from, None
-            elif demux is not None and not self._seek_pays(kf, fed_pos):
-                kf = None  # keep decoding forward
-            just_seeked = kf is not None
-            if just_seeked:
-                self._seek_to(kf)
-                demux = self.container.demux(self.stream)
-                fed_pos = kf - 1
-                counted = kf  # output-order streams: the position of the next frame the decoder returns
-            # After a seek into the file the demuxer's timestamps must be the scan's, starting at a keyframe
-            landing = kf is not None and kf > 0
-            progressed = False
-            reached_eof = True
-            try:
-                for packet in demux:
-                    self.deadline.check()
-                    # Packets an edit list hides (is_discard) are decoded all the same: the first shown
-                    # frames reference them (the keyframe before an MP4 edit list's start); FFmpeg drops
-                    # their frames.
-                    ts = packet.pts if packet.pts is not None else packet.dts
-                    if landing and ts is not None and not packet.is_discard:
-                        if not self._lands_as_scanned(ts, packet.is_keyframe, first=landing == 1):
-                            # MPEG-PS: a seek lands mid-GOP, and the parser then interpolates the timestamps
-                            # of packets without their own PTS differently than the linear scan did (half a
-                            # frame off), so frames cannot be matched. Decode forward from the start from now
-                            # on.
-                            self._seeks_trusted = False
-                            retry_from, reached_eof = 0, False
-                            break
-                        landing = 2
-                    if ts is not None:
-                        # Frames before the next wanted one are only needed if other frames reference them.
-                        if self._skip_nonref:
-                            cc.skip_frame = "NONREF" if ts < want_pts[i] else "DEFAULT"
-                        fed_pos = max(fed_pos, idx.position_of(ts))
-                    elif self._skip_nonref:
-                        cc.skip_frame = "DEFAULT"  # the flush packet at EOF
-                    self.stats.packets_sent += 1
-                    drain = False
-                    i_before = i
-                    if ts is not None:
-                        if ts == want_pts[i] and not self._output_order:  # (output order: ts names no frame)
-                            # This packet holds the next wanted frame; its references were sent before it and
-                            # every earlier wanted frame is out already, so draining loses nothing.
-                            drain = (i + 1 >= len(wanted)
-                                     or self._seek_pays(idx.keyframe_at_or_before(wanted[i + 1]), fed_pos))
-                    try:
-                        frames = packet.decode()
-                        if drain:
-                            # the next wanted frame is reached by a seek (or there is none): drain the decoder
-                            # now instead of decoding the following packets just to push this frame out
-                            frames = list(frames) + list(cc.decode(None))
-                    except av.error.FFmpegError:
-                        self.stats.decode_errors += 1
-                        continue
-                    for frame in frames:
-                        self.stats.frames_decoded += 1
-                        self.limits.check_decoded_frames(self.description, self.stats.frames_decoded)
-                        fpts = frame.pts
-                        if self._output_order:
-                            fpts = int(idx.pts[counted]) if counted < len(idx) else None
-                            counted += 1
-                        if fpts is None:
-                            continue
-                        if just_seeked and fpts > want_pts[i] and kf > 0:
-                            # Container seek indexes by decode time and can land one GOP late (B-frames).
-                            retry_from = idx.keyframe_at_or_before(kf - 1)
-                            break
-                        just_seeked = False
-                        while i < len(wanted) and want_pts[i] < fpts:
-                            missing.append(wanted[i])  # the decoder passed it without producing it
-                            i += 1
-                        if i < len(wanted) and want_pts[i] == fpts:
-                            # the header's size was checked; a stream can still switch to a larger one
-                            self.limits.check_frame_size(self.description, frame.width, frame.height)
-                            yield wanted[i], (self.rgb_array(frame) if rgb else frame)
-                            i += 1
-                            progressed = True
-                    if retry_from is not None or i >= len(wanted):
-                        reached_eof = False
-                        break
-                    if drain:
-                        if i == i_before and just_seeked and kf > 0:
-                            # Nothing decoded since the seek: it landed mid-GOP (MPEG-TS). Start earlier.
-                            retry_from = idx.keyframe_at_or_before(kf - 1)
-                        elif i == i_before:  # drained without producing it: corrupt data
-                            missing.append(wanted[i])
-                            i += 1
-                        reached_eof = False
-                        demux = None  # the decoder is drained: the next wanted frame needs a seek
-                        break
-                    if progressed:
-                        next_kf = idx.keyframe_at_or_before(wanted[i])
-                        if self._seek_pays(next_kf, fed_pos):
-                            reached_eof = False
-                            break  # cheaper to seek than to decode forward to the next wanted frame
-            except av.error.FFmpegError as e:
-                self.warnings.append(f"demuxing failed ({_reason(e)})")
-            if reached_eof and just_seeked and kf > 0:
-                # The seek landed past the last keyframe (MPEG-TS seeks can land one GOP late): start earlier.
-                retry_from = idx.keyframe_at_or_before(kf - 1)
-                continue
-            if reached_eof:
-                missing.extend(wanted[i:])
-                break
-        if self._skip_nonref:
-            cc.skip_frame = "DEFAULT"
-        if missing:
-            self.truncated = True
-            self.warnings.append(missing_frames_warning(missing))
+        yield from FrameFetch(self, wanted.tolist(), rgb).frames()
 
-    def _seek_pays(self, kf: int, fed_pos: int) -> bool:
-        """Seeking to keyframe ``kf`` decodes fewer frames than going on from ``fed_pos`` (and seeks work)."""
-        return self._seeks_trusted and kf > fed_pos + _SEEK_MIN_GAIN_FRAMES
-
-    def _lands_as_scanned(self, ts: int, keyframe: bool, first: bool) -> bool:
-        """After a seek: the packet's timestamp is one the scan saw (the first packet: at a keyframe)."""
-        pos = self.index.position_of(ts)
-        if pos >= len(self.index) or self.index._pts[pos] != ts:
-            return False
-        return not first or (keyframe and bool(self.index.keyframe[pos]))
 
     def rgb_frame(self, frame: av.VideoFrame) -> av.VideoFrame:
         """``frame`` converted to rgb24 with this reader's converter (same pixels as ``frame.reformat``)."""
@@ -580,7 +317,7 @@ class VideoReader:
         was fetched pay for this (the probe)."""
         cc = self.stream.codec_context
         try:
-            self._seek_to(0)
+            self.seek_to(0)
             for packet in self.container.demux(self.stream):
                 self.deadline.check()
                 try:
@@ -597,7 +334,7 @@ class VideoReader:
             cc.flush_buffers()
         return IDENTITY
 
-    def _seek_to(self, position: int) -> None:
+    def seek_to(self, position: int) -> None:
         self.stats.seeks += 1
         target = int(self.index.pts[position])
         try:
@@ -607,7 +344,7 @@ class VideoReader:
             else:
                 self.container.seek(target, stream=self.stream, backward=True, any_frame=False)
         except av.error.FFmpegError as e:
-            raise VideoDecodeError(f"{self.description}: seek failed ({_reason(e)})") from None
+            raise VideoDecodeError(f"{self.description}: seek failed ({ffmpeg_reason(e)})") from None
         self.stream.codec_context.flush_buffers()
 
     def close(self) -> None:
@@ -643,14 +380,3 @@ def rgb_view(rgb: av.VideoFrame) -> np.ndarray:
     h, w = rgb.height, rgb.width
     return np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, : w * 3].reshape(h, w, 3)
 
-
-def missing_frames_warning(missing: list[int]) -> str:
-    """The warning for wanted frames that could not be decoded (also used to attribute them per consumer when
-    one fetch serves several plans)."""
-    return (f"{len(missing)} wanted frame(s) could not be decoded (truncated or corrupt data), first at index "
-            f"{missing[0]}")
-
-
-def _reason(e: BaseException) -> str:
-    msg = getattr(e, "strerror", None) or str(e)
-    return msg.split(": '", 1)[0] if msg else type(e).__name__

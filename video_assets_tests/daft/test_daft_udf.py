@@ -25,9 +25,10 @@ from video_assets_tests.videos import encode_video
 TIMEOUT_SEC = 900  # each program; on 2 busy cores the native one took ~150 s
 pytestmark = [pytest.mark.skipif(importlib.util.find_spec("daft") is None,
                                  reason="the [daft] extra is not installed"),
-              pytest.mark.timeout(TIMEOUT_SEC + 60)]  # the first test of a runner waits for its program
+              pytest.mark.timeout(TIMEOUT_SEC + 60),  # the first test of a runner waits for its program
+              pytest.mark.e2e, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NATIVE_QUERIES = ["quality", "prompt_list", "details_binary", "keyframes", "keyframes_binary",
                   "keyframes_questions", "missing_model"]
 

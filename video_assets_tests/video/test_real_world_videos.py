@@ -18,7 +18,7 @@ import pytest
 from video_assets.errors import VideoDecodeError
 from video_assets.video import VideoReader, open_source, sample_frames
 from video_assets_tests.servers import http_file_server
-from video_assets_tests.test_sampler import expected_positions
+from video_assets_tests.video.test_sampler import expected_positions
 from video_assets_tests.videos import (
     HEIGHT,
     WIDTH,

@@ -37,7 +37,7 @@ CHILD = textwrap.dedent('''
     import dagster as dg
     from video_assets.orchestration.resources import WarehouseResource
     from video_assets_tests.pipeline_helpers import materialize_partition
-    from video_assets_tests.test_crash_safety import second_run_config
+    from video_assets_tests.orchestration.test_crash_safety import second_run_config
 
     warehouse, manifest, fault = sys.argv[1], sys.argv[2], sys.argv[3]
 
@@ -107,6 +107,7 @@ def _new_images(folder: Path, old: set[str]) -> int:
     return sum(1 for p in folder.rglob("*.jpg") if str(p) not in old)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["keyframe_image", "keyframes_table", "external"])
 def test_sigkill_mid_materialisation_keeps_the_previous_partition(tmp_path, fault):
     make_videos(tmp_path / "inbox" / "manifests" / "videos")

@@ -69,6 +69,8 @@ def _compose(top: Path, bottom: Path, caption: str, out: Path) -> None:
     img.save(out, optimize=True)
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_ui_shows_the_metadata_and_a_failed_partition(tmp_path):
     exe = _browser()

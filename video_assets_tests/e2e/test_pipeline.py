@@ -27,6 +27,8 @@ def _tables(warehouse, key):
             for a in (MANIFEST_ASSET, QUALITY_ASSET, KEYFRAMES_ASSET)]
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_dagster_dev_materialize_button_and_manifest_sensor(tmp_path):
     media = tmp_path / "media"

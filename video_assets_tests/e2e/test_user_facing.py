@@ -23,7 +23,7 @@ from video_assets.pipeline.manifests import read_manifest
 from video_assets.pipeline.tables import KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET, read_frame, user_values
 from video_assets_tests.pipeline_helpers import make_videos, materialize_partition, write_atomic
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TINY = "video-assets/tiny-clip"
 
 
@@ -207,6 +207,7 @@ def _materialized(home: str, asset: str, key: str):
         return event.asset_materialization if event and event.asset_materialization.partition == key else None
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_demo_materialises_into_the_dagster_home_the_ui_uses(tmp_path):
     env = _env(tmp_path)
@@ -220,6 +221,7 @@ def test_demo_materialises_into_the_dagster_home_the_ui_uses(tmp_path):
     assert mat.metadata["failed_share"].value == 0.25
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_add_manifest_registers_the_partition_and_launches_it(tmp_path, clips):
     env = _env(tmp_path)

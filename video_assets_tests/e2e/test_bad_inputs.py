@@ -202,6 +202,7 @@ def test_operators_on_the_corpus(corpus):
     assert elapsed < SLOW_DELAY * 10
 
 
+@pytest.mark.slow
 def test_dagster_materialisation_of_a_mixed_manifest(corpus, tmp_path, monkeypatch):
     import dagster as dg
 

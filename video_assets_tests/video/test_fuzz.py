@@ -7,7 +7,8 @@
   :class:`SampledFrames` or a :class:`VideoAssetsError`, never another exception, in bounded time.
 
 Profiles (``HYPOTHESIS_PROFILE``): ``ci`` (default; the file runs in well under a minute on 2 cores) and
-``long`` (thousands of examples, for a local run: ``HYPOTHESIS_PROFILE=long pytest video_assets_tests/test_fuzz.py``).
+``long`` (thousands of examples, for a local run:
+``HYPOTHESIS_PROFILE=long pytest video_assets_tests/video/test_fuzz.py``).
 """
 
 from __future__ import annotations

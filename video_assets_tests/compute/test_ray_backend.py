@@ -27,11 +27,12 @@ from video_assets.storage import describe_uri
 from video_assets_tests.pipeline_helpers import DEMO_CSV, make_videos, materialize_partition
 from video_assets_tests.ray_faults import CrashingFactory
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
-                                reason="the [ray] extra is not installed")
+pytestmark = [pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                                 reason="the [ray] extra is not installed"),
+              pytest.mark.e2e, pytest.mark.slow]
 
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # Ray's usage statistics would phone home
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MODELS = ModelSettings(decode_workers=2)
 NAMES = ("a.mp4", "b.mp4", "c.mp4", "d.mp4", "e.mp4")
 
