@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -227,6 +228,16 @@ class Emitter:
     @property
     def cancelled(self) -> bool:
         return self._decoders.stop.is_set() or self.pos in self._decoders.abandoned
+
+    @contextmanager
+    def not_counted(self) -> Iterator[None]:
+        """Time spent in this block does not count towards the input's time limit (like waiting on the queue)."""
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._decoders.lock:
+                self._decoders.waited[self.pos] = self._decoders.waited.get(self.pos, 0.0) + time.monotonic() - t0
 
     def __call__(self, pixels: torch.Tensor, stream: int = 0) -> None:
         d, pos, k = self._decoders, self.pos, pixels.shape[0]

@@ -22,6 +22,7 @@ from video_assets.errors import VideoSourceError
 from video_assets.models import ClipModel
 from video_assets.operators.batching import Outcome, RunStats, error_message, iter_overlapped, run_overlapped
 from video_assets.operators.common import VideoInput, default_window, make_inputs
+from video_assets.operators.decode_processes import DecodeProcessOwner, decode_state, resolve_decode_processes
 from video_assets.operators.keyframes import VideoAdaptiveKeyframesSampling, _KeyframesBudget, _Queries
 from video_assets.operators.quality import _CHUNK_FRAMES, VideoQualityScore
 from video_assets.progress import ProgressArg, resolve_progress
@@ -55,7 +56,7 @@ def _attempt(fn: Callable[[], Any]) -> tuple[Any, Exception | None]:
         return None, e
 
 
-class QualityAndKeyframes:
+class QualityAndKeyframes(DecodeProcessOwner):
     """Both operators over the same videos, each video decoded once.
 
     ``quality`` / ``keyframes``: a :class:`VideoQualityScore` / :class:`VideoAdaptiveKeyframesSampling`, or a
@@ -66,11 +67,12 @@ class QualityAndKeyframes:
     :meth:`details` returns per input, in order, the pair (quality detail dict, keyframes detail dict): what
     ``quality.details`` and ``keyframes.details`` return for that video; :meth:`iter_details` yields the pairs
     one by one as videos finish. ``progress``: the default for every call (see :mod:`video_assets.progress`;
-    the two operators' own ``progress`` settings are not used here).
+    the two operators' own ``progress`` settings are not used here). ``decode_processes``: as in the operators
+    (None: the operators' settings, the larger if both are set; both None: auto); :meth:`close` stops them.
     """
 
     def __init__(self, quality: VideoQualityScore | dict, keyframes: VideoAdaptiveKeyframesSampling | dict,
-                 progress: ProgressArg = None):
+                 progress: ProgressArg = None, decode_processes: int | None = None):
         self.quality = quality if isinstance(quality, VideoQualityScore) else VideoQualityScore(**quality)
         self.keyframes = (keyframes if isinstance(keyframes, VideoAdaptiveKeyframesSampling)
                           else VideoAdaptiveKeyframesSampling(**keyframes))
@@ -78,6 +80,9 @@ class QualityAndKeyframes:
         if why:
             raise ValueError(f"quality and keyframes cannot share one decode: {why}")
         self.decode_workers = max(self.quality.decode_workers, self.keyframes.decode_workers)
+        given = [n for n in (self.quality.decode_processes, self.keyframes.decode_processes) if n is not None]
+        self.decode_processes = (resolve_decode_processes(decode_processes) if decode_processes is not None
+                                 else max(given) if given else None)
         resolve_progress(progress, 0, "quality+keyframes")  # validates it
         self.progress = progress
         self.last_run_stats = RunStats()
@@ -124,17 +129,30 @@ class QualityAndKeyframes:
         q_text, k_queries = q._text_features(q_model), k.queries_for(k_model, inputs, texts)
         pool = export_pool if k.exporting else None
         self.last_run_stats = RunStats()
+        prepare, workers = self._decode_prepare(lambda it, emit: self._prepare(q_model, k_model, it, emit),
+                                                [q_model, k_model], self.decode_workers)
         return dict(
-            describe=lambda it: it.description,
-            prepare=lambda it, emit: self._prepare(q_model, k_model, it, emit),
+            describe=lambda it: it.description, prepare=prepare,
             embed=(q_model.encode_pixels, k_model.encode_pixels),
             finish=lambda it, meta, feats: self._finish(it, meta, feats, q_text, q_model.logit_scale, k_queries,
                                                         pool, budget),
-            batch_size=(q.batch_size, k.batch_size), decode_workers=self.decode_workers,
+            batch_size=(q.batch_size, k.batch_size), decode_workers=workers,
             item_timeout_sec=k.limits.timeout_sec,  # the same limits on both sides (shared_decode_mismatch)
             stats=self.last_run_stats,
             progress=resolve_progress(self.progress if progress is None else progress, len(inputs),
                                       "quality+keyframes")), k_queries
+
+    def _decode_state(self, processes: int):
+        """What a decode process gets: this operator with both operators' settings, no models."""
+        state = decode_state(self, processes)
+        state.quality, state.keyframes = decode_state(self.quality, processes), decode_state(self.keyframes, processes)
+        return state
+
+    def close(self) -> None:
+        """Stop the decode processes of this operator and of the two it composes."""
+        super().close()
+        self.quality.close()
+        self.keyframes.close()
 
     # -- steps -----------------------------------------------------------------------------------------------
     def _prepare(self, q_model: ClipModel, k_model: ClipModel, item: VideoInput, emit) -> tuple[Any, Any]:

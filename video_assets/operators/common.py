@@ -16,6 +16,7 @@ from video_assets.models.defaults import MODEL_ENV as MODEL_ENV
 from video_assets.models.defaults import MODEL_PATH_ENV as MODEL_PATH_ENV
 from video_assets.models.defaults import default_model_name as default_model_name
 from video_assets.models.defaults import default_model_path as default_model_path
+from video_assets.operators.decode_processes import DecodeProcessOwner
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import DEFAULT_LIMITS, ReadLimits
 from video_assets.video.reader import VideoReader
@@ -121,9 +122,10 @@ def resolve_device(device: str | None, rank: int = 0) -> str:
     return "cpu"
 
 
-class ClipOperator:
+class ClipOperator(DecodeProcessOwner):
     """Base of both operators: the CLIP model, loaded on first use and shared process-wide (same name, folder,
-    device and dtype give the same loaded model)."""
+    device and dtype give the same loaded model), and the decode processes when ``decode_processes`` asks for
+    them (see :mod:`video_assets.operators.decode_processes`)."""
 
     clip_model_name: str
     model_path: str

@@ -33,6 +33,7 @@ from video_assets.operators.common import (
     resolve_limits,
     resolve_source_policy,
 )
+from video_assets.operators.decode_processes import resolve_decode_processes
 from video_assets.progress import ProgressArg, resolve_progress
 from video_assets.storage import join_uri, write_bytes
 from video_assets.storage.policy import SourcePolicy
@@ -85,6 +86,8 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
       ``keyframes_warn_mb`` (default ``$VIDEO_ASSETS_KEYFRAMES_WARN_MB`` or 2048): a ``details``/``__call__``
       call whose keyframe arrays would exceed this many MB (projected from the videos finished so far) warns
       once (KeyframesMemoryWarning).
+    - ``decode_workers`` (decode threads, default min(4, CPUs)) and ``decode_processes`` (None: auto, 0:
+      threads, N: N decode processes kept until :meth:`close`) as in :class:`VideoQualityScore`.
     - ``progress``: the default for every call: None (a tqdm bar on stderr when interactive, else quiet),
       True, False, or a callable(done, total, rate) called after every video; see :mod:`video_assets.progress`.
     - ``stream_index`` (default: the stream FFmpeg plays, never a cover picture) and ``apply_rotation``
@@ -103,6 +106,7 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
                  img_type: str = ".jpg", output_tos_dir: str = "", return_keyframes: bool = True,
                  batch_size: int = 16, rank: int = 0, video_format: str = "mp4", budget: str = "exact",
                  max_candidates: int | None = None, device: str | None = None, decode_workers: int | None = None,
+                 decode_processes: int | None = None,
                  jpeg_quality: int = 95, storage_options: dict | None = None,
                  source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None,
                  progress: ProgressArg = None, keyframes_warn_mb: float | None = None,
@@ -136,6 +140,7 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         self.dtype = dtype if self.device.startswith("cuda") else "float32"
         self.batch_size = batch_size
         self.decode_workers = decode_workers or default_decode_workers()
+        self.decode_processes = resolve_decode_processes(decode_processes)
         self.jpeg_quality = jpeg_quality
         self.storage_options = storage_options
         # where sources may point and what one video may cost (None: permissive policy, default limits)
@@ -216,11 +221,13 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         queries = self.queries_for(model, inputs, texts)
         pool = export_pool if self.exporting else None
         self.last_run_stats = RunStats()
+        prepare, workers = self._decode_prepare(lambda it, emit: self._prepare(model, it, emit), [model],
+                                                self.decode_workers)
         return dict(
-            describe=lambda it: it.description, prepare=lambda it, emit: self._prepare(model, it, emit),
+            describe=lambda it: it.description, prepare=prepare,
             embed=model.encode_pixels,
             finish=lambda it, meta, feats: self._finish(it, meta, feats, queries, pool, budget),
-            batch_size=self.batch_size, decode_workers=self.decode_workers,
+            batch_size=self.batch_size, decode_workers=workers,
             item_timeout_sec=self.limits.timeout_sec, stats=self.last_run_stats,
             progress=resolve_progress(self.progress if progress is None else progress, len(inputs),
                                       "keyframes")), queries

@@ -25,6 +25,7 @@ from video_assets.operators.common import (
     resolve_limits,
     resolve_source_policy,
 )
+from video_assets.operators.decode_processes import resolve_decode_processes
 from video_assets.progress import ProgressArg, resolve_progress
 from video_assets.scoring import clip_iqa_probs, parse_prompts, prompt_label, reduce_scores
 from video_assets.scoring.clip_iqa import REDUCE_MODES
@@ -68,6 +69,8 @@ class VideoQualityScore(ClipOperator):
     - ``reduce_mode``: "avg", "max", "min" (or "median") over the sampled frames.
     - ``default_video_format``: container hint for bytes/base64 inputs.
     - ``decode_workers``: parallel decode threads feeding the model (default min(4, CPUs)).
+      ``decode_processes``: None (auto: threads below 8 cores), 0 (threads), N (N decode processes, started on
+      the first call and kept until :meth:`close`; see :mod:`video_assets.operators.decode_processes`).
     - ``progress``: the default for every call: None (a tqdm bar on stderr when interactive, else quiet),
       True, False, or a callable(done, total, rate) called after every video; see :mod:`video_assets.progress`.
     - ``stream_index`` (default: the stream FFmpeg plays, never a cover picture) and ``apply_rotation``
@@ -88,6 +91,7 @@ class VideoQualityScore(ClipOperator):
                  target_fps: float | None = None, timestamps_sec: Sequence[float] | None = None,
                  max_frames: int | None = None, reduce_mode: str = "avg", default_video_format: str = "mp4",
                  dtype: str | None = None, batch_size: int = 32, decode_workers: int | None = None,
+                 decode_processes: int | None = None,
                  storage_options: dict | None = None,
                  source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None,
                  progress: ProgressArg = None, stream_index: int | None = None, apply_rotation: bool = True):
@@ -109,6 +113,7 @@ class VideoQualityScore(ClipOperator):
         self.batch_size = batch_size
         self.default_video_format = default_video_format
         self.decode_workers = decode_workers or default_decode_workers()
+        self.decode_processes = resolve_decode_processes(decode_processes)
         self.storage_options = storage_options
         # where sources may point and what one video may cost (None: permissive policy, default limits)
         self.source_policy = resolve_source_policy(source_policy)
@@ -174,11 +179,13 @@ class VideoQualityScore(ClipOperator):
         model = self.model
         text_features = self._text_features(model)
         self.last_run_stats = RunStats()
+        prepare, workers = self._decode_prepare(lambda it, emit: self._prepare(model, it, emit), [model],
+                                                self.decode_workers)
         return dict(
-            describe=lambda it: it.description, prepare=lambda it, emit: self._prepare(model, it, emit),
+            describe=lambda it: it.description, prepare=prepare,
             embed=model.encode_pixels,
             finish=lambda it, meta, feats: self._finish(meta, feats, text_features, model.logit_scale),
-            batch_size=self.batch_size, decode_workers=self.decode_workers,
+            batch_size=self.batch_size, decode_workers=workers,
             item_timeout_sec=self.limits.timeout_sec, stats=self.last_run_stats,
             progress=resolve_progress(self.progress if progress is None else progress, len(inputs), "quality"))
 
