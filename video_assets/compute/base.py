@@ -42,7 +42,13 @@ class LocalBackend:
 
     def map_details(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress,
                     texts: Sequence[Any] | None = None) -> list[dict]:
-        return factory().details(list(videos), progress=progress, **per_video_kwargs(texts))
+        op = factory()
+        try:
+            return op.details(list(videos), progress=progress, **per_video_kwargs(texts))
+        finally:
+            close = getattr(op, "close", None)  # its decode processes, if it started any
+            if close is not None:
+                close()
 
 
 def per_video_kwargs(texts: Sequence[Any] | None) -> dict:

@@ -1,7 +1,8 @@
 """Decode in worker processes: each has its own GIL, so decoding scales past what threads in one process reach.
 
 An operator with ``decode_processes=N`` keeps a :class:`DecodeProcessPool` of N spawned processes, started on
-its first call and reused by every later one (closed by ``op.close()``, ``with op:`` or at interpreter exit).
+its first call and reused by every later one (closed by ``op.close()``, ``with op:``, when the operator is
+garbage-collected, or at interpreter exit).
 A process gets the operator's settings once per call (a :class:`ProcessTask`: a copy of the operator without
 its model, plus each model's :class:`~video_assets.models.preprocess.Preprocessor`; no weights are loaded
 there), then one video at a time: it opens, samples and preprocesses it exactly as the thread path does, and
@@ -24,7 +25,6 @@ those of the thread path (``decode_resize`` overrides where the resize runs).
 
 from __future__ import annotations
 
-import atexit
 import copy
 import logging
 import multiprocessing
@@ -356,7 +356,8 @@ class DecodeProcessPool:
         self._idle: list[_Child] = []
         self._lock = threading.Lock()
         self._closed = False
-        _POOLS.add(self)
+        # An operator dropped without close() (and every pool at interpreter exit) still stops its processes.
+        self._finalizer = weakref.finalize(self, _close_all, self._idle)
 
     def ensure(self, n: int) -> None:
         """Have ``n`` processes idle and started (so that start-up is not counted in a video's time)."""
@@ -397,18 +398,15 @@ class DecodeProcessPool:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            idle, self._idle = self._idle, []
-        for c in idle:
-            c.close()
+            idle = list(self._idle)
+            self._idle.clear()
+        _close_all(idle)
 
 
-_POOLS: weakref.WeakSet[DecodeProcessPool] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_pools() -> None:
-    for pool in list(_POOLS):
-        pool.close()
+def _close_all(children: list[_Child]) -> None:
+    for c in list(children):
+        c.close()
+    children.clear()
 
 
 class RemotePrepare:

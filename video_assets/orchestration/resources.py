@@ -205,6 +205,9 @@ class ClipModelResource(dg.ConfigurableResource):
     keyframes_batch_size: int = Field(default=16, description="Frames per forward pass (keyframes).")
     decode_workers: int | None = Field(default=None, description=(
         "Parallel decode threads feeding the model; empty: min(4, CPUs)."))
+    decode_processes: int | None = Field(default=None, description=(
+        "Decode in this many worker processes (each with its own GIL) instead of threads; 0: threads; empty: "
+        "auto (threads below 8 cores, else processes)."))
 
     def settings(self) -> ModelSettings:
         return ModelSettings(device=self.device or None, dtype=self.dtype or None,
@@ -213,7 +216,7 @@ class ClipModelResource(dg.ConfigurableResource):
                              keyframes_model_name=self.keyframes_model_name or None,
                              quality_batch_size=self.quality_batch_size,
                              keyframes_batch_size=self.keyframes_batch_size,
-                             decode_workers=self.decode_workers)
+                             decode_workers=self.decode_workers, decode_processes=self.decode_processes)
 
     def load(self, which: str = "quality"):
         """Load (or get from the process-wide cache) the quality or keyframes model; raises ModelLoadError

@@ -103,6 +103,7 @@ def _access_kwargs(source_policy: SourcePolicy | None, limits: ReadLimits | None
 def _quality_kwargs(settings: QualitySettings, models: ModelSettings, storage_options: dict | None) -> dict:
     return dict(model_path=models.model_path, clip_model_name=models.quality_model, device=models.device,
                 dtype=models.dtype, batch_size=models.quality_batch_size, decode_workers=models.decode_workers,
+                decode_processes=models.decode_processes,
                 storage_options=storage_options, **settings.operator_kwargs())
 
 
@@ -113,6 +114,7 @@ def _keyframes_kwargs(settings: KeyframeSettings, warehouse: str, partition_key:
         kwargs["dtype"] = models.dtype
     return dict(model_path=models.model_path, clip_model_name=models.keyframes_model, device=models.device,
                 batch_size=models.keyframes_batch_size, decode_workers=models.decode_workers,
+                decode_processes=models.decode_processes,
                 storage_options=storage_options, output_tos_dir=keyframes_dir(warehouse, partition_key),
                 return_keyframes=False, **kwargs)
 

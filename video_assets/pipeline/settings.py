@@ -46,6 +46,7 @@ class ModelSettings:
     quality_batch_size: int = 32
     keyframes_batch_size: int = 16
     decode_workers: int | None = None
+    decode_processes: int | None = None  # None: auto, 0: decode threads, N: N decode processes
 
     @property
     def quality_model(self) -> str:
