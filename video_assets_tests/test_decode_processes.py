@@ -176,3 +176,17 @@ def test_setting_and_auto_rule():
             VideoQualityScore(clip_model_name=TINY, device="cpu", decode_processes=bad)
     assert auto_decode_processes("cpu", cores=2) == 0 and auto_decode_processes("cuda:0", cores=4) == 0
     assert auto_decode_processes("cuda:0", cores=16) == 15 and auto_decode_processes("cpu", cores=16) == 8
+
+
+def test_the_setting_reaches_the_operators_from_the_resource(tmp_path):
+    from video_assets.orchestration.resources import ClipModelResource
+    from video_assets.pipeline.runner import _keyframes_kwargs, _quality_kwargs
+    from video_assets.pipeline.settings import KeyframeSettings, QualitySettings
+
+    for value in (None, 0, 3):
+        models = ClipModelResource(decode_processes=value).settings()
+        assert models.decode_processes == value
+        q = VideoQualityScore(**_quality_kwargs(QualitySettings(), models, None))
+        k = VideoAdaptiveKeyframesSampling(**_keyframes_kwargs(KeyframeSettings(), str(tmp_path), "p", models, None))
+        assert q.decode_processes == k.decode_processes == value
+        assert QualityAndKeyframes(q, k).decode_processes == value
