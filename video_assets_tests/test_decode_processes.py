@@ -3,12 +3,13 @@ spawned processes that are reused across calls, hold no model, and are replaced 
 
 import os
 import pickle
+import re
 import time
 
 import numpy as np
 import pytest
 
-from video_assets.operators import VideoAdaptiveKeyframesSampling, VideoQualityScore
+from video_assets.operators import VideoAdaptiveKeyframesSampling, VideoQualityScore, decode_processes
 from video_assets.operators.combined import QualityAndKeyframes
 from video_assets.operators.decode_processes import (
     FAULT_ENV,
@@ -110,15 +111,19 @@ def test_keyframes_rows_equal_the_thread_path(videos, tmp_path):
 
 
 @pytest.mark.parametrize("resize", ["child", "parent"])
-def test_shared_decode_rows_equal_the_thread_path(videos, tmp_path, resize):
+def test_shared_decode_rows_equal_the_thread_path(videos, tmp_path, resize, monkeypatch):
+    # raw frames: slots smaller than a chunk, so that every chunk crosses in a segment of its own
+    monkeypatch.setattr(decode_processes, "RAW_SLOT_BYTES", 4096)
     q = dict(clip_model_name=TINY, device="cpu", count_k=5, batch_size=EXACT)
     k = dict(clip_model_name=TINY, device="cpu", return_keyframes=False, return_embeddings=True,
              max_num_frames=3, batch_size=EXACT)
     paths = _paths(videos, tmp_path)
     want = QualityAndKeyframes(q, k, decode_processes=0).details(paths)
+    segments = set(os.listdir("/dev/shm"))
     with QualityAndKeyframes(q, k, decode_processes=2) as both:
         both.decode_resize = resize  # "parent": raw frames cross, the parent preprocesses (as on a GPU)
         got = both.details(paths)
+    assert not {f for f in set(os.listdir("/dev/shm")) - segments if f.startswith("psm_")}  # none left behind
     assert sum(a["error"] is None and b["error"] is None for a, b in want) == len(videos)
     _same(want, got)
 
@@ -135,8 +140,10 @@ def test_a_crashed_process_fails_its_video_only_and_is_replaced(videos, monkeypa
         err = got[bad[0]]["error"]
         assert "hevc.mkv" in err and "decode process" in err and "died (exit code 3)" in err
         _same([r for i, r in enumerate(want) if i not in bad], [r for i, r in enumerate(got) if i not in bad])
-        assert len(procs.decode_pids()) == 2  # a fresh process took the crashed one's place
+        crashed = int(re.search(r"decode process (\d+) died", err).group(1))
         again = procs.details([str(videos["vp9.webm"])])
+        now = procs.decode_pids()
+        assert len(now) == 2 and crashed not in now  # a fresh process took the crashed one's place
     _same(again, [want[paths.index(str(videos["vp9.webm"]))]])
 
 

@@ -11,7 +11,8 @@ created by the parent), sending only the slot's number, shape and dtype through 
 chunk out, frees the slot and hands the chunk to the usual cross-video batching
 (:func:`~video_assets.operators.batching.iter_overlapped`), which owns the model; so memory stays bounded by
 the slots (two per process) plus the thread path's bounded queue. A chunk larger than a slot (raw frames of a
-large video) goes through a segment of its own, created for it and removed once copied.
+large video) goes through a segment of its own, created for it and removed once copied; it still takes a
+slot's turn, so at most two chunks per process are in flight.
 
 In the parent, each decode worker thread of ``iter_overlapped`` drives one process through
 :class:`RemotePrepare`. A process that dies (a crash in FFmpeg, ``os._exit``) fails its video with an error
@@ -151,17 +152,14 @@ class _ChildEmit:
         flat = (pixels.permute(0, 2, 3, 1) if channels_last else pixels.contiguous()).reshape(-1)
         nbytes = flat.numel() * flat.element_size()
         dtype = str(pixels.dtype).removeprefix("torch.")
-        if nbytes > self.slots[0].size:
-            own = SharedMemory(create=True, size=max(1, nbytes))
-            torch.frombuffer(own.buf, dtype=pixels.dtype, count=flat.numel()).copy_(flat)
-            self.conn.send(("chunk", stream, own.name, tuple(pixels.shape), dtype, channels_last))
-            own.close()  # the parent copies it out and unlinks it
-            return
-        while not self.free:
+        while not self.free:  # at most one chunk per slot is in flight, whatever carries it: memory is bounded
             self._handle(self.conn.recv(), True)
         slot = self.free.pop()
-        torch.frombuffer(self.slots[slot].buf, dtype=pixels.dtype, count=flat.numel()).copy_(flat)
-        self.conn.send(("chunk", stream, slot, tuple(pixels.shape), dtype, channels_last))
+        own = SharedMemory(create=True, size=max(1, nbytes)) if nbytes > self.slots[slot].size else None
+        torch.frombuffer((own or self.slots[slot]).buf, dtype=pixels.dtype, count=flat.numel()).copy_(flat)
+        self.conn.send(("chunk", stream, slot, own.name if own else None, tuple(pixels.shape), dtype, channels_last))
+        if own is not None:
+            own.close()  # the parent copies it out and removes it
 
 
 def _fault(item) -> None:
@@ -301,24 +299,25 @@ class _Child:
             elif msg[0] == "failed":
                 raise msg[1]
 
-    def _take_chunk(self, stream: int, where, shape: tuple, dtype: str, channels_last: bool) -> torch.Tensor:
-        """Copy a chunk out of its slot (freeing the slot) or its own segment (removing it)."""
+    def _take_chunk(self, stream: int, slot: int, own: str | None, shape: tuple, dtype: str,
+                    channels_last: bool) -> torch.Tensor:
+        """Copy a chunk out of its slot, or out of the segment made for it (then removed), and free the slot."""
         import torch
 
         tdtype = getattr(torch, dtype)
         numel = 1
         for d in shape:
             numel *= d
-        if isinstance(where, int):
-            flat = torch.frombuffer(self.slots[where].buf, dtype=tdtype, count=numel).clone()
-            self.conn.send(("ack", where))
+        if own is None:
+            flat = torch.frombuffer(self.slots[slot].buf, dtype=tdtype, count=numel).clone()
         else:
-            own = SharedMemory(name=where)
+            seg = SharedMemory(name=own)
             try:
-                flat = torch.frombuffer(own.buf, dtype=tdtype, count=numel).clone()
+                flat = torch.frombuffer(seg.buf, dtype=tdtype, count=numel).clone()
             finally:
-                own.close()
-                own.unlink()
+                seg.close()
+                seg.unlink()
+        self.conn.send(("ack", slot))
         if channels_last:
             n, c, h, w = shape
             return flat.view(n, h, w, c).permute(0, 3, 1, 2)
