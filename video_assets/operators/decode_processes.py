@@ -14,8 +14,8 @@ the slots (two per process) plus the thread path's bounded queue. A chunk larger
 large video) goes through a segment of its own, created for it and removed once copied; it still takes a
 slot's turn, so at most two chunks per process are in flight.
 
-In the parent, each decode worker thread of ``iter_overlapped`` drives one process through
-:class:`RemotePrepare`. A process that dies (a crash in FFmpeg, ``os._exit``) fails its video with an error
+The process's own loop is :mod:`video_assets.operators.decode_child`. In the parent, each decode worker
+thread of ``iter_overlapped`` drives one process through :class:`RemotePrepare`. A process that dies (a crash in FFmpeg, ``os._exit``) fails its video with an error
 naming the video and the exit code; one that hangs past the video's time limit is killed when the run
 abandons the video. Either way a fresh process takes its place and the run goes on.
 
@@ -32,7 +32,6 @@ import multiprocessing
 import os
 import pickle
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -45,11 +44,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
+from video_assets.operators.decode_child import FAULT_ENV as FAULT_ENV
+from video_assets.operators.decode_child import child_main
+
 log = logging.getLogger(__name__)
 
-# Test-only fault injection, read by the child for every video: "exit:<substring>" makes the process os._exit(3)
-# on a video whose description contains <substring>, "sleep:<substring>" makes it sleep for an hour there.
-FAULT_ENV = "VIDEO_ASSETS_DECODE_PROCESS_FAULT"
 SLOTS_PER_PROCESS = 2  # double buffering: the process fills one slot while the parent copies the other
 RAW_SLOT_BYTES = 32 << 20  # raw frames (resize on the GPU): one 4K frame; larger chunks get their own segment
 START_TIMEOUT_SEC = 300.0  # spawning imports torch and PyAV: seconds on a loaded machine
@@ -117,107 +116,6 @@ def decode_state(op, processes: int, drop: Sequence[str] = ()):
     return state
 
 
-# -- the child ------------------------------------------------------------------------------------------------
-class _Cancelled(Exception):
-    pass
-
-
-class _ChildEmit:
-    """The child's ``emit``: copies a chunk into a free slot and tells the parent which."""
-
-    def __init__(self, conn, slots: list[SharedMemory]):
-        self.conn, self.slots = conn, slots
-        self.free = list(range(len(slots)))
-
-    def _handle(self, msg, busy: bool) -> None:
-        if msg is None:
-            os._exit(0)  # the parent closes the pool
-        if msg[0] == "ack":
-            self.free.append(msg[1])
-        elif msg[0] == "cancel" and busy:
-            raise _Cancelled()
-
-    def drain(self, busy: bool) -> None:
-        while self.conn.poll(0):
-            self._handle(self.conn.recv(), busy)
-
-    def __call__(self, pixels: torch.Tensor, stream: int = 0) -> None:
-        import torch
-
-        if not pixels.shape[0]:
-            return
-        self.drain(True)
-        channels_last = pixels.ndim == 4 and not pixels.is_contiguous() and \
-            pixels.is_contiguous(memory_format=torch.channels_last)
-        flat = (pixels.permute(0, 2, 3, 1) if channels_last else pixels.contiguous()).reshape(-1)
-        nbytes = flat.numel() * flat.element_size()
-        dtype = str(pixels.dtype).removeprefix("torch.")
-        while not self.free:  # at most one chunk per slot is in flight, whatever carries it: memory is bounded
-            self._handle(self.conn.recv(), True)
-        slot = self.free.pop()
-        own = SharedMemory(create=True, size=max(1, nbytes)) if nbytes > self.slots[slot].size else None
-        torch.frombuffer((own or self.slots[slot]).buf, dtype=pixels.dtype, count=flat.numel()).copy_(flat)
-        self.conn.send(("chunk", stream, slot, own.name if own else None, tuple(pixels.shape), dtype, channels_last))
-        if own is not None:
-            own.close()  # the parent copies it out and removes it
-
-
-def _fault(item) -> None:
-    spec = os.environ.get(FAULT_ENV, "")
-    kind, _, needle = spec.partition(":")
-    if needle and needle in str(getattr(item, "description", item)):
-        if kind == "exit":
-            os._exit(3)
-        if kind == "sleep":
-            time.sleep(3600)
-
-
-def _sendable(e: BaseException) -> BaseException:
-    try:
-        pickle.loads(pickle.dumps(e))
-        return e
-    except Exception:  # noqa: BLE001 - an exception that does not pickle goes as its text
-        return RuntimeError(f"{type(e).__name__}: {e}")
-
-
-def _child_main(conn, slot_names: list[str], torch_threads: int) -> None:
-    """A decode process: wait for tasks and videos on ``conn``; exits when the parent closes it or goes away."""
-    import torch
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes the pool
-    torch.set_num_threads(torch_threads)
-    slots = [SharedMemory(name=n) for n in slot_names]
-    emit = _ChildEmit(conn, slots)
-    tasks: dict[str, ProcessTask] = {}
-    conn.send(("ready", os.getpid()))
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return  # the parent is gone
-        if msg is None or msg[0] in ("ack", "cancel"):
-            emit._handle(msg, busy=False)  # a cancel that came after the video ended is moot
-        elif msg[0] == "task":
-            tasks.clear()  # one operator's settings per call: keep only the newest
-            tasks[msg[1]] = pickle.loads(msg[2])
-        elif msg[0] == "probe":
-            conn.send(("probe", os.getpid(), sorted(m for m in ("open_clip", "transformers") if m in sys.modules)))
-        elif msg[0] == "item":
-            _, token, item = msg
-            try:
-                _fault(item)
-                meta = tasks[token](item, emit)
-            except _Cancelled:
-                conn.send(("failed", RuntimeError("cancelled")))
-            except BaseException as e:  # noqa: BLE001 - becomes this video's error in the parent
-                conn.send(("failed", _sendable(e)))
-            else:
-                try:
-                    conn.send(("done", meta))
-                except Exception as e:  # noqa: BLE001 - a meta that does not pickle
-                    conn.send(("failed", _sendable(e)))
-
-
 # -- the parent -----------------------------------------------------------------------------------------------
 class DecodeProcessError(RuntimeError):
     """A decode process died or could not start while it read a video."""
@@ -230,7 +128,7 @@ class _Child:
         ctx = multiprocessing.get_context("spawn")
         self.slots = [SharedMemory(create=True, size=slot_bytes) for _ in range(SLOTS_PER_PROCESS)]
         self.conn, child_conn = ctx.Pipe()
-        self.process = ctx.Process(target=_child_main, args=(child_conn, [s.name for s in self.slots],
+        self.process = ctx.Process(target=child_main, args=(child_conn, [s.name for s in self.slots],
                                                              torch_threads),
                                    name="video-assets-decode", daemon=True)
         self.process.start()
