@@ -15,9 +15,10 @@ large video) goes through a segment of its own, created for it and removed once 
 slot's turn, so at most two chunks per process are in flight.
 
 The process's own loop is :mod:`video_assets.operators.decode_child`. In the parent, each decode worker
-thread of ``iter_overlapped`` drives one process through :class:`RemotePrepare`. A process that dies (a crash in FFmpeg, ``os._exit``) fails its video with an error
-naming the video and the exit code; one that hangs past the video's time limit is killed when the run
-abandons the video. Either way a fresh process takes its place and the run goes on.
+thread of ``iter_overlapped`` drives one process through :class:`RemotePrepare`. A process that dies (a crash
+in FFmpeg, ``os._exit``) fails its video with an error naming the video and the exit code; one that hangs
+past the video's time limit is killed when the run abandons the video. Either way a fresh process takes its
+place and the run goes on.
 
 On a GPU the thread path resizes frames on the device; there the processes send the decoded frames as they
 are (uint8) and the parent preprocesses them with the model's own ``preprocess``, so that the results are
