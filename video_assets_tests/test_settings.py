@@ -44,7 +44,7 @@ LAUNCHPAD = {
                         "http_read_timeout_sec": 60.0, "max_retries": 3},
     ClipModelResource: {"device": None, "dtype": None, "model_path": None, "quality_model_name": None,
                         "keyframes_model_name": None, "quality_batch_size": 32, "keyframes_batch_size": 16,
-                        "decode_workers": None},
+                        "decode_workers": None, "decode_processes": None},  # decode_processes: new (issue 18)
     ComputeResource: {"backend": "local", "address": "", "num_workers": 1, "num_gpus_per_worker": 0.0,
                       "batch_size": 8, "num_cpus_per_worker": None, "runtime_env": None},
 }

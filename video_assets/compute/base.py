@@ -54,7 +54,13 @@ class LocalBackend(ComputeBackend):
 
     def map_results(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress,
                     texts: Sequence[Any] | None = None) -> list:
-        return factory().results(list(videos), progress=progress, **per_video_kwargs(texts))
+        op = factory()
+        try:
+            return op.results(list(videos), progress=progress, **per_video_kwargs(texts))
+        finally:
+            close = getattr(op, "close", None)  # its decode processes, if it started any
+            if close is not None:
+                close()
 
 
 def per_video_kwargs(texts: Sequence[Any] | None) -> dict:

@@ -18,16 +18,31 @@ def default_decode_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def decoder_threads_for(decode_workers: int) -> int:
+    """FFmpeg threads per video when ``decode_workers`` videos decode at once: the cores shared out.
+
+    Parallelism across videos is cheaper than frame threading inside one (seeks flush the thread pipeline),
+    so with 2 cores and 2 workers each decoder gets one thread.
+    """
+    return max(1, (os.cpu_count() or 1) // max(1, decode_workers))
+
+
 @dataclass(frozen=True)
 class DecodeSettings:
     """How one operator decodes videos."""
 
     decode_workers: int | None = setting(None, "Parallel decode threads feeding the model; empty: min(4, CPUs).")
+    decode_processes: int | None = setting(None, (
+        "Decode in this many worker processes (each with its own GIL) instead of threads; 0: threads; empty: "
+        "auto (threads below 8 cores, else processes)."))
 
     def __post_init__(self):
         v = self.decode_workers
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
             raise ValueError(f"decode_workers must be a positive int or None, got {v!r}")
+        v = self.decode_processes
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise ValueError(f"decode_processes must be None (auto), 0 (threads) or a positive int, got {v!r}")
 
     @property
     def workers(self) -> int:

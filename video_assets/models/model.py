@@ -7,16 +7,25 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from video_assets.errors import ModelLoadError
-from video_assets.models.build import Built
-from video_assets.models.names import ResolvedClipName
-from video_assets.models.preprocess import Frames, PreprocessSpec, as_frame_batches, preprocess_frames
+from video_assets.models.preprocess import (
+    Frames,
+    Preprocessor,
+    PreprocessSpec,
+    as_frame_batches,
+    preprocess_frames,
+)
 
 TEXT_CACHE_SIZE = 8192  # prompts kept per loaded model (LRU)
+
+if TYPE_CHECKING:  # building models imports open_clip: a decode process needs only preprocess
+    from video_assets.models.build import Built
+    from video_assets.models.names import ResolvedClipName
 
 
 class ClipCore:
@@ -101,6 +110,11 @@ class ClipModel:
         See :mod:`video_assets.models.preprocess`; equals open_clip's PIL eval transform within 2 grey
         levels."""
         return preprocess_frames(frames, self.preprocess_spec, self.device, self.dtype)
+
+    @property
+    def preprocessor(self) -> Preprocessor:
+        """:meth:`preprocess` without the model (picklable, no weights): what a decode process runs."""
+        return Preprocessor(self.preprocess_spec, str(self.device), str(self.dtype).removeprefix("torch."))
 
     def encode_images(self, frames: Frames, batch_size: int | None = None) -> torch.Tensor:
         """Unit-normalised float32 image features ``(N, embed_dim)`` on the model's device, ``batch_size``

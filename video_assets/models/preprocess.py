@@ -47,6 +47,20 @@ class PreprocessSpec:
             raise ValueError(f"unsupported resize_mode {self.resize_mode!r} (shortest or squash)")
 
 
+@dataclass(frozen=True)
+class Preprocessor:
+    """A model's preprocessing alone: the spec, the device and dtype to produce, no weights. Small and
+    picklable, so that a decode process can preprocess frames exactly as the model's own
+    :meth:`~video_assets.models.ClipModel.preprocess` does (get one from ``ClipModel.preprocessor``)."""
+
+    spec: PreprocessSpec
+    device: str = "cpu"
+    dtype: str = "float32"  # a torch dtype name
+
+    def preprocess(self, frames: Frames) -> torch.Tensor:
+        return preprocess_frames(frames, self.spec, torch.device(self.device), getattr(torch, self.dtype))
+
+
 def resized_size(h: int, w: int, size: int) -> tuple[int, int]:
     """``Resize(size)``'s output size: short side -> size, long side ``int(size * long / short)``"""
     if h <= w:

@@ -16,8 +16,10 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from video_assets.compute.settings import DecodeSettings
 from video_assets.operators.batching import RunStats
 from video_assets.operators.common import VideoInput, default_window, make_inputs
+from video_assets.operators.decode_processes import DecodeProcessOwner
 from video_assets.operators.keyframes import VideoAdaptiveKeyframesSampling
 from video_assets.operators.keyframes_stage import check_texts
 from video_assets.operators.quality import VideoQualityScore
@@ -42,7 +44,7 @@ def shared_decode_mismatch(quality: VideoQualityScore, keyframes: VideoAdaptiveK
     return None
 
 
-class QualityAndKeyframes:
+class QualityAndKeyframes(DecodeProcessOwner):
     """Both operators over the same videos, each video decoded once.
 
     ``quality`` / ``keyframes``: a :class:`VideoQualityScore` / :class:`VideoAdaptiveKeyframesSampling`, or a
@@ -53,11 +55,12 @@ class QualityAndKeyframes:
     :meth:`details` returns per input, in order, the pair (quality detail dict, keyframes detail dict): what
     ``quality.details`` and ``keyframes.details`` return for that video; :meth:`iter_details` yields the pairs
     one by one as videos finish. ``progress``: the default for every call (see :mod:`video_assets.progress`;
-    the two operators' own ``progress`` settings are not used here).
+    the two operators' own ``progress`` settings are not used here). ``decode_processes``: as in the operators
+    (None: the operators' settings, the larger if both are set; both None: auto); :meth:`close` stops them.
     """
 
     def __init__(self, quality: VideoQualityScore | dict, keyframes: VideoAdaptiveKeyframesSampling | dict,
-                 progress: ProgressArg = None):
+                 progress: ProgressArg = None, decode_processes: int | None = None):
         self.quality = quality if isinstance(quality, VideoQualityScore) else VideoQualityScore(**quality)
         self.keyframes = (keyframes if isinstance(keyframes, VideoAdaptiveKeyframesSampling)
                           else VideoAdaptiveKeyframesSampling(**keyframes))
@@ -65,6 +68,9 @@ class QualityAndKeyframes:
         if why:
             raise ValueError(f"quality and keyframes cannot share one decode: {why}")
         self.decode_workers = max(self.quality.decode_workers, self.keyframes.decode_workers)
+        given = [n for n in (self.quality.decode_processes, self.keyframes.decode_processes) if n is not None]
+        self.decode_processes = (DecodeSettings(decode_processes=decode_processes).decode_processes
+                                 if decode_processes is not None else max(given) if given else None)
         resolve_progress(progress, 0, "quality+keyframes")  # validates it
         self.progress = progress
         self.last_run_stats = RunStats()
@@ -99,6 +105,12 @@ class QualityAndKeyframes:
         check_texts(texts, len(inputs))
         return self._iter_results(inputs, progress, ordered, window, texts)
 
+    def close(self) -> None:
+        """Stop the decode processes of this operator and of the two it composes."""
+        super().close()
+        self.quality.close()
+        self.keyframes.close()
+
     def failed_result(self, video: Any, error: str) -> tuple[QualityResult, KeyframesResult]:
         """Both sides' results of ``video`` when it could not be run at all."""
         return self.quality.failed_result(video, error), self.keyframes.failed_result(video, error)
@@ -119,8 +131,9 @@ class QualityAndKeyframes:
         stages = [q.stage(q_model), k.stage(k_model, inputs, texts, export_pool, listing=listing)]
         self.last_run_stats = RunStats()
         # the same opener and limits on both sides (shared_decode_mismatch)
-        return SharedDecode(k.opener, stages), dict(
+        decode = SharedDecode(k.opener, stages)
+        return decode, self.in_processes(decode, [q_model, k_model], dict(
             embeds=[q_model.encode_pixels, k_model.encode_pixels], batch_sizes=[q.batch_size, k.batch_size],
             decode_workers=self.decode_workers, item_timeout_sec=k.limits.timeout_sec, stats=self.last_run_stats,
             progress=resolve_progress(self.progress if progress is None else progress, len(inputs),
-                                      "quality+keyframes"))
+                                      "quality+keyframes")))

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 # Re-exported: these lived here before video_assets/ids.py, models/defaults.py and compute/settings.py.
+from video_assets.compute.settings import decoder_threads_for as decoder_threads_for
 from video_assets.compute.settings import default_decode_workers as default_decode_workers
 from video_assets.ids import stable_video_id
 from video_assets.models.defaults import MODEL_ENV as MODEL_ENV
 from video_assets.models.defaults import MODEL_PATH_ENV as MODEL_PATH_ENV
 from video_assets.models.defaults import default_model_name as default_model_name
 from video_assets.models.defaults import default_model_path as default_model_path
+from video_assets.operators.decode_processes import DecodeProcessOwner
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video.limits import DEFAULT_LIMITS, ReadLimits
 from video_assets.video.reader import VideoReader
@@ -45,15 +47,6 @@ def default_window(decode_workers: int) -> int:
     """How many videos ``iter_details`` runs ahead of the oldest one not yet yielded: enough to keep every decode
     worker and the model busy, few enough that the results held at once stay small."""
     return max(8, 4 * decode_workers)
-
-
-def decoder_threads_for(decode_workers: int) -> int:
-    """FFmpeg threads per video when ``decode_workers`` videos decode at once: the cores shared out.
-
-    Parallelism across videos is cheaper than frame threading inside one (seeks flush the thread pipeline),
-    so with 2 cores and 2 workers each decoder gets one thread.
-    """
-    return max(1, (os.cpu_count() or 1) // max(1, decode_workers))
 
 
 @dataclass(frozen=True)
@@ -118,9 +111,10 @@ def resolve_device(device: str | None, rank: int = 0) -> str:
     return "cpu"
 
 
-class ClipOperator:
+class ClipOperator(DecodeProcessOwner):
     """Base of both operators: the CLIP model, loaded on first use and shared process-wide (same name, folder,
-    device and dtype give the same loaded model)."""
+    device and dtype give the same loaded model), and the decode processes when ``decode_processes`` asks for
+    them (see :mod:`video_assets.operators.decode_processes`)."""
 
     clip_model_name: str
     model_path: str

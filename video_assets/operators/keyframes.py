@@ -90,6 +90,8 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
       ``keyframes_warn_mb`` (default ``$VIDEO_ASSETS_KEYFRAMES_WARN_MB`` or 2048): a ``details``/``__call__``
       call whose keyframe arrays would exceed this many MB (projected from the videos finished so far) warns
       once (KeyframesMemoryWarning).
+    - ``decode_workers`` (decode threads, default min(4, CPUs)) and ``decode_processes`` (None: auto, 0:
+      threads, N: N decode processes kept until :meth:`close`) as in :class:`VideoQualityScore`.
     - ``progress``: the default for every call: None (a tqdm bar on stderr when interactive, else quiet),
       True, False, or a callable(done, total, rate) called after every video; see :mod:`video_assets.progress`.
     - ``stream_index`` (default: the stream FFmpeg plays, never a cover picture) and ``apply_rotation``
@@ -109,7 +111,8 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
                  output_tos_dir: str = _EXP.output_tos_dir, return_keyframes: bool = _EXP.return_keyframes,
                  batch_size: int = 16, rank: int = 0, video_format: str = "mp4", budget: str = _SEL.budget,
                  max_candidates: int | None = _SEL.max_candidates, device: str | None = None,
-                 decode_workers: int | None = None, jpeg_quality: int = _EXP.jpeg_quality,
+                 decode_workers: int | None = None, decode_processes: int | None = None,
+                 jpeg_quality: int = _EXP.jpeg_quality,
                  storage_options: dict | None = None, source_policy: SourcePolicy | None = None,
                  limits: ReadLimits | None = None, progress: ProgressArg = None,
                  keyframes_warn_mb: float | None = None, stream_index: int | None = None,
@@ -139,7 +142,8 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         self.model_path, self.clip_model_name = self.clip_settings.model_path, self.clip_settings.clip_model_name
         self.device, self.dtype = self.clip_settings.device, self.clip_settings.dtype
         self.batch_size = self.clip_settings.batch_size
-        self.decode_workers = DecodeSettings(decode_workers).workers
+        decode = build(DecodeSettings, args)
+        self.decode_workers, self.decode_processes = decode.workers, decode.decode_processes
         self.jpeg_quality = export.jpeg_quality
         self.storage_options = storage_options
         # where sources may point and what one video may cost (None: permissive policy, default limits)
@@ -188,7 +192,7 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         model = self.model
         with ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="export") as export_pool:
             decode = SharedDecode(self.opener, [self.stage(model, inputs, texts, export_pool, listing=True)])
-            return [r for (r,) in decode.run(inputs, **self._loop_args(model, len(inputs), progress))]
+            return [r for (r,) in decode.run(inputs, **self._loop_args(decode, model, len(inputs), progress))]
 
     def iter_details(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
                      progress: ProgressArg = None, *, ordered: bool = True, window: int | None = None,
@@ -218,15 +222,17 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         model = self.model
         with ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="export") as export_pool:
             decode = SharedDecode(self.opener, [self.stage(model, inputs, texts, export_pool)])
-            for pos, (r,) in decode.iter(inputs, **self._loop_args(model, len(inputs), progress), ordered=ordered,
+            loop = self._loop_args(decode, model, len(inputs), progress)
+            for pos, (r,) in decode.iter(inputs, **loop, ordered=ordered,
                                          window=window or default_window(self.decode_workers)):
                 yield r if ordered else (pos, r)
 
-    def _loop_args(self, model: ClipModel, total: int, progress: ProgressArg) -> dict:
+    def _loop_args(self, decode: SharedDecode, model: ClipModel, total: int, progress: ProgressArg) -> dict:
         self.last_run_stats = RunStats()
-        return dict(embeds=[model.encode_pixels], batch_sizes=[self.batch_size], decode_workers=self.decode_workers,
-                    item_timeout_sec=self.limits.timeout_sec, stats=self.last_run_stats,
-                    progress=resolve_progress(self.progress if progress is None else progress, total, "keyframes"))
+        return self.in_processes(decode, [model], dict(
+            embeds=[model.encode_pixels], batch_sizes=[self.batch_size], decode_workers=self.decode_workers,
+            item_timeout_sec=self.limits.timeout_sec, stats=self.last_run_stats,
+            progress=resolve_progress(self.progress if progress is None else progress, total, "keyframes")))
 
     def stage(self, model: ClipModel, inputs: list[VideoInput], texts=None,
               export_pool: ThreadPoolExecutor | None = None, listing: bool = False) -> KeyframesStage:

@@ -62,6 +62,8 @@ class VideoQualityScore(ClipOperator):
     - ``reduce_mode``: "avg", "max", "min" (or "median") over the sampled frames.
     - ``default_video_format``: container hint for bytes/base64 inputs.
     - ``decode_workers``: parallel decode threads feeding the model (default min(4, CPUs)).
+      ``decode_processes``: None (auto: threads below 8 cores), 0 (threads), N (N decode processes, started on
+      the first call and kept until :meth:`close`; see :mod:`video_assets.operators.decode_processes`).
     - ``progress``: the default for every call: None (a tqdm bar on stderr when interactive, else quiet),
       True, False, or a callable(done, total, rate) called after every video; see :mod:`video_assets.progress`.
     - ``stream_index`` (default: the stream FFmpeg plays, never a cover picture) and ``apply_rotation``
@@ -84,7 +86,8 @@ class VideoQualityScore(ClipOperator):
                  timestamps_sec: Sequence[float] | None = _PLAN.timestamps_sec,
                  max_frames: int | None = _PLAN.max_frames, reduce_mode: str = "avg",
                  default_video_format: str = "mp4", dtype: str | None = None, batch_size: int = 32,
-                 decode_workers: int | None = None, storage_options: dict | None = None,
+                 decode_workers: int | None = None, decode_processes: int | None = None,
+                 storage_options: dict | None = None,
                  source_policy: SourcePolicy | None = None, limits: ReadLimits | None = None,
                  progress: ProgressArg = None, stream_index: int | None = None, apply_rotation: bool = True):
         # A thin front door: the keywords are those of LAS; the settings objects (one definition each, in the
@@ -103,7 +106,8 @@ class VideoQualityScore(ClipOperator):
         self.device, self.dtype = self.clip_settings.device, self.clip_settings.dtype
         self.batch_size = self.clip_settings.batch_size
         self.default_video_format = default_video_format
-        self.decode_workers = DecodeSettings(decode_workers).workers
+        decode = build(DecodeSettings, args)
+        self.decode_workers, self.decode_processes = decode.workers, decode.decode_processes
         self.storage_options = storage_options
         # where sources may point and what one video may cost (None: permissive policy, default limits)
         self.source_policy = resolve_source_policy(source_policy)
@@ -183,10 +187,11 @@ class VideoQualityScore(ClipOperator):
         """This operator's one-stage decode for a call over ``inputs``, and the loop's arguments."""
         model = self.model
         self.last_run_stats = RunStats()
-        return SharedDecode(self.opener, [self.stage(model)]), dict(
+        decode = SharedDecode(self.opener, [self.stage(model)])
+        return decode, self.in_processes(decode, [model], dict(
             embeds=[model.encode_pixels], batch_sizes=[self.batch_size], decode_workers=self.decode_workers,
             item_timeout_sec=self.limits.timeout_sec, stats=self.last_run_stats,
-            progress=resolve_progress(self.progress if progress is None else progress, len(inputs), "quality"))
+            progress=resolve_progress(self.progress if progress is None else progress, len(inputs), "quality")))
 
     def stage(self, model: ClipModel | None = None) -> QualityStage:
         """This operator as a :class:`QualityStage` of ``model`` (default: its own; the prompts' text

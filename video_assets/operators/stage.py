@@ -25,6 +25,8 @@ needs (text features, an export pool) is named in :attr:`Stage.parent_only` and 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -54,9 +56,7 @@ Preprocess = Callable[[np.ndarray], torch.Tensor]
 
 def preprocessor(model) -> Preprocess:
     """The model's preprocessing as a picklable callable (no weights): uint8 frames -> normalised pixels."""
-    from video_assets.models.preprocess import preprocess_frames
-
-    return partial(preprocess_frames, spec=model.preprocess_spec, device=model.device, dtype=model.dtype)
+    return model.preprocessor.preprocess
 
 
 @dataclass(frozen=True)
@@ -245,30 +245,43 @@ class SharedDecode:
         return tuple(stage.result(item, o) for stage, o in zip(self.stages, outs))
 
     # -- running --------------------------------------------------------------------------------------------
+    def for_processes(self, preprocess: Sequence[Callable], thread_count: int) -> SharedDecode:
+        """A copy for a decode process: stage ``i`` preprocesses with ``preprocess[i]`` (CPU preprocessing, or
+        raw frames that the model's side resizes) and FFmpeg gets ``thread_count`` threads."""
+        stages = []
+        for stage, pre in zip(self.stages, preprocess, strict=True):
+            stage = copy.copy(stage)
+            stage.preprocess = pre
+            stages.append(stage)
+        return SharedDecode(dataclasses.replace(self.opener, thread_count=thread_count), stages)
+
     def _loop_args(self, embeds: Sequence[Callable], batch_sizes: Sequence[int], decode_workers: int,
-                   item_timeout_sec: float | None, stats: RunStats, progress: Progress | None) -> dict:
+                   item_timeout_sec: float | None, stats: RunStats, progress: Progress | None,
+                   prepare: Callable | None) -> dict:
         if len(embeds) != len(self.stages):
             raise ValueError(f"{len(embeds)} embed functions for {len(self.stages)} stages")
-        return dict(describe=_describe, prepare=self.prepare, embed=tuple(embeds), finish=self.finish,
+        return dict(describe=_describe, prepare=prepare or self.prepare, embed=tuple(embeds), finish=self.finish,
                     batch_size=tuple(batch_sizes), decode_workers=decode_workers,
                     item_timeout_sec=item_timeout_sec, stats=stats, progress=progress)
 
     def run(self, inputs: Sequence[VideoInput], embeds: Sequence[Callable], batch_sizes: Sequence[int], *,
             decode_workers: int, item_timeout_sec: float | None = None, stats: RunStats | None = None,
-            progress: Progress | None = None) -> list[tuple]:
-        """Every input's results (one per stage), in input order; ``embeds[i]``: stage ``i``'s model."""
+            progress: Progress | None = None, prepare: Callable | None = None) -> list[tuple]:
+        """Every input's results (one per stage), in input order; ``embeds[i]``: stage ``i``'s model.
+        ``prepare``: this decode's :meth:`prepare` run elsewhere (a decode process); None: in this process."""
         outcomes = run_overlapped(inputs, **self._loop_args(embeds, batch_sizes, decode_workers,
-                                                            item_timeout_sec, stats or RunStats(), progress))
+                                                            item_timeout_sec, stats or RunStats(), progress,
+                                                            prepare))
         return [self.results(item, out) for item, out in zip(inputs, outcomes)]
 
     def iter(self, inputs: Sequence[VideoInput], embeds: Sequence[Callable], batch_sizes: Sequence[int], *,
              decode_workers: int, item_timeout_sec: float | None = None, stats: RunStats | None = None,
              progress: Progress | None = None, ordered: bool = True,
-             window: int | None = None) -> Iterator[tuple[int, tuple]]:
+             window: int | None = None, prepare: Callable | None = None) -> Iterator[tuple[int, tuple]]:
         """``(input position, results)`` as videos finish (exports included): in input order with at most
         ``window`` videos ahead of the oldest not yet yielded, or in completion order."""
         run = iter_overlapped(inputs, **self._loop_args(embeds, batch_sizes, decode_workers, item_timeout_sec,
-                                                        stats or RunStats(), progress),
+                                                        stats or RunStats(), progress, prepare),
                               ordered=ordered, window=window, pending=self.pending)
         try:
             for pos, out in run:

@@ -70,7 +70,7 @@ class _ModelMethods:
         name, batch = ((self.quality_model, self.quality_batch_size) if which == "quality"
                        else (self.keyframes_model, self.keyframes_batch_size))
         kwargs = dict(model_path=self.model_path, clip_model_name=name, device=self.device, batch_size=batch,
-                      decode_workers=self.decode_workers)
+                      decode_workers=self.decode_workers, decode_processes=self.decode_processes)
         if self.dtype:  # else the operator's own default (the same rule: models.settings.effective_dtype)
             kwargs["dtype"] = self.dtype
         return kwargs
