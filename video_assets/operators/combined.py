@@ -24,6 +24,7 @@ from video_assets.operators.batching import Outcome, RunStats, error_message, it
 from video_assets.operators.common import VideoInput, default_window, make_inputs
 from video_assets.operators.keyframes import VideoAdaptiveKeyframesSampling, _KeyframesBudget, _Queries
 from video_assets.operators.quality import _CHUNK_FRAMES, VideoQualityScore
+from video_assets.operators.slabs import FeatureSlabs
 from video_assets.progress import ProgressArg, resolve_progress
 from video_assets.video import FrameBuffer
 from video_assets.video.reader import missing_frames_warning
@@ -127,7 +128,7 @@ class QualityAndKeyframes:
         return dict(
             describe=lambda it: it.description,
             prepare=lambda it, emit: self._prepare(q_model, k_model, it, emit),
-            embed=(q_model.encode_pixels, k_model.encode_pixels),
+            embed=(FeatureSlabs(q_model.encode_pixels), FeatureSlabs(k_model.encode_pixels)),
             finish=lambda it, meta, feats: self._finish(it, meta, feats, q_text, q_model.logit_scale, k_queries,
                                                         pool, budget),
             batch_size=(q.batch_size, k.batch_size), decode_workers=self.decode_workers,
@@ -152,7 +153,7 @@ class QualityAndKeyframes:
             opened_truncated, opened_warnings = reader.truncated, list(reader.warnings)
             q_set, k_set = set(q_pos.tolist()), set(k_pos.tolist())
             # The quality plan's frames go to its model in chunks as the pass decodes them.
-            q_buf = FrameBuffer(reader, _CHUNK_FRAMES, len(q_pos))
+            q_buf = FrameBuffer(reader, _CHUNK_FRAMES, len(q_pos), reuse=True)
             q_fail: Exception | None = None
             got: set[int] = set()  # every position the pass decoded
             fetch_failed = False

@@ -33,6 +33,7 @@ from video_assets.operators.common import (
     resolve_limits,
     resolve_source_policy,
 )
+from video_assets.operators.slabs import FeatureSlabs
 from video_assets.progress import ProgressArg, resolve_progress
 from video_assets.storage import join_uri, write_bytes
 from video_assets.storage.policy import SourcePolicy
@@ -218,7 +219,7 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         self.last_run_stats = RunStats()
         return dict(
             describe=lambda it: it.description, prepare=lambda it, emit: self._prepare(model, it, emit),
-            embed=model.encode_pixels,
+            embed=FeatureSlabs(model.encode_pixels),
             finish=lambda it, meta, feats: self._finish(it, meta, feats, queries, pool, budget),
             batch_size=self.batch_size, decode_workers=self.decode_workers,
             item_timeout_sec=self.limits.timeout_sec, stats=self.last_run_stats,
@@ -289,7 +290,7 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
     def _emit_candidates(self, model: ClipModel, reader: VideoReader, frames: Iterable[tuple[int, np.ndarray]],
                          emit) -> list[int]:
         """Preprocess ``(position, rgb)`` pairs in chunks as they are decoded; return the positions."""
-        buf = FrameBuffer(reader, _CHUNK_FRAMES)
+        buf = FrameBuffer(reader, _CHUNK_FRAMES, reuse=True)
         for pos, rgb in frames:
             chunk = buf.add(pos, rgb)
             if chunk is not None:

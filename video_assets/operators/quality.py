@@ -25,6 +25,7 @@ from video_assets.operators.common import (
     resolve_limits,
     resolve_source_policy,
 )
+from video_assets.operators.slabs import FeatureSlabs
 from video_assets.progress import ProgressArg, resolve_progress
 from video_assets.scoring import clip_iqa_probs, parse_prompts, prompt_label, reduce_scores
 from video_assets.scoring.clip_iqa import REDUCE_MODES
@@ -176,7 +177,7 @@ class VideoQualityScore(ClipOperator):
         self.last_run_stats = RunStats()
         return dict(
             describe=lambda it: it.description, prepare=lambda it, emit: self._prepare(model, it, emit),
-            embed=model.encode_pixels,
+            embed=FeatureSlabs(model.encode_pixels),
             finish=lambda it, meta, feats: self._finish(meta, feats, text_features, model.logit_scale),
             batch_size=self.batch_size, decode_workers=self.decode_workers,
             item_timeout_sec=self.limits.timeout_sec, stats=self.last_run_stats,
@@ -192,7 +193,7 @@ class VideoQualityScore(ClipOperator):
         if item.error:
             raise VideoSourceError(item.error)
         with self._reader(item) as reader:
-            buf = FrameBuffer(reader, _CHUNK_FRAMES)
+            buf = FrameBuffer(reader, _CHUNK_FRAMES, reuse=True)
             for chunk in sample_chunks(reader, self.plan, buffer=buf):
                 self._emit_chunk(model, chunk, emit)
             return buf.result()
