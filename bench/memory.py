@@ -116,13 +116,18 @@ class RssSeries:
 
 
 def rss_at(samples: list, fractions=(0.1, 0.5, 1.0)) -> dict:
-    """RSS (and the largest RSS sampled so far) when each fraction of the final frame count was done."""
+    """RSS (and the largest RSS sampled so far) when each fraction of the final frame count was done, from the
+    samples taken while the run ran (the last sample, taken after it returned, is ``after``); 100 % is the
+    last sample of the run when none reached every frame."""
+    during = samples[:-1] if len(samples) > 1 else samples
     total = max((s[1] for s in samples), default=0)
     out = {}
     for f in fractions:
-        i = next((i for i, s in enumerate(samples) if total and s[1] >= f * total), len(samples) - 1)
-        out[f"{round(f * 100)}%"] = {"frames": samples[i][1], "t_s": samples[i][0], "rss_mb": samples[i][2],
-                                     "peak_so_far_mb": max(s[2] for s in samples[: i + 1])}
+        i = next((i for i, s in enumerate(during) if total and s[1] >= f * total), len(during) - 1)
+        out[f"{round(f * 100)}%"] = {"frames": during[i][1], "t_s": during[i][0], "rss_mb": during[i][2],
+                                     "peak_so_far_mb": max(s[2] for s in during[: i + 1])}
+    if samples:
+        out["after"] = {"frames": samples[-1][1], "t_s": samples[-1][0], "rss_mb": samples[-1][2]}
     return out
 
 
@@ -224,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     for case in ("quality", "shared"):
         if case in cases:
             rows += [_run(case, long_minutes, f, series_dir=args.series_dir)
-                     for f in (long_fps if case == "quality" else [1.0])]
+                     for f in (long_fps if case == "quality" else ([1.0] if long_fps else []))]
             rows += [_run(case, m, 30.0, series_dir=args.series_dir) for m in dense]
     if "keyframes_iter" in cases:
         rows += [_run("keyframes_iter", videos=int(v), series_dir=args.series_dir)
