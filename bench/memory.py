@@ -222,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(one(args.one, args.minutes, args.fps, args.n, args.series)))
         return 0
     cases = args.cases.split(",")
-    dense = [float(m) for m in (args.quality_minutes or ("1,2" if args.quick else "2,5,10")).split(",") if m]
+    def given(value: str | None, default: str, quick: str) -> list[str]:  # "" = none of them
+        return [v for v in (value if value is not None else quick if args.quick else default).split(",") if v]
+
+    dense = [float(m) for m in given(args.quality_minutes, "2,5,10", "1,2")]
     long_minutes = args.long_minutes or (10.0 if args.quick else 120.0)
     long_fps = [float(f) for f in args.long_fps.split(",") if f]
     rows = []
@@ -233,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += [_run(case, m, 30.0, series_dir=args.series_dir) for m in dense]
     if "keyframes_iter" in cases:
         rows += [_run("keyframes_iter", videos=int(v), series_dir=args.series_dir)
-                 for v in (args.videos or ("20,50" if args.quick else "100,300,1000")).split(",") if v]
+                 for v in given(args.videos, "100,300,1000", "20,50")]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"rows": rows}, indent=1))
