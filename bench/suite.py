@@ -1,7 +1,7 @@
 """The whole benchmark suite: ``make bench`` runs ``python -m bench.suite``.
 
     python -m bench.suite [--quick] [--repeat 3] [--device cpu|cuda] [--models tiny,b32]
-                          [--only sampling,operators,pipeline,shared_decode,long_video] [--machine NAME]
+                          [--only sampling,operators,pipeline,shared_decode,long_video,memory] [--machine NAME]
                           [--no-markdown]
 
 Runs each benchmark in its own subprocess (so each one's peak RSS and CPU time are its own, read with
@@ -15,6 +15,9 @@ median of ``--repeat`` runs inside the benchmark:
   model);
 - ``shared_decode``: ``bench.shared_decode`` when that module exists (one decode for both assets);
 - ``long_video``: ``bench.long_video`` (1 fps keyframe candidates of a generated 2-hour 720p video; peak RSS).
+- ``memory``: ``bench.memory`` (peak RSS and its curve against frames done: quality at 1 fps on the 2-hour
+  video and at every frame on 2, 5 and 10 min, the shared decode, the keyframes iterator over 100 to 1,000
+  videos; each run in a fresh process; ``--quick``: short runs).
 
 Writes ``bench/results/<machine>.json`` (``<machine>``: e.g. ``cpu2-x86_64``, or ``h100-cpu16-x86_64`` with a
 GPU) with every benchmark's own JSON, the summary rows, the targets with PASS/FAIL, the load average sampled
@@ -42,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 MARKDOWN = ROOT / "BENCHMARKS.md"
 BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
-PARTS = ("sampling", "operators", "pipeline", "shared_decode", "long_video")
+PARTS = ("sampling", "operators", "pipeline", "shared_decode", "long_video", "memory")
 SUITE_SCHEMA = "video_assets.bench.suite/1"
 
 
@@ -281,6 +284,18 @@ def summarize(parts: dict, quick: bool) -> tuple[list[dict], list[dict]]:
                             "target": f"peak RSS < 2048 MB ({r['minutes']:g} min {r['width']}x{r['height']})",
                             "status": r["status"]})
 
+    p = parts.get("memory")
+    if p and p.get("result"):
+        for r in p["result"].get("rows", []):
+            what = (f"{r['minutes']:g} min at {r['fps']:g} fps" if "minutes" in r else f"{r['videos']} videos")
+            at = r.get("rss_at") or {}
+            curve = "/".join(f"{at[k]['rss_mb']:.0f}" for k in ("10%", "50%", "100%") if k in at)
+            rows.append(_row("memory", f"{r['case']}, {what}, {r['frames']} frames; RSS at 10/50/100 %: {curve} MB",
+                             videos_per_s=None, frames_per_s=r["frames"] / r["wall_s"] if r["wall_s"] else None,
+                             cpu_s_per_video=None, peak_rss_mb=r["peak_rss_mb"], ratio=None, ratio_name=None))
+            targets.append({"benchmark": "memory", "value": round(r["peak_rss_mb"]),
+                            "target": f"peak RSS <= 2048 MB ({r['case']}, {what})", "status": r["status"]})
+
     for name, p in parts.items():
         if p.get("rc") not in (0, None):
             targets.append({"benchmark": name, "target": "benchmark ran", "value": p.get("rc"), "status": "ERROR"})
@@ -412,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     if "long_video" in parts_wanted:
         minutes = args.long_minutes or (5 if args.quick else 120)
         part("long_video", "bench.long_video", ["--minutes", f"{minutes:g}", "--device", args.device])
+    if "memory" in parts_wanted:
+        part("memory", "bench.memory", quick)
 
     kept = []
     if args.merge and out_path.exists():

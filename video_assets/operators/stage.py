@@ -41,6 +41,7 @@ import torch
 from video_assets.errors import VideoSourceError
 from video_assets.operators.batching import Outcome, RunStats, error_message, iter_overlapped, run_overlapped
 from video_assets.operators.common import VideoInput, VideoOpener
+from video_assets.operators.slabs import FeatureSlabs
 from video_assets.progress import Progress
 from video_assets.video import DEFAULT_CHUNK_FRAMES, FrameBuffer, VideoReader
 from video_assets.video.reader import missing_frames_warning
@@ -75,7 +76,9 @@ class StageState:
         self.stage, self.reader = stage, reader
         self.positions = np.asarray(positions, dtype=np.int64)
         self.wanted = set(self.positions.tolist())
-        self.buffer = FrameBuffer(reader, stage.chunk_frames, len(self.positions))
+        # reuse: each chunk is preprocessed (into a new tensor) before the next frame is added, so one array
+        # serves every chunk (a fresh 88 MB array per 720p chunk was an mmap and page faults each time)
+        self.buffer = FrameBuffer(reader, stage.chunk_frames, len(self.positions), reuse=True)
         self.error: Exception | None = None
 
     @property
@@ -260,7 +263,9 @@ class SharedDecode:
                    prepare: Callable | None) -> dict:
         if len(embeds) != len(self.stages):
             raise ValueError(f"{len(embeds)} embed functions for {len(self.stages)} stages")
-        return dict(describe=_describe, prepare=prepare or self.prepare, embed=tuple(embeds), finish=self.finish,
+        # features kept in slabs until a video is finished: flat heap at every-frame rates (operators/slabs.py)
+        return dict(describe=_describe, prepare=prepare or self.prepare,
+                    embed=tuple(FeatureSlabs(e) for e in embeds), finish=self.finish,
                     batch_size=tuple(batch_sizes), decode_workers=decode_workers,
                     item_timeout_sec=item_timeout_sec, stats=stats, progress=progress)
 

@@ -189,7 +189,7 @@ class FrameChunk(NamedTuple):
 
     indices: list[int]  # 0-based positions in the stream's presentation order
     timestamps: list[float]  # seconds from the first frame
-    frames: np.ndarray  # uint8, (k, H, W, 3), RGB; its own array (not reused for the next chunk)
+    frames: np.ndarray  # uint8, (k, H, W, 3), RGB; its own array (unless FrameBuffer(reuse=True) made it)
 
 
 class FrameBuffer:
@@ -198,15 +198,23 @@ class FrameBuffer:
     :meth:`add` copies a frame into the current chunk's array and returns the chunk when it is full;
     :meth:`flush` returns the last, partial one. ``expected``: how many frames will come at most (a chunk's
     array is never larger). ``indices`` keeps every position added (small: the metadata needs them).
+
+    ``reuse=True``: every chunk is written into one array, allocated with the first frame and kept, so a chunk's
+    ``frames`` are valid only until the next :meth:`add`. For callers that are done with a chunk before they
+    add the next frame (the operators preprocess it at once, into a new tensor). A new array per chunk (88 MB
+    at 720p) was an mmap and ~22,000 page faults each time, and the previous chunk, still referenced while the
+    next one filled, doubled what one decode held.
     """
 
-    def __init__(self, reader: VideoReader, size: int = DEFAULT_CHUNK_FRAMES, expected: int | None = None):
+    def __init__(self, reader: VideoReader, size: int = DEFAULT_CHUNK_FRAMES, expected: int | None = None,
+                 reuse: bool = False):
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"chunk must be a positive int, got {size!r}")
-        self.reader, self.size, self.expected = reader, size, expected
+        self.reader, self.size, self.expected, self.reuse = reader, size, expected, reuse
         self.indices: list[int] = []
         self.hw: tuple[int, int] | None = None  # the first frame's size; every frame must have it
         self._out: np.ndarray | None = None
+        self._kept: np.ndarray | None = None  # with reuse: the one array every chunk is written into
         self._k = 0
 
     def add(self, pos: int, rgb: np.ndarray) -> FrameChunk | None:
@@ -217,7 +225,13 @@ class FrameBuffer:
             raise _size_changed(self.reader, self.hw, hw)
         if self._out is None:
             left = self.size if self.expected is None else max(1, self.expected - len(self.indices))
-            self._out = np.empty((min(self.size, left), hw[0], hw[1], 3), dtype=np.uint8)
+            n = min(self.size, left)
+            if not self.reuse:
+                self._out = np.empty((n, hw[0], hw[1], 3), dtype=np.uint8)
+            else:
+                if self._kept is None or len(self._kept) < n:
+                    self._kept = np.empty((n, hw[0], hw[1], 3), dtype=np.uint8)
+                self._out = self._kept[:n]
         copy_into(self._out[self._k], rgb)
         self._k += 1
         self.indices.append(pos)

@@ -15,13 +15,26 @@ import torch
 
 from video_assets.models import load_clip
 from video_assets.operators import VideoAdaptiveKeyframesSampling, VideoQualityScore
+from video_assets.operators import stage as stage_module
 from video_assets.operators.batching import RunStats, iter_overlapped, run_overlapped
 from video_assets.operators.combined import QualityAndKeyframes
 from video_assets.operators.common import decoder_threads_for
 from video_assets.operators.keyframes import KEYFRAMES_WARN_ENV, KeyframesMemoryWarning
+from video_assets.operators.slabs import FeatureSlabs
 from video_assets.progress import Progress, resolve_progress
 from video_assets.scoring import NAMED_PROMPTS, clip_iqa_probs
-from video_assets.video import DEFAULT_CHUNK_FRAMES, TruncatedVideoWarning, iter_frames, sample_frames
+from video_assets.video import (
+    DEFAULT_CHUNK_FRAMES,
+    FrameBuffer,
+    TruncatedVideoWarning,
+    VideoReader,
+    iter_frames,
+    make_plan,
+    open_source,
+    sample_chunks,
+    sample_frames,
+)
+from video_assets.video.orientation import frame_orientation
 from video_assets_tests.videos import encode_video, read_index
 
 TINY = "video-assets/tiny-clip"
@@ -75,6 +88,79 @@ def test_iter_frames_chunks_are_their_own_arrays(videos):
     assert len(chunks) == 6
     assert [read_index(c.frames[0]) for c in chunks] == [0, 50, 100, 150, 200, 250]  # kept chunks stay valid
     assert not any(np.shares_memory(a.frames, b.frames) for a, b in zip(chunks, chunks[1:]))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 32])
+def test_reused_chunk_array_gives_the_same_frames_and_is_one_array(videos, chunk):
+    """FrameBuffer(reuse=True), as the operators use it: each chunk, taken before the next frame is added,
+    equals the one-array sample exactly, and every chunk is written into the same array."""
+    path = str(videos["long_gop.mp4"])
+    kwargs = dict(sample_mode="by_interval_frames", interval_frames=2)
+    whole = sample_frames(path, **kwargs)
+    with open_source(path, "mp4", None) as opened, VideoReader(opened) as reader:
+        plan = make_plan("by_interval_frames", 0.0, None, None, None, 2, None, None, None)
+        buf = FrameBuffer(reader, chunk, reuse=True)
+        chunks = [(list(c.indices), c.frames.copy(), c.frames) for c in sample_chunks(reader, plan, buffer=buf)]
+    assert [i for c in chunks for i in c[0]] == whole.indices
+    assert np.array_equal(np.concatenate([c[1] for c in chunks]), whole.frames)
+    assert all(np.shares_memory(a[2], b[2]) for a, b in zip(chunks, chunks[1:]))  # one array, reused
+    assert [read_index(f) for f in chunks[0][2]] != chunks[0][0] or len(chunks) == 1  # so: only valid until next
+
+
+def test_operators_with_pooled_buffers_equal_unpooled(batch, tmp_path, monkeypatch):
+    """The reused chunk array and the feature slabs change where bytes live, never a result: the same calls
+    with a new array per chunk and the features as the model returned them give the same rows."""
+    def run():
+        q = VideoQualityScore(clip_model_name=TINY, device="cpu", sample_mode="by_interval_frames",
+                              interval_frames=1, batch_size=5, decode_workers=2)
+        k = VideoAdaptiveKeyframesSampling(clip_model_name=TINY, device="cpu", text="a white square", fps=6.0,
+                                           max_num_frames=3, batch_size=7, decode_workers=2,
+                                           return_keyframes=True)
+        both = QualityAndKeyframes(
+            VideoQualityScore(clip_model_name=TINY, device="cpu", count_k=6, batch_size=4, decode_workers=2),
+            VideoAdaptiveKeyframesSampling(clip_model_name=TINY, device="cpu", text="a white square", fps=4.0,
+                                           max_num_frames=2, batch_size=3, decode_workers=2))
+        return q.details(batch), k.details(batch), both.details(batch)
+
+    pooled = run()
+    original_init = FrameBuffer.__init__
+    monkeypatch.setattr(FrameBuffer, "__init__",
+                        lambda self, *a, reuse=False, **kw: original_init(self, *a, reuse=False, **kw))
+    monkeypatch.setattr(stage_module, "FeatureSlabs", lambda embed: embed)  # where every operator's loop is set up
+    plain = run()
+    # frames, indices and keyframe images exactly; scores to float rounding (which videos share a model batch
+    # depends on timing, with or without pooling)
+    for a, b in zip(pooled[:2], plain[:2]):
+        _same_rows(a, b)
+    _same_rows([x for pair in pooled[2] for x in pair], [x for pair in plain[2] for x in pair])
+    assert pooled[0][0]["error"] is None and len(pooled[0][0]["frame_indices"]) > 2 * 5
+
+
+def test_feature_slabs_never_overwrite_returned_rows():
+    calls = []
+
+    def embed(px):
+        out = torch.randn(px.shape[0], 3)
+        calls.append(out.clone())
+        return out
+
+    slabs = FeatureSlabs(embed, rows=10)
+    got = [slabs(torch.zeros(n, 1)) for n in (4, 4, 3, 12, 1, 9)]  # fills, spills, larger than a slab
+    assert all(torch.equal(g, c) for g, c in zip(got, calls))
+    assert got[0].untyped_storage().data_ptr() == got[1].untyped_storage().data_ptr()  # rows of one slab
+    assert got[2].untyped_storage().data_ptr() != got[1].untyped_storage().data_ptr()  # 4 + 4 + 3 > 10
+
+
+def test_reading_the_display_matrix_keeps_no_reference_to_the_frame(videos):
+    """A decoded frame dies as soon as it is dropped (no reference cycle waiting for the garbage collector),
+    so the decoder's picture pool does not grow with the frames decoded between collections."""
+    import av
+
+    with av.open(str(videos["h264_bframes.mp4"])) as c:
+        frame = next(c.decode(c.streams.video[0]))
+        before = sys.getrefcount(frame)
+        assert frame_orientation(frame) is not None
+        assert sys.getrefcount(frame) == before
 
 
 def test_iter_frames_validates_before_io_and_warns_on_truncation(tmp_path, cut):
