@@ -177,3 +177,17 @@ def test_operators_keep_their_las_keywords_and_defaults():
     op = VideoQualityScore(device="cpu", sample_mode="by_fps", target_fps=2, batch_size=3)
     assert op.plan == SamplePlan(sample_mode="by_fps", target_fps=2.0)
     assert (op.dtype, op.batch_size, op.clip_settings.batch_size) == ("float32", 3, 3)
+
+
+def test_decode_processes_resolve_and_describe_the_decoder():
+    """The auto rule and the text a run's metadata shows (``decoder``), from the one DecodeSettings."""
+    assert DecodeSettings(decode_processes=3).processes_for("cpu", cores=2) == 3  # the setting wins
+    assert DecodeSettings().processes_for("cpu", cores=2) == 0  # auto on a small machine: threads
+    assert DecodeSettings().processes_for("cuda:0", cores=16) == 15
+    assert DecodeSettings().processes_for("cpu", cores=16) == 8
+    assert DecodeSettings(decode_processes=3).describe("cpu") == "3 decode processes"
+    assert DecodeSettings(decode_processes=1).describe("cpu") == "1 decode process"
+    assert DecodeSettings(decode_workers=2, decode_processes=0).describe("cuda") == "2 decode threads"
+    with pytest.raises(ValueError, match="decode_processes"):
+        DecodeSettings(decode_processes=-1)
+

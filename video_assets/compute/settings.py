@@ -27,6 +27,20 @@ def decoder_threads_for(decode_workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, decode_workers))
 
 
+# Auto: processes only where threads stop scaling. Measured on 2 cores (bench/decode_processes.py,
+# BENCHMARKS.md): threads are as fast or faster there; the 16-core GPU host saw threads stall at ~5 busy cores.
+AUTO_MIN_CORES = 8
+
+
+def auto_decode_processes(device: str, cores: int | None = None) -> int:
+    """The auto choice: 0 (threads) below :data:`AUTO_MIN_CORES` cores; else one process per core, less the
+    cores the model needs (one with a GPU, half of them on the CPU)."""
+    cores = cores or os.cpu_count() or 1
+    if cores < AUTO_MIN_CORES:
+        return 0
+    return max(1, cores - 1) if not str(device).startswith("cpu") else max(1, cores // 2)
+
+
 @dataclass(frozen=True)
 class DecodeSettings:
     """How one operator decodes videos."""
@@ -48,6 +62,19 @@ class DecodeSettings:
     def workers(self) -> int:
         """``decode_workers``, else min(4, CPUs) (0 counts as the default, as it always has)."""
         return self.decode_workers or default_decode_workers()
+
+    def processes_for(self, device: str, cores: int | None = None) -> int:
+        """The decode processes a call on ``device`` uses: the setting, or the auto choice (0: threads)."""
+        n = self.decode_processes
+        return auto_decode_processes(device, cores) if n is None else n
+
+    def describe(self, device: str) -> str:
+        """How a call on ``device`` decodes on this machine, for run metadata: "4 decode threads" or "15 decode
+        processes"."""
+        n = self.processes_for(device)
+        if n:
+            return f"{n} decode process" + ("es" if n > 1 else "")
+        return f"{self.workers} decode thread" + ("s" if self.workers > 1 else "")
 
 
 def _int_at_least(name: str, value: Any, low: int) -> None:

@@ -91,7 +91,7 @@ def child_main(conn, slot_names: list[str], torch_threads: int) -> None:
     torch.set_num_threads(torch_threads)
     slots = [SharedMemory(name=n) for n in slot_names]
     emit = _ChildEmit(conn, slots)
-    tasks: dict[str, Callable] = {}  # token -> ProcessTask
+    tasks: dict[str, Callable] = {}  # token -> a SharedDecode.prepare
     conn.send(("ready", os.getpid()))
     while True:
         try:

@@ -47,7 +47,9 @@ if TYPE_CHECKING:
 
     from video_assets.operators.stage import SharedDecode
 
-from video_assets.compute.settings import decoder_threads_for
+from video_assets.compute.settings import AUTO_MIN_CORES as AUTO_MIN_CORES
+from video_assets.compute.settings import DecodeSettings, decoder_threads_for
+from video_assets.compute.settings import auto_decode_processes as auto_decode_processes
 from video_assets.operators.decode_child import FAULT_ENV as FAULT_ENV
 from video_assets.operators.decode_child import child_main
 
@@ -57,18 +59,6 @@ SLOTS_PER_PROCESS = 2  # double buffering: the process fills one slot while the 
 RAW_SLOT_BYTES = 32 << 20  # raw frames (resize on the GPU): one 4K frame; larger chunks get their own segment
 START_TIMEOUT_SEC = 300.0  # spawning imports torch and PyAV: seconds on a loaded machine
 CANCEL_GRACE_SEC = 1.0  # a process asked to stop a video that does not answer within this is killed
-# Auto: processes only where threads stop scaling. Measured on 2 cores (bench/decode_processes.py,
-# BENCHMARKS.md): threads are as fast or faster there; the 16-core GPU host saw threads stall at ~5 busy cores.
-AUTO_MIN_CORES = 8
-
-
-def auto_decode_processes(device: str, cores: int | None = None) -> int:
-    """The auto choice: 0 (threads) below :data:`AUTO_MIN_CORES` cores; else one process per core, less the
-    cores the model needs (one with a GPU, half of them on the CPU)."""
-    cores = cores or os.cpu_count() or 1
-    if cores < AUTO_MIN_CORES:
-        return 0
-    return max(1, cores - 1) if not str(device).startswith("cpu") else max(1, cores // 2)
 
 
 # -- the task a process runs ----------------------------------------------------------------------------------
@@ -313,8 +303,7 @@ class DecodeProcessOwner:
 
     def resolved_decode_processes(self, device: str) -> int:
         """The processes a call uses: the setting, or the auto choice for ``device`` and this machine."""
-        n = self.decode_processes
-        return auto_decode_processes(device) if n is None else n
+        return DecodeSettings(decode_processes=self.decode_processes).processes_for(device)
 
     def in_processes(self, decode: SharedDecode, models: Sequence, loop: dict) -> dict:
         """The loop arguments ``loop`` of one call over ``decode`` (``models``: one per stage, in order), with

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import dagster as dg
 import pandas as pd
 
+from video_assets.compute.settings import DecodeSettings
 from video_assets.errors import ModelLoadError
 from video_assets.orchestration import checks, metadata
 from video_assets.orchestration.config import (
@@ -35,6 +36,7 @@ from video_assets.pipeline.runner import (
     score_quality,
     shared_decode_problem,
 )
+from video_assets.pipeline.settings import ModelSettings
 from video_assets.pipeline.tables import (
     EMBEDDINGS_ASSET,
     KEYFRAMES_ASSET,
@@ -231,7 +233,8 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
         write_table(q_table, uri)
         q_frame = q_table.to_pandas()
         md = metadata.quality_metadata(q_table, q_frame, uri, time.monotonic() - t0, q_settings)
-        yield from _report(context, QUALITY_KEY, q_frame, {**md, "shared_decode": shared}, manifest,
+        md.update(shared_decode=shared, decoder=_decoder(models, compute, q_frame))
+        yield from _report(context, QUALITY_KEY, q_frame, md, manifest,
                            selected_checks, warehouse, mostly_failed)
     if want_k:
         uri = warehouse.table_uri(KEYFRAMES_ASSET, key)
@@ -244,7 +247,8 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
             context.log.info(f"removed {removed} keyframe image(s) of an earlier materialisation")
         md = metadata.keyframes_metadata(k_table, k_frame, uri, compute_s + time.monotonic() - t_write,
                                          k_settings, warehouse.keyframes_dir(key))
-        yield from _report(context, KEYFRAMES_KEY, k_frame, {**md, "shared_decode": shared}, manifest,
+        md.update(shared_decode=shared, decoder=_decoder(models, compute, k_frame))
+        yield from _report(context, KEYFRAMES_KEY, k_frame, md, manifest,
                            selected_checks, warehouse, mostly_failed)
     if want_e:
         uri = warehouse.table_uri(EMBEDDINGS_ASSET, key)
@@ -256,7 +260,7 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
         md.update({"frames": frames, "model": str(e_frame["model"].iloc[0]) if len(e_frame) else "",
                    "embed_dim": int(e_frame["embed_dim"].iloc[0]) if len(e_frame) else 0,
                    "bytes": size, "bytes_per_frame": round(size / frames, 1) if frames else 0.0,
-                   "shared_decode": shared})
+                   "shared_decode": shared, "decoder": _decoder(models, compute, e_frame)})
         yield from _report(context, EMBEDDINGS_KEY, e_frame, md, manifest, selected_checks, warehouse,
                            mostly_failed)
     if mostly_failed:
@@ -302,3 +306,13 @@ CODE_VERSIONS = {dg.AssetKey(MANIFEST_ASSET): MANIFEST_CODE_VERSION,
                  dg.AssetKey(QUALITY_ASSET): QUALITY_CODE_VERSION,
                  dg.AssetKey(KEYFRAMES_ASSET): KEYFRAMES_CODE_VERSION,
                  EMBEDDINGS_KEY: EMBEDDINGS_CODE_VERSION}
+
+
+def _decoder(models: ModelSettings, compute: ComputeResource, frame) -> str:
+    """Which decoder the step ran, for its metadata: "cpu, 4 decode threads" / "cpu, 15 decode processes"
+    (decode_processes resolved on this machine for the step's device); on Ray each worker decides for its own
+    cores."""
+    if compute.settings().backend != "local":
+        return "cpu, decided by each Ray worker (decode_processes; auto: by its cores)"
+    device = str(frame["device"].iloc[0]) if "device" in frame and len(frame) else "cpu"
+    return "cpu, " + models.group(DecodeSettings).describe(device)

@@ -5,6 +5,7 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
+from video_assets.compute.settings import DecodeSettings
 from video_assets.orchestration.assets import ASSETS, MODEL_STEP, QUALITY_CODE_VERSION
 from video_assets.orchestration.jobs import video_assets_job
 from video_assets.orchestration.partitions import PARTITIONS_NAME
@@ -100,6 +101,9 @@ def _check_results(result):
     assert k["contact_sheet"].value.startswith("![keyframes](data:image/png;base64,")
     assert "not a readable video container" in q["top_errors"].value
     assert q["throughput_videos_per_s"].value > 0
+    # which decoder ran: the clip resource's decode settings resolved for the step's device on this machine
+    assert q["decoder"].value == k["decoder"].value == "cpu, " + DecodeSettings().describe("cpu")
+    assert q["decoder"].value.endswith(("decode thread", "decode threads", "decode process", "decode processes"))
     preview = q["preview"].value  # TableMetadataValue
     ids = [r.data["video_id"] for r in preview.records]
     assert ids[:2] == ["a", "b"] and ids[3] == "bad" and len(ids) == 4
