@@ -25,7 +25,14 @@ class FeatureSlabs:
     Each call returns a view of its own rows, never written again, so the features stay valid as long as they
     are referenced; a slab is freed when no view of it is left. One instance per run, called from one thread
     (the model's).
+
+    :attr:`input_reusable`: after a call, whether the batch it was given may be overwritten now (the overlapped
+    loop then gathers the next batch into the same array): the features were copied out of the forward pass,
+    and the input was read by the CPU, or copied to a CUDA device from pageable memory, which returns only once
+    the source has been read. Other devices: False (a non-blocking copy may still be reading it).
     """
+
+    input_reusable = False
 
     def __init__(self, embed: Callable[[torch.Tensor], torch.Tensor], rows: int = SLAB_ROWS):
         self.embed, self.rows = embed, rows
@@ -44,4 +51,5 @@ class FeatureSlabs:
         out = slab[self._used:self._used + n]
         out.copy_(feats)
         self._used += n
+        self.input_reusable = pixels.device.type == "cpu" and feats.device.type in ("cpu", "cuda")
         return out

@@ -432,3 +432,26 @@ def test_keyframes_size_warning_once_per_call(batch, monkeypatch):
     monkeypatch.setenv(KEYFRAMES_WARN_ENV, "lots")
     with pytest.raises(ValueError, match=KEYFRAMES_WARN_ENV):
         VideoAdaptiveKeyframesSampling(clip_model_name=TINY, device="cpu")
+
+
+def test_batches_gathered_from_several_videos_reuse_one_array_and_keep_every_feature():
+    # Every batch of 4 is gathered from chunks of 3 frames (two or three videos): with an embed that copies
+    # its features out (FeatureSlabs), each full batch is written into the same array, and no video's features
+    # are overwritten by a later batch.
+    seen = []
+
+    def embed(x):
+        seen.append(x)  # kept alive, so that a new array per batch could not get the same address
+        return x.flatten(1)[:, :2] * 2  # a view of the batch's rows: FeatureSlabs copies them out
+
+    slabs = FeatureSlabs(embed)
+    frames = lambda i: torch.full((3, 3, 4, 4), float(i)).contiguous(memory_format=torch.channels_last)  # noqa: E731
+    outs = run_overlapped(list(range(8)), str, lambda i, emit: (emit(frames(i)), i)[1], embed=slabs,
+                          finish=lambda i, meta, f: f[:, 0].tolist(), batch_size=4, decode_workers=1)
+    assert [o.value for o in outs] == [[2.0 * i] * 3 for i in range(8)]
+    # the first full batch's array serves every later one
+    assert len(seen) == 6 and len({x.data_ptr() for x in seen[1:]}) == 1
+    plain = run_overlapped(list(range(8)), str, lambda i, emit: (emit(frames(i)), i)[1],
+                           embed=lambda x: x.flatten(1)[:, :2] * 2, finish=lambda i, meta, f: f[:, 0].tolist(),
+                           batch_size=4, decode_workers=1)
+    assert [o.value for o in plain] == [o.value for o in outs]  # an embed without the promise: a new array
