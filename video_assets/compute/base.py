@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,17 +28,17 @@ class VideoOperator(Protocol):
 OperatorFactory = Callable[[], VideoOperator]
 
 
-class ComputeBackend:
+class ComputeBackend(ABC):
     """Where an operator runs over a list of videos. Subclasses implement :meth:`map_results`."""
 
     name: str
 
+    @abstractmethod
     def map_results(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress,
                     texts: Sequence[Any] | None = None) -> list:
         """One typed result per video (:mod:`video_assets.operators.results`; a shared decode's pair, a list
         for a video given a list of queries), in input order; a bad video gives a result with ``error`` set,
         never an exception. ``texts``: the keyframes operators' queries per video (see their ``details``)."""
-        raise NotImplementedError
 
     def map_details(self, factory: OperatorFactory, videos: Sequence[str], progress: Progress,
                     texts: Sequence[Any] | None = None) -> list:
