@@ -27,6 +27,16 @@ def _finite(name: str, value) -> float:
     return v
 
 
+def _required_positive(name: str, value, mode: str) -> float:
+    """The number a ``mode`` needs: given, finite and > 0."""
+    if value is None:
+        raise ValueError(f"{name} is required for sample_mode={mode!r}")
+    number = _finite(name, value)
+    if number <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return number
+
+
 def _positive_int(name: str, value) -> int:
     if value is None:
         raise ValueError(f"{name} is required")
@@ -74,17 +84,9 @@ class SamplePlan:
         if mode == "by_count_uniform":
             values["count_k"] = _positive_int("count_k", self.count_k)
         elif mode == "by_interval_time":
-            if self.interval_sec is None:
-                raise ValueError("interval_sec is required for sample_mode='by_interval_time'")
-            values["interval_sec"] = _finite("interval_sec", self.interval_sec)
-            if values["interval_sec"] <= 0:
-                raise ValueError(f"interval_sec must be > 0, got {self.interval_sec!r}")
+            values["interval_sec"] = _required_positive("interval_sec", self.interval_sec, mode)
         elif mode == "by_fps":
-            if self.target_fps is None:
-                raise ValueError("target_fps is required for sample_mode='by_fps'")
-            values["target_fps"] = _finite("target_fps", self.target_fps)
-            if values["target_fps"] <= 0:
-                raise ValueError(f"target_fps must be > 0, got {self.target_fps!r}")
+            values["target_fps"] = _required_positive("target_fps", self.target_fps, mode)
         elif mode == "by_interval_frames":
             values["interval_frames"] = _positive_int("interval_frames", self.interval_frames)
         elif mode == "by_timestamps" and self.timestamps_sec is None:
