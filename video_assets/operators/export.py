@@ -15,6 +15,7 @@ from video_assets.errors import VideoSourceError
 from video_assets.operators.common import VideoInput, VideoOpener
 from video_assets.storage import join_uri, write_bytes
 from video_assets.storage.uri import scheme_of, strip_file_scheme
+from video_assets.video.mapped import mapped_array
 
 IMG_TYPES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 
@@ -37,26 +38,33 @@ class KeyframeExporter:
     def export(self, opener: VideoOpener, item: VideoInput, frame_ids: list[int]
                ) -> tuple[list[str], list[np.ndarray]]:
         """Fetch the selected frames again (a seek each; cheaper than holding every candidate at full size),
-        encode and write them; returns (paths, arrays when ``return_keyframes``)."""
-        frames: dict[int, np.ndarray] = {}
+        encode and write each as it comes; returns (paths, arrays when ``return_keyframes``). Each decoded frame
+        is dropped once written: a returned array is a copy in its own mapping (:func:`mapped_array`), which the
+        caller may keep as long as it likes without fragmenting this thread's heap."""
+        paths: dict[int, str] = {}
+        arrays: dict[int, np.ndarray] = {}
         with opener.open(item) as reader:
             for pos, rgb in reader.fetch(np.asarray(frame_ids)):
-                frames[pos] = rgb
-        missing = [f for f in frame_ids if f not in frames]
+                if self.output_tos_dir:
+                    paths[pos] = self.write_image(item, pos, rgb)
+                if self.return_keyframes:
+                    arrays[pos] = mapped_array(rgb.shape)
+                    arrays[pos][...] = rgb
+                del rgb
+        missing = [f for f in frame_ids if f not in (paths if self.output_tos_dir else arrays)]
         if missing:
             raise VideoSourceError(f"{item.description}: selected frames {missing[:5]} could not be decoded again")
-        paths = []
-        if self.output_tos_dir:
-            for fid in frame_ids:
-                data = self.encode_image(frames[fid])
-                # Content-addressed name: rewriting the same image gives the same path, but other bytes (other
-                # jpeg_quality, a re-uploaded video under the same URI) never overwrite an image that an older
-                # table still points at, e.g. when a re-materialisation is killed half-way.
-                name = f"{fid:06d}-{hashlib.sha1(data).hexdigest()[:10]}{self.img_type}"
-                uri = join_uri(self.output_tos_dir, item.video_id, name)
-                write_bytes(uri, data, self.storage_options)
-                paths.append(uri)
-        return paths, [frames[f] for f in frame_ids] if self.return_keyframes else []
+        return [paths[f] for f in frame_ids if f in paths], [arrays[f] for f in frame_ids if f in arrays]
+
+    def write_image(self, item: VideoInput, frame_id: int, rgb: np.ndarray) -> str:
+        data = self.encode_image(rgb)
+        # Content-addressed name: rewriting the same image gives the same path, but other bytes (other
+        # jpeg_quality, a re-uploaded video under the same URI) never overwrite an image that an older table
+        # still points at, e.g. when a re-materialisation is killed half-way.
+        name = f"{frame_id:06d}-{hashlib.sha1(data).hexdigest()[:10]}{self.img_type}"
+        uri = join_uri(self.output_tos_dir, item.video_id, name)
+        write_bytes(uri, data, self.storage_options)
+        return uri
 
     def encode_image(self, rgb: np.ndarray) -> bytes:
         buf = io.BytesIO()
