@@ -6,7 +6,8 @@
 
 Every measurement runs in a fresh subprocess (``python -m bench.memory --one CASE ...``) and reports that
 process's peak RSS (``ru_maxrss``) together with the run's own counters (``last_run_stats``: frames emitted,
-the largest chunk, the most frames held between decode and model at once, the most results waiting), and an RSS
+the largest chunk, the most frames held between decode and model at once, the most results waiting, the most
+bytes of per-frame model output kept for unfinished videos), and an RSS
 time series: a thread samples the process's RSS (``/proc/self/statm``) and the frames done so far (frames
 emitted; videos done for the iterator) every second, so flatness shows as numbers: ``rss_at`` gives the RSS
 and the peak so far when 10 %, 50 % and 100 % of the frames were done. ``--series-dir DIR`` also writes every
@@ -71,7 +72,7 @@ def _clips(n: int) -> list[str]:
 def _stats(s) -> dict:
     return {"frames": s.frames, "chunks": s.chunks, "largest_chunk": s.largest_chunk,
             "peak_frames_held": s.peak_frames_held, "peak_results_waiting": s.peak_results_waiting,
-            "peak_in_flight": s.peak_in_flight}
+            "peak_in_flight": s.peak_in_flight, "peak_kept_mb": round(s.peak_kept_bytes / 2**20, 3)}
 
 
 def _rss_mb() -> float:
@@ -197,7 +198,8 @@ def _run(case: str, minutes: float = 0, fps: float = 0, videos: int = 0, series_
     print(f"[memory] {case:15s} {what:22s} peak RSS {row['peak_rss_mb']:6.0f} MB (RSS at 10/50/100 %: "
           f"{at['10%']['rss_mb']:.0f} / {at['50%']['rss_mb']:.0f} / {at['100%']['rss_mb']:.0f}), frames "
           f"{row['frames']:7d}, largest chunk {row['largest_chunk']}, frames held <= {row['peak_frames_held']}, "
-          f"results waiting <= {row['peak_results_waiting']}, {row['wall_s']:.0f}s, {row['status']}",
+          f"results waiting <= {row['peak_results_waiting']}, kept <= {row['peak_kept_mb']:.1f} MB, "
+          f"{row['wall_s']:.0f}s, {row['status']}",
           file=sys.stderr, flush=True)
     return row
 

@@ -96,7 +96,9 @@ class Batcher:
         self.decoders.hold(-take_n)
         offset = 0
         for pos, k in owners:
-            self.feats_of.setdefault(pos, [[] for _ in self.streams])[s].append(feats[offset:offset + k])
+            part = feats[offset:offset + k]
+            self.feats_of.setdefault(pos, [[] for _ in self.streams])[s].append(part)
+            self._kept(part.nbytes)
             offset += k
             self.queued_of[pos] -= k
             if self.queued_of[pos] == 0 and pos in self.meta_of:
@@ -112,9 +114,19 @@ class Batcher:
         return torch.cat(parts, out=array)
 
     # -- outcomes ----------------------------------------------------------------------------------------------
+    def _kept(self, nbytes: int) -> None:
+        stats = self.decoders.stats
+        stats.kept_bytes += nbytes
+        stats.peak_kept_bytes = max(stats.peak_kept_bytes, stats.kept_bytes)
+
+    def _drop_kept(self, pos: int) -> list[list[torch.Tensor]]:
+        parts = self.feats_of.pop(pos, None) or [[] for _ in self.streams]
+        self._kept(-sum(p.nbytes for stream in parts for p in stream))
+        return parts
+
     def _complete(self, pos: int) -> None:
         self.queued_of.pop(pos, None)
-        parts = self.feats_of.pop(pos, None) or [[] for _ in self.streams]
+        parts = self._drop_kept(pos)
         feats = tuple(torch.cat(p) if p else torch.empty(0) for p in parts)
         out: Outcome = Outcome()
         try:
@@ -136,7 +148,7 @@ class Batcher:
             self.frames[s] -= dropped
             self.decoders.hold(-dropped)
             self.chunks[s][:] = [(p, f) for p, f in self.chunks[s] if p != pos]
-        self.feats_of.pop(pos, None)
+        self._drop_kept(pos)
         self.queued_of.pop(pos, None)
         self.meta_of.pop(pos, None)
         log.warning("%s", error)

@@ -25,7 +25,8 @@ class RunStats:
 
     Frames are counted from the moment a worker emits a chunk until the model has consumed them: in the
     bounded queue, blocked on putting into it, or waiting in a partial batch. Results are counted while they
-    wait in the reorder buffer of an in-order :func:`iter_overlapped`.
+    wait in the reorder buffer of an in-order :func:`iter_overlapped`. Kept bytes are the model's per-frame rows
+    (features, or a stage's scores) of the videos whose last frame has not been encoded yet.
     """
 
     chunks: int = 0  # chunks emitted
@@ -36,6 +37,8 @@ class RunStats:
     results_waiting: int = 0  # now
     peak_results_waiting: int = 0
     peak_in_flight: int = 0  # items started and not yet delivered, at most
+    kept_bytes: int = 0  # now: the per-frame rows (Stage.per_frame) kept for videos not yet finished
+    peak_kept_bytes: int = 0
 
 
 def error_message(item_desc: str, exc: BaseException) -> str:

@@ -226,12 +226,17 @@ class QualityStage(Stage):
         """The sample's metadata (what :func:`~video_assets.video.sample_frames` returns, without pixels)."""
         return state.buffer.result(report=(report.truncated, report.warnings))
 
-    def finish(self, item: VideoInput, sample: SampledFrames, feats: torch.Tensor) -> tuple:
+    def per_frame(self, features: torch.Tensor) -> torch.Tensor:
+        """Each frame's probabilities (b, prompts), computed per batch: a video held at every frame keeps a
+        few bytes a frame, not its features (768 float32 per frame for ViT-L/14: 660 MB for 2 hours at 30 fps)."""
+        return clip_iqa_probs(features, self.text_features, self.logit_scale)
+
+    def finish(self, item: VideoInput, sample: SampledFrames, probs: torch.Tensor) -> tuple:
         if len(sample.indices) == 0:
             raise ValueError(f"{sample.source}: no frames in the sampling window "
                              f"(duration {sample.duration:.2f}s, start {self.plan.start_time_sec}s)")
-        probs = clip_iqa_probs(feats, self.text_features, self.logit_scale).cpu().numpy().astype(np.float64)
-        return sample, probs, reduce_scores(probs, self.reduce_mode)  # probs: (n, prompts)
+        probs = probs.cpu().numpy().astype(np.float64)  # (n, prompts), from per_frame
+        return sample, probs, reduce_scores(probs, self.reduce_mode)
 
     def result(self, item: VideoInput, out: Outcome) -> QualityResult:
         if out.value is None:

@@ -20,7 +20,8 @@ SLAB_ROWS = 4096
 
 
 class FeatureSlabs:
-    """``embed`` whose results are copied into consecutive rows of slabs (a new slab when one is full).
+    """``embed`` whose results (through ``keep``, the stage's :meth:`~video_assets.operators.stage.Stage.per_frame`,
+    when given) are copied into consecutive rows of slabs (a new slab when one is full).
 
     Each call returns a view of its own rows, never written again, so the features stay valid as long as they
     are referenced; a slab is freed when no view of it is left. One instance per run, called from one thread
@@ -34,13 +35,16 @@ class FeatureSlabs:
 
     input_reusable = False
 
-    def __init__(self, embed: Callable[[torch.Tensor], torch.Tensor], rows: int = SLAB_ROWS):
-        self.embed, self.rows = embed, rows
+    def __init__(self, embed: Callable[[torch.Tensor], torch.Tensor],
+                 keep: Callable[[torch.Tensor], torch.Tensor] | None = None, rows: int = SLAB_ROWS):
+        self.embed, self.keep, self.rows = embed, keep, rows
         self._slab: torch.Tensor | None = None
         self._used = 0
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         feats = self.embed(pixels)
+        if self.keep is not None:
+            feats = self.keep(feats)
         n = feats.shape[0]
         slab = self._slab
         if (slab is None or self._used + n > slab.shape[0] or slab.shape[1:] != feats.shape[1:]

@@ -7,7 +7,9 @@ A :class:`Stage` says
   gathers the stage's frames into chunks and emits each chunk, preprocessed, to the stage's model stream;
   :meth:`Stage.meta` turns that state and the stage's own :class:`DecodeReport` into what the model side
   needs besides the features;
-- how it finishes: :meth:`Stage.finish` ``(item, meta, features)`` runs where the model is (it may start an
+- what it keeps of each frame's features until the video's last frame is in (:meth:`Stage.per_frame`: the
+  features, or a stage's score per frame, so that a video held at every-frame rates costs a few bytes a frame);
+- how it finishes: :meth:`Stage.finish` ``(item, meta, kept)`` runs where the model is (it may start an
   image export, :meth:`Stage.pending`), and :meth:`Stage.result` makes the stage's typed result of one video.
 
 :class:`SharedDecode` runs any number of stages over one decode: each video is opened once, the union of the
@@ -120,9 +122,15 @@ class Stage(ABC):
         """After the decode (the last chunk emitted): what :meth:`finish` needs besides the features
         (picklable; raises when the stage cannot finish this video)."""
 
+    def per_frame(self, features: torch.Tensor) -> torch.Tensor:
+        """The model side, per batch: what is kept of each frame's features ``(b, d)`` until the video is
+        finished (a row per frame). Default: the features themselves."""
+        return features
+
     @abstractmethod
     def finish(self, item: VideoInput, meta: Any, features: torch.Tensor) -> Any:
-        """The model side: the video's features ``(n, d)``, in frame order, into the stage's value."""
+        """The model side: the video's kept rows (:meth:`per_frame`) ``(n, ...)``, in frame order, into the
+        stage's value."""
 
     def pending(self, value: Any) -> Future | None:
         """A future the value still waits for (an image export), or None."""
@@ -263,9 +271,11 @@ class SharedDecode:
                    prepare: Callable | None) -> dict:
         if len(embeds) != len(self.stages):
             raise ValueError(f"{len(embeds)} embed functions for {len(self.stages)} stages")
-        # features kept in slabs until a video is finished: flat heap at every-frame rates (operators/slabs.py)
+        # each stage's kept rows go into slabs until a video is finished: flat heap at every-frame rates
+        # (operators/slabs.py)
         return dict(describe=_describe, prepare=prepare or self.prepare,
-                    embed=tuple(FeatureSlabs(e) for e in embeds), finish=self.finish,
+                    embed=tuple(FeatureSlabs(e, stage.per_frame) for e, stage in zip(embeds, self.stages)),
+                    finish=self.finish,
                     batch_size=tuple(batch_sizes), decode_workers=decode_workers,
                     item_timeout_sec=item_timeout_sec, stats=stats, progress=progress)
 

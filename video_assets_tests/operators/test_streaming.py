@@ -126,7 +126,8 @@ def test_operators_with_pooled_buffers_equal_unpooled(batch, tmp_path, monkeypat
     original_init = FrameBuffer.__init__
     monkeypatch.setattr(FrameBuffer, "__init__",
                         lambda self, *a, reuse=False, **kw: original_init(self, *a, reuse=False, **kw))
-    monkeypatch.setattr(stage_module, "FeatureSlabs", lambda embed: embed)  # where every operator's loop is set up
+    # where every operator's loop is set up: each stage's kept rows as the model and the stage return them
+    monkeypatch.setattr(stage_module, "FeatureSlabs", lambda embed, keep: lambda pixels: keep(embed(pixels)))
     plain = run()
     # frames, indices and keyframe images exactly; scores to float rounding (which videos share a model batch
     # depends on timing, with or without pooling)
@@ -192,6 +193,21 @@ def test_quality_frames_held_stay_bounded_as_frame_count_grows(lengths):
     bound = frames_bound(1, 8)
     assert bound < max(lengths)  # the bound is below the frame count: the test can tell streaming apart
     assert all(p <= bound for p in peaks.values()), peaks
+
+
+def test_quality_keeps_a_score_per_frame_not_its_features(lengths):
+    """Until a video is finished, the quality stage keeps each frame's probability (4 bytes per prompt), not its
+    image features (64 float32 for the tiny model, 768 for ViT-L/14): at every frame of a long video, what
+    grows with its frames is a few bytes each."""
+    op = VideoQualityScore(clip_model_name=TINY, device="cpu", sample_mode="by_interval_frames",
+                           interval_frames=1, batch_size=8, decode_workers=1, prompt=["quality", "sharpness"])
+    n, path = max(lengths.items())
+    [d] = op.score_details(video_paths=[path])
+    s = op.last_run_stats
+    assert d["error"] is None and len(d["frame_scores"]) == n and len(d["frame_scores"][0]) == 2
+    assert op.model.encode_text(["x"]).shape[1] >= 32  # features would be 16 times as many bytes, or more
+    assert s.peak_kept_bytes == n * 2 * 4  # all of the video's scores, float32, two prompts
+    assert s.kept_bytes == 0  # released once the video finished
 
 
 def test_shared_decode_streams_both_sides(lengths, tmp_path):
