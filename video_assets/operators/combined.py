@@ -120,7 +120,7 @@ class QualityAndKeyframes(DecodeProcessOwner):
         with ThreadPoolExecutor(max_workers=self.keyframes.decode_workers, thread_name_prefix="export") as pool:
             decode, loop = self._decode(inputs, progress, pool, texts)
             for pos, pair in decode.iter(inputs, **loop, ordered=ordered,
-                                         window=window or default_window(self.decode_workers)):
+                                         window=window or default_window(loop["decode_workers"])):
                 yield pair if ordered else (pos, pair)
 
     def _decode(self, inputs: list[VideoInput], progress: ProgressArg, export_pool: ThreadPoolExecutor, texts,

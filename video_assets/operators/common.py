@@ -45,7 +45,8 @@ def resolve_limits(limits: ReadLimits | None) -> ReadLimits:
 
 def default_window(decode_workers: int) -> int:
     """How many videos ``iter_details`` runs ahead of the oldest one not yet yielded: enough to keep every decode
-    worker and the model busy, few enough that the results held at once stay small."""
+    worker and the model busy, few enough that the results held at once stay small. ``decode_workers``: the
+    decoders this call really runs (its decode processes when it uses them, else its threads)."""
     return max(8, 4 * decode_workers)
 
 

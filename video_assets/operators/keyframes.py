@@ -201,11 +201,11 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         """The rows of :meth:`details`, yielded one by one as videos finish (their images exported), so that a
         call over any number of videos holds only a few results, keyframe arrays included, at once.
 
-        ``ordered=True``: rows in input order; at most ``window`` videos (default ``max(8, 4 *
-        decode_workers)``) are started ahead of the oldest row not yet yielded, so one slow video holds back
-        at most that many finished rows. ``ordered=False``: ``(input index, row)`` pairs in the order videos
-        finish. Closing the iterator early (``break``) stops the decode workers. ``texts``: as in
-        :meth:`details`."""
+        ``ordered=True``: rows in input order; at most ``window`` videos (default ``max(8, 4 x decoders)``:
+        the call's decode processes, or its ``decode_workers`` threads) are started ahead of the oldest row not
+        yet yielded, so one slow video holds back at most that many finished rows. ``ordered=False``:
+        ``(input index, row)`` pairs in the order videos finish. Closing the iterator early (``break``) stops
+        the decode workers. ``texts``: as in :meth:`details`."""
         rows = self.iter_results(videos, video_formats, progress, ordered=ordered, window=window, texts=texts)
         return (as_dicts(r) for r in rows) if ordered else ((pos, as_dicts(r)) for pos, r in rows)
 
@@ -224,7 +224,7 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
             decode = SharedDecode(self.opener, [self.stage(model, inputs, texts, export_pool)])
             loop = self._loop_args(decode, model, len(inputs), progress)
             for pos, (r,) in decode.iter(inputs, **loop, ordered=ordered,
-                                         window=window or default_window(self.decode_workers)):
+                                         window=window or default_window(loop["decode_workers"])):
                 yield r if ordered else (pos, r)
 
     def _loop_args(self, decode: SharedDecode, model: ClipModel, total: int, progress: ProgressArg) -> dict:

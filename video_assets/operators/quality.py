@@ -157,10 +157,11 @@ class VideoQualityScore(ClipOperator):
         """The rows of :meth:`score_details`, yielded one by one as videos finish, so that a call over any
         number of videos holds only a few results at once. ``videos``: paths/URIs or bytes.
 
-        ``ordered=True``: rows in input order; at most ``window`` videos (default ``max(8, 4 *
-        decode_workers)``) are started ahead of the oldest row not yet yielded, so one slow video holds back
-        at most that many finished rows. ``ordered=False``: ``(input index, row)`` pairs in the order videos
-        finish. Closing the iterator early (``break``) stops the decode workers."""
+        ``ordered=True``: rows in input order; at most ``window`` videos (default ``max(8, 4 x decoders)``:
+        the call's decode processes, or its ``decode_workers`` threads) are started ahead of the oldest row not
+        yet yielded, so one slow video holds back at most that many finished rows. ``ordered=False``:
+        ``(input index, row)`` pairs in the order videos finish. Closing the iterator early (``break``) stops
+        the decode workers."""
         rows = self.iter_results(videos, video_formats, progress, ordered=ordered, window=window)
         return _as_dicts(rows, ordered)
 
@@ -180,7 +181,7 @@ class VideoQualityScore(ClipOperator):
     def _iter_results(self, inputs: list[VideoInput], progress: ProgressArg, ordered: bool, window: int | None):
         decode, loop = self._decode(inputs, progress)
         for pos, (r,) in decode.iter(inputs, **loop, ordered=ordered,
-                                     window=window or default_window(self.decode_workers)):
+                                     window=window or default_window(loop["decode_workers"])):
             yield r if ordered else (pos, r)
 
     def _decode(self, inputs: list[VideoInput], progress: ProgressArg) -> tuple[SharedDecode, dict]:

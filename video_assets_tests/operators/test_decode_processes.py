@@ -175,6 +175,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def test_the_in_order_window_follows_the_decode_processes(videos):
+    """``iter_details`` runs ``max(8, 4 x decoders)`` videos ahead of the oldest row not yet taken, counting the
+    decode processes a call uses (3 here: 12 videos), not ``decode_workers`` (1: 8), which would leave processes
+    idle on a many-core host."""
+    op = VideoQualityScore(clip_model_name=TINY, device="cpu", count_k=2, decode_workers=1, decode_processes=3)
+    try:
+        rows = op.iter_details([str(videos["h264_bframes.mp4"])] * 20)
+        first = next(rows)  # the consumer now waits: the decoders run ahead as far as the window lets them
+        deadline = time.monotonic() + 120
+        while op.last_run_stats.peak_in_flight < 12 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        rest = list(rows)
+    finally:
+        op.close()
+    assert first["error"] is None and len(rest) == 19 and all(r["error"] is None for r in rest)
+    assert op.last_run_stats.peak_in_flight == 12
+
+
 def test_setting_and_auto_rule():
     assert DecodeSettings(decode_processes=None).decode_processes is None
     assert DecodeSettings(decode_processes=3).decode_processes == 3
