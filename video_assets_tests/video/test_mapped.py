@@ -20,7 +20,7 @@ def test_an_array_in_its_own_mapping():
 def test_empty_and_refused_mappings_give_plain_arrays(monkeypatch):
     assert mapped_array((0, 4, 3)).shape == (0, 4, 3)
 
-    def refuse(*args):
+    def refuse(*args, **kwargs):
         raise OSError(12, "Cannot allocate memory")
 
     monkeypatch.setattr(mapped.mmap, "mmap", refuse)
