@@ -15,7 +15,6 @@ from video_assets.errors import VideoSourceError
 from video_assets.operators.common import VideoInput, VideoOpener
 from video_assets.storage import join_uri, write_bytes
 from video_assets.storage.uri import scheme_of, strip_file_scheme
-from video_assets.video.mapped import mapped_array
 
 IMG_TYPES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 
@@ -38,9 +37,8 @@ class KeyframeExporter:
     def export(self, opener: VideoOpener, item: VideoInput, frame_ids: list[int]
                ) -> tuple[list[str], list[np.ndarray]]:
         """Fetch the selected frames again (a seek each; cheaper than holding every candidate at full size),
-        encode and write each as it comes; returns (paths, arrays when ``return_keyframes``). Each decoded frame
-        is dropped once written: a returned array is a copy in its own mapping (:func:`mapped_array`), which the
-        caller may keep as long as it likes without fragmenting this thread's heap."""
+        encode and write each as it comes (so an export holds one decoded frame, not all of a video's); returns
+        (paths, arrays when ``return_keyframes``)."""
         paths: dict[int, str] = {}
         arrays: dict[int, np.ndarray] = {}
         with opener.open(item) as reader:
@@ -48,9 +46,7 @@ class KeyframeExporter:
                 if self.output_tos_dir:
                     paths[pos] = self.write_image(item, pos, rgb)
                 if self.return_keyframes:
-                    arrays[pos] = mapped_array(rgb.shape)
-                    arrays[pos][...] = rgb
-                del rgb
+                    arrays[pos] = rgb
         missing = [f for f in frame_ids if f not in (paths if self.output_tos_dir else arrays)]
         if missing:
             raise VideoSourceError(f"{item.description}: selected frames {missing[:5]} could not be decoded again")
