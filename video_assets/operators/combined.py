@@ -18,7 +18,7 @@ from typing import Any
 
 from video_assets.compute.settings import DecodeSettings
 from video_assets.operators.batching import RunStats
-from video_assets.operators.common import VideoInput, default_window, make_inputs
+from video_assets.operators.common import VideoInput, make_inputs
 from video_assets.operators.decode_processes import DecodeProcessOwner
 from video_assets.operators.keyframes import VideoAdaptiveKeyframesSampling
 from video_assets.operators.keyframes_stage import check_texts
@@ -119,8 +119,7 @@ class QualityAndKeyframes(DecodeProcessOwner):
                       texts=None):
         with ThreadPoolExecutor(max_workers=self.keyframes.decode_workers, thread_name_prefix="export") as pool:
             decode, loop = self._decode(inputs, progress, pool, texts)
-            for pos, pair in decode.iter(inputs, **loop, ordered=ordered,
-                                         window=window or default_window(loop["decode_workers"])):
+            for pos, pair in decode.iter(inputs, **loop, ordered=ordered, window=window):
                 yield pair if ordered else (pos, pair)
 
     def _decode(self, inputs: list[VideoInput], progress: ProgressArg, export_pool: ThreadPoolExecutor, texts,

@@ -26,7 +26,6 @@ from video_assets.operators.batching import RunStats
 from video_assets.operators.common import (
     ClipOperator,
     VideoInput,
-    default_window,
     make_inputs,
     resolve_device,
     resolve_limits,
@@ -223,8 +222,7 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         with ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="export") as export_pool:
             decode = SharedDecode(self.opener, [self.stage(model, inputs, texts, export_pool)])
             loop = self._loop_args(decode, model, len(inputs), progress)
-            for pos, (r,) in decode.iter(inputs, **loop, ordered=ordered,
-                                         window=window or default_window(loop["decode_workers"])):
+            for pos, (r,) in decode.iter(inputs, **loop, ordered=ordered, window=window):
                 yield r if ordered else (pos, r)
 
     def _loop_args(self, decode: SharedDecode, model: ClipModel, total: int, progress: ProgressArg) -> dict:

@@ -17,7 +17,6 @@ from video_assets.operators.batching import Outcome, RunStats
 from video_assets.operators.common import (
     ClipOperator,
     VideoInput,
-    default_window,
     make_inputs,
     resolve_device,
     resolve_limits,
@@ -180,8 +179,7 @@ class VideoQualityScore(ClipOperator):
 
     def _iter_results(self, inputs: list[VideoInput], progress: ProgressArg, ordered: bool, window: int | None):
         decode, loop = self._decode(inputs, progress)
-        for pos, (r,) in decode.iter(inputs, **loop, ordered=ordered,
-                                     window=window or default_window(loop["decode_workers"])):
+        for pos, (r,) in decode.iter(inputs, **loop, ordered=ordered, window=window):
             yield r if ordered else (pos, r)
 
     def _decode(self, inputs: list[VideoInput], progress: ProgressArg) -> tuple[SharedDecode, dict]:

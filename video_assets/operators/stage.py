@@ -42,7 +42,7 @@ import torch
 
 from video_assets.errors import VideoSourceError
 from video_assets.operators.batching import Outcome, RunStats, error_message, iter_overlapped, run_overlapped
-from video_assets.operators.common import VideoInput, VideoOpener
+from video_assets.operators.common import VideoInput, VideoOpener, default_window
 from video_assets.operators.slabs import FeatureSlabs
 from video_assets.progress import Progress
 from video_assets.video import DEFAULT_CHUNK_FRAMES, FrameBuffer, VideoReader
@@ -294,10 +294,11 @@ class SharedDecode:
              progress: Progress | None = None, ordered: bool = True,
              window: int | None = None, prepare: Callable | None = None) -> Iterator[tuple[int, tuple]]:
         """``(input position, results)`` as videos finish (exports included): in input order with at most
-        ``window`` videos ahead of the oldest not yet yielded, or in completion order."""
+        ``window`` videos (default :func:`default_window` of the decoders) ahead of the oldest not yet yielded,
+        or in completion order. ``decode_workers``: the decoders that run (threads, or decode processes)."""
         run = iter_overlapped(inputs, **self._loop_args(embeds, batch_sizes, decode_workers, item_timeout_sec,
                                                         stats or RunStats(), progress, prepare),
-                              ordered=ordered, window=window, pending=self.pending)
+                              ordered=ordered, window=window or default_window(decode_workers), pending=self.pending)
         try:
             for pos, out in run:
                 yield pos, self.results(inputs[pos], out)
