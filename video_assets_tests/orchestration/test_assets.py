@@ -114,11 +114,15 @@ def _check_results(result):
     assert tags["video_quality_scores"].tags["dagster/code_version"] == QUALITY_CODE_VERSION
 
 
-def test_materialize_local_warehouse(tmp_path, tiny_videos):
-    folder = tiny_videos["a.mp4"].parent.parent
-    manifest = folder / "demo.csv"
+def _demo_warehouse(tmp_path, tiny_videos):
+    """A local warehouse under ``tmp_path`` and the demo manifest beside the tiny videos it names."""
+    manifest = tiny_videos["a.mp4"].parent.parent / "demo.csv"
     manifest.write_text(DEMO_CSV)
-    warehouse = WarehouseResource(warehouse=str(tmp_path / "wh"), inbox=str(tmp_path / "inbox"))
+    return WarehouseResource(warehouse=str(tmp_path / "wh"), inbox=str(tmp_path / "inbox")), manifest
+
+
+def test_materialize_local_warehouse(tmp_path, tiny_videos):
+    warehouse, manifest = _demo_warehouse(tmp_path, tiny_videos)
     with dg.instance_for_test() as instance:
         key, result = _materialize(warehouse, str(manifest), instance)
         assert key == "demo"
@@ -174,10 +178,7 @@ def test_materialize_s3_warehouse(s3_endpoint, s3_bucket, tiny_videos, tmp_path)
 
 
 def test_bad_settings_and_unknown_partition_fail_fast_without_retries(tmp_path, tiny_videos):
-    folder = tiny_videos["a.mp4"].parent.parent
-    manifest = folder / "demo.csv"
-    manifest.write_text(DEMO_CSV)
-    warehouse = WarehouseResource(warehouse=str(tmp_path / "wh"), inbox=str(tmp_path / "inbox"))
+    warehouse, manifest = _demo_warehouse(tmp_path, tiny_videos)
     with dg.instance_for_test() as instance:
         _, result = _materialize(warehouse, str(manifest), instance,
                                  run_config={"ops": {MODEL_STEP: {"config": {"quality": {
@@ -199,10 +200,7 @@ def test_bad_settings_and_unknown_partition_fail_fast_without_retries(tmp_path, 
 def test_transient_storage_error_is_retried_and_progress_is_logged(tmp_path, tiny_videos, monkeypatch):
     import video_assets.orchestration.assets as assets_mod
 
-    folder = tiny_videos["a.mp4"].parent.parent
-    manifest = folder / "demo.csv"
-    manifest.write_text(DEMO_CSV)
-    warehouse = WarehouseResource(warehouse=str(tmp_path / "wh"), inbox=str(tmp_path / "inbox"))
+    warehouse, manifest = _demo_warehouse(tmp_path, tiny_videos)
     real_write, calls = assets_mod.write_table, []
 
     def flaky_write(table, uri, *a, **kw):
