@@ -100,3 +100,22 @@ def loopback_policy():
     from video_assets.storage.policy import SourcePolicy
 
     return SourcePolicy(allow_private_networks=True)
+
+
+@pytest.fixture
+def fake_nvidia_smi(tmp_path, monkeypatch) -> Path:
+    """A stand-in ``nvidia-smi`` first on PATH (this machine has no GPU): it records its arguments in the file
+    returned and prints what the real one prints for compute/gpu_busy.py's query (one "[N/A]" line, then
+    samples) until it is stopped."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    args = tmp_path / "nvidia-smi.args"
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(f"""#!/bin/sh
+echo "$@" > {args}
+echo "[N/A], [N/A]"
+while true; do echo "80, 10"; echo "90, 30"; sleep 0.02; done
+""")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return args

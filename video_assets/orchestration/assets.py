@@ -14,8 +14,10 @@ from contextlib import contextmanager
 import dagster as dg
 import pandas as pd
 
+from video_assets.compute.gpu_busy import GpuBusy
 from video_assets.compute.settings import DecodeSettings
 from video_assets.errors import ModelLoadError
+from video_assets.operators.common import resolve_device
 from video_assets.orchestration import checks, metadata
 from video_assets.orchestration.config import (
     EMBEDDINGS_CODE_VERSION,
@@ -209,22 +211,24 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
         q_settings, k_settings = config.quality.to_settings(), config.keyframes.to_settings()
         models = clip.settings()
         passes = dict(keyframes=want_k, embeddings=want_e)  # what the keyframes pass must produce
-        if want_q and (want_k or want_e):
-            why = shared_decode_problem(q_settings, k_settings, models)
-            shared = why is None
-            many = "all three assets" if want_k and want_e else "both assets"
-            context.log.info(f"{many} from one decode per video" if shared
-                             else f"quality and keyframes decode separately: {why}")
-            q_table, k_table, e_table = quality_keyframes_and_embeddings(
-                manifest, q_settings, k_settings, warehouse.warehouse_uri, key, models, backend=compute.make(),
-                progress_callback=_progress_logger(context, "quality+keyframes"), **passes, **common)
-        elif want_q:
-            q_table = score_quality(manifest, q_settings, models, partition_key=key, backend=compute.make(),
-                                    progress_callback=_progress_logger(context, QUALITY_ASSET), **common)
-        else:
-            k_table, e_table = extract_keyframes_and_embeddings(
-                manifest, k_settings, warehouse.warehouse_uri, key, models, backend=compute.make(),
-                progress_callback=_progress_logger(context, KEYFRAMES_ASSET), **passes, **common)
+        busy = _gpu_busy(models, compute)  # GPU busy while the models run, for the metadata
+        with busy:
+            if want_q and (want_k or want_e):
+                why = shared_decode_problem(q_settings, k_settings, models)
+                shared = why is None
+                many = "all three assets" if want_k and want_e else "both assets"
+                context.log.info(f"{many} from one decode per video" if shared
+                                 else f"quality and keyframes decode separately: {why}")
+                q_table, k_table, e_table = quality_keyframes_and_embeddings(
+                    manifest, q_settings, k_settings, warehouse.warehouse_uri, key, models, backend=compute.make(),
+                    progress_callback=_progress_logger(context, "quality+keyframes"), **passes, **common)
+            elif want_q:
+                q_table = score_quality(manifest, q_settings, models, partition_key=key, backend=compute.make(),
+                                        progress_callback=_progress_logger(context, QUALITY_ASSET), **common)
+            else:
+                k_table, e_table = extract_keyframes_and_embeddings(
+                    manifest, k_settings, warehouse.warehouse_uri, key, models, backend=compute.make(),
+                    progress_callback=_progress_logger(context, KEYFRAMES_ASSET), **passes, **common)
     compute_s = time.monotonic() - t0
     # shared_decode: both tables came from one decode; elapsed_s is then the time of the shared step
     mostly_failed = []
@@ -233,7 +237,7 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
         write_table(q_table, uri)
         q_frame = q_table.to_pandas()
         md = metadata.quality_metadata(q_table, q_frame, uri, time.monotonic() - t0, q_settings)
-        md.update(shared_decode=shared, decoder=_decoder(models, compute, q_frame))
+        md.update(shared_decode=shared, decoder=_decoder(models, compute, q_frame), **busy.metadata())
         yield from _report(context, QUALITY_KEY, q_frame, md, manifest,
                            selected_checks, warehouse, mostly_failed)
     if want_k:
@@ -247,7 +251,7 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
             context.log.info(f"removed {removed} keyframe image(s) of an earlier materialisation")
         md = metadata.keyframes_metadata(k_table, k_frame, uri, compute_s + time.monotonic() - t_write,
                                          k_settings, warehouse.keyframes_dir(key))
-        md.update(shared_decode=shared, decoder=_decoder(models, compute, k_frame))
+        md.update(shared_decode=shared, decoder=_decoder(models, compute, k_frame), **busy.metadata())
         yield from _report(context, KEYFRAMES_KEY, k_frame, md, manifest,
                            selected_checks, warehouse, mostly_failed)
     if want_e:
@@ -260,7 +264,7 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
         md.update({"frames": frames, "model": str(e_frame["model"].iloc[0]) if len(e_frame) else "",
                    "embed_dim": int(e_frame["embed_dim"].iloc[0]) if len(e_frame) else 0,
                    "bytes": size, "bytes_per_frame": round(size / frames, 1) if frames else 0.0,
-                   "shared_decode": shared, "decoder": _decoder(models, compute, e_frame)})
+                   "shared_decode": shared, "decoder": _decoder(models, compute, e_frame), **busy.metadata()})
         yield from _report(context, EMBEDDINGS_KEY, e_frame, md, manifest, selected_checks, warehouse,
                            mostly_failed)
     if mostly_failed:
@@ -306,6 +310,14 @@ CODE_VERSIONS = {dg.AssetKey(MANIFEST_ASSET): MANIFEST_CODE_VERSION,
                  dg.AssetKey(QUALITY_ASSET): QUALITY_CODE_VERSION,
                  dg.AssetKey(KEYFRAMES_ASSET): KEYFRAMES_CODE_VERSION,
                  EMBEDDINGS_KEY: EMBEDDINGS_CODE_VERSION}
+
+
+def _gpu_busy(models: ModelSettings, compute: ComputeResource) -> GpuBusy:
+    """The sampler of the step's GPU: the models' device in this process (on Ray the GPUs are the workers',
+    not sampled here; on the CPU nothing is sampled)."""
+    if compute.settings().backend != "local":
+        return GpuBusy("cpu")
+    return GpuBusy(resolve_device(models.device))
 
 
 def _decoder(models: ModelSettings, compute: ComputeResource, frame) -> str:

@@ -104,6 +104,7 @@ def _check_results(result):
     # which decoder ran: the clip resource's decode settings resolved for the step's device on this machine
     assert q["decoder"].value == k["decoder"].value == "cpu, " + DecodeSettings().describe("cpu")
     assert q["decoder"].value.endswith(("decode thread", "decode threads", "decode process", "decode processes"))
+    assert "gpu_busy_pct" not in q and "gpu_busy_pct" not in k  # no GPU ran
     preview = q["preview"].value  # TableMetadataValue
     ids = [r.data["video_id"] for r in preview.records]
     assert ids[:2] == ["a", "b"] and ids[3] == "bad" and len(ids) == 4
@@ -119,6 +120,25 @@ def _demo_warehouse(tmp_path, tiny_videos):
     manifest = tiny_videos["a.mp4"].parent.parent / "demo.csv"
     manifest.write_text(DEMO_CSV)
     return WarehouseResource(warehouse=str(tmp_path / "wh"), inbox=str(tmp_path / "inbox")), manifest
+
+
+def test_gpu_busy_reaches_the_metadata_when_the_step_runs_on_a_gpu(tmp_path, tiny_videos, fake_nvidia_smi,
+                                                                   monkeypatch):
+    """The step samples its GPU (compute/gpu_busy.py) while the models run. Here the model runs on the CPU:
+    the sampler is told the step's device is cuda:0, and a stand-in nvidia-smi answers for it."""
+    from video_assets.orchestration import assets
+
+    monkeypatch.setattr(assets, "resolve_device", lambda device: "cuda:0")
+    warehouse, manifest = _demo_warehouse(tmp_path, tiny_videos)
+    with dg.instance_for_test() as instance:
+        _, result = _materialize(warehouse, str(manifest), instance,
+                                 selection=[dg.AssetKey(MANIFEST_ASSET), dg.AssetKey(QUALITY_ASSET)])
+    assert result.success
+    (q,) = [e.event_specific_data.materialization.metadata for e in result.get_asset_materialization_events()
+            if e.asset_key == dg.AssetKey(QUALITY_ASSET)]
+    assert 80 <= q["gpu_busy_pct"].value <= 90 and 10 <= q["nvdec_busy_pct"].value <= 30
+    assert q["gpu_busy_samples"].value >= 1
+    assert "--query-gpu=utilization.gpu,utilization.decoder" in fake_nvidia_smi.read_text()
 
 
 def test_materialize_local_warehouse(tmp_path, tiny_videos):
