@@ -230,6 +230,7 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
                     manifest, k_settings, warehouse.warehouse_uri, key, models, backend=compute.make(),
                     progress_callback=_progress_logger(context, KEYFRAMES_ASSET), **passes, **common)
     compute_s = time.monotonic() - t0
+    gpu = busy.metadata()  # the same figures on every table the step wrote
     # shared_decode: both tables came from one decode; elapsed_s is then the time of the shared step
     mostly_failed = []
     if want_q:
@@ -237,7 +238,7 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
         write_table(q_table, uri)
         q_frame = q_table.to_pandas()
         md = metadata.quality_metadata(q_table, q_frame, uri, time.monotonic() - t0, q_settings)
-        md.update(shared_decode=shared, decoder=_decoder(models, compute, q_frame), **busy.metadata())
+        md.update(shared_decode=shared, decoder=_decoder(models, compute, q_frame), **gpu)
         yield from _report(context, QUALITY_KEY, q_frame, md, manifest,
                            selected_checks, warehouse, mostly_failed)
     if want_k:
@@ -251,7 +252,7 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
             context.log.info(f"removed {removed} keyframe image(s) of an earlier materialisation")
         md = metadata.keyframes_metadata(k_table, k_frame, uri, compute_s + time.monotonic() - t_write,
                                          k_settings, warehouse.keyframes_dir(key))
-        md.update(shared_decode=shared, decoder=_decoder(models, compute, k_frame), **busy.metadata())
+        md.update(shared_decode=shared, decoder=_decoder(models, compute, k_frame), **gpu)
         yield from _report(context, KEYFRAMES_KEY, k_frame, md, manifest,
                            selected_checks, warehouse, mostly_failed)
     if want_e:
@@ -264,7 +265,7 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
         md.update({"frames": frames, "model": str(e_frame["model"].iloc[0]) if len(e_frame) else "",
                    "embed_dim": int(e_frame["embed_dim"].iloc[0]) if len(e_frame) else 0,
                    "bytes": size, "bytes_per_frame": round(size / frames, 1) if frames else 0.0,
-                   "shared_decode": shared, "decoder": _decoder(models, compute, e_frame), **busy.metadata()})
+                   "shared_decode": shared, "decoder": _decoder(models, compute, e_frame), **gpu})
         yield from _report(context, EMBEDDINGS_KEY, e_frame, md, manifest, selected_checks, warehouse,
                            mostly_failed)
     if mostly_failed:

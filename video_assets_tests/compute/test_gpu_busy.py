@@ -4,6 +4,8 @@ bench/gpu_session.sh checks the real nvidia-smi on the H200 (and test_nvdec's GP
 
 from __future__ import annotations
 
+import time
+
 from video_assets.compute.gpu_busy import QUERY, GpuBusy, smi_id
 
 
@@ -17,8 +19,6 @@ def test_nothing_is_sampled_for_a_cpu_device(tmp_path, monkeypatch):
 
 
 def test_samples_are_pooled_over_blocks_and_become_metadata(fake_nvidia_smi):
-    import time
-
     busy = GpuBusy("cuda:1", interval_ms=20, gpu="GPU-1234")
     for _ in range(2):
         with busy:
