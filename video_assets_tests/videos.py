@@ -46,7 +46,7 @@ def encode_video(path: Path, n_frames: int = 60, fps: int = 30, codec: str = "li
                  container_options: dict | None = None, pix_fmt: str = "yuv420p",
                  display_rotation: int | None = None, hflip: bool = False, vflip: bool = False,
                  audio_first: bool = False, cover_track_first: bool = False, cover_attached: bool = False,
-                 first_frame: int = 0) -> Path:
+                 first_frame: int = 0, time_base: Fraction | None = None) -> Path:
     """Encode ``n_frames`` pattern frames. ``pts_seconds`` gives explicit (variable) frame times.
 
     Recorded-video traits: ``display_rotation`` (counter-clockwise degrees, PyAV's convention; a phone's
@@ -54,7 +54,8 @@ def encode_video(path: Path, n_frames: int = 60, fps: int = 30, codec: str = "li
     projection); ``audio_first`` puts an AAC stream before the video; ``cover_track_first`` a one-frame 64x64
     MJPEG track before it (stream 0); ``cover_attached`` a cover picture with the ``attached_pic`` disposition
     (MP4 ``covr``, Matroska attachment); ``first_frame`` < 0 encodes that many extra frames before time 0
-    (pattern index ``first_frame``...), which the MP4 muxer hides behind an edit list.
+    (pattern index ``first_frame``...), which the MP4 muxer hides behind an edit list. ``time_base``: the
+    encoder's (default 1/fps, or 1 ms with ``pts_seconds``).
     """
     out = av.open(str(path), "w", format=container_format, options=container_options or {})
     audio = _add_audio(out) if audio_first else None
@@ -78,7 +79,7 @@ def encode_video(path: Path, n_frames: int = 60, fps: int = 30, codec: str = "li
     if codec == "libx264":
         opts.setdefault("preset", "veryfast")
     stream.codec_context.options = opts
-    tb = Fraction(1, 1000) if pts_seconds is not None else Fraction(1, fps)
+    tb = time_base or (Fraction(1, 1000) if pts_seconds is not None else Fraction(1, fps))
     stream.codec_context.time_base = tb
     for c in (cover, attached):
         if c is not None:

@@ -163,6 +163,12 @@ def _header_index(container, stream) -> FrameIndex | None:
         return None
     if len(seen) < probe_n:
         return None
+    # With B-frames the presentation times are the decode times shifted by the reorder delay only while every
+    # frame lasts as long: where the duration changes after the probe (VFR, a dropped frame) the shifted decode
+    # times name times no frame has. So a stream that reorders must have one decode step from end to end.
+    reorders = stream.codec_context.has_b_frames or any(a[0] > b[0] for a, b in zip(seen, seen[1:]))
+    if reorders and np.any(np.diff(dts) != dts[1] - dts[0]):
+        return None
     shift = min(p for p, _ in seen) - int(dts[0])
     pts = dts + shift
     # Every keyframe must sit where the rule puts it, and the presentation times seen so far must be

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -312,6 +313,45 @@ def test_remote_variable_frame_rate_mp4_is_still_exact(tmp_path):
         remote = sample_frames(f"http://{host}:{port}/vfr_b.mp4", "by_timestamps", timestamps_sec=[0.5, 1.0, 3.0])
     assert remote.indices == local.indices == [12, 22, 42]
     assert [read_index(f) for f in remote.frames] == remote.indices
+
+
+@pytest.mark.parametrize("times, header", [
+    # B-frames, the frame duration changing after the first 64 frames (the header check's probe): scanned
+    ([i / 30 for i in range(100)] + [100 / 30 + j / 24 for j in range(50)], False),
+    ([i / 30 if i < 100 else (i + 5) / 30 for i in range(150)], False),  # five frames dropped after frame 100
+    (None, True),  # 150 frames at a constant rate: the sample table indexes it
+])
+def test_remote_mp4_with_b_frames_and_a_late_change_of_frame_duration_is_exact(tmp_path, times, header):
+    from video_assets_tests.servers import http_file_server
+
+    # a time base that holds every frame time exactly (as a camera's 90 kHz clock), so the times' steps are exact
+    path = encode_video(tmp_path / "late.mp4", n_frames=len(times or range(150)), pts_seconds=times, bframes=2,
+                        gop=30, time_base=Fraction(1, 90000))
+    plans = [dict(sample_mode="by_count_uniform", count_k=8),
+             dict(sample_mode="by_timestamps", timestamps_sec=[3.0, 3.4, 4.0, 4.5])]
+    with http_file_server(tmp_path) as server:
+        host, port = server.server_address[:2]
+        for plan in plans:
+            local = sample_frames(path, **plan)
+            remote = sample_frames(f"http://{host}:{port}/late.mp4", **plan)
+            assert remote.stats.indexed_from_header is header
+            assert remote.indices == local.indices and not remote.truncated, plan
+            assert remote.timestamps == pytest.approx(local.timestamps)
+            assert [read_index(f) for f in remote.frames] == remote.indices
+
+
+def test_remote_variable_frame_rate_mp4_without_b_frames_is_indexed_from_the_header(tmp_path):
+    from video_assets_tests.servers import http_file_server
+
+    times = [i / 30 if i < 100 else 100 / 30 + (i - 100) / 24 for i in range(150)]  # a phone's VFR, no B-frames
+    path = encode_video(tmp_path / "phone.mp4", n_frames=150, pts_seconds=times, bframes=0, gop=30,
+                        time_base=Fraction(1, 90000))
+    with http_file_server(tmp_path) as server:
+        host, port = server.server_address[:2]
+        remote = sample_frames(f"http://{host}:{port}/phone.mp4", count_k=8)
+    local = sample_frames(path, count_k=8)
+    assert remote.stats.indexed_from_header
+    assert remote.indices == local.indices and [read_index(f) for f in remote.frames] == remote.indices
 
 
 def test_sparse_plan_on_remote_mp4_reads_only_parts(tmp_path):
