@@ -117,11 +117,14 @@ def target_times(plan: SamplePlan, duration: float) -> np.ndarray | None:
     """Target times in seconds for time-based modes (None for by_interval_frames)."""
     start = plan.start_time_sec
     end = plan.end_time_sec if plan.end_time_sec is not None else duration
+    # A target within float rounding of the end is at the end, so not in the window: a 5 s Matroska video
+    # (1 ms time base) lasts 4.967 + 0.033 = 5.000000000000001 s, and t = 5.0 would add its last frame again.
+    before_end = end - _TIME_EPS
     if plan.sample_mode == "by_interval_frames":
         return None
     if plan.sample_mode == "by_timestamps":
         t = np.asarray(plan.timestamps_sec, dtype=np.float64)
-        return t[(t >= start) & (t < end)]
+        return t[(t >= start) & (t < before_end)]
     if end <= start:
         return np.empty(0)
     if plan.sample_mode == "by_count_uniform":
@@ -130,7 +133,7 @@ def target_times(plan: SamplePlan, duration: float) -> np.ndarray | None:
     step = plan.interval_sec if plan.sample_mode == "by_interval_time" else 1.0 / plan.target_fps
     n = int(math.ceil((end - start) / step)) + 1
     t = start + np.arange(n) * step  # multiplication, not accumulation: no drift on long videos
-    return t[t < end]
+    return t[t < before_end]
 
 
 def select_positions(plan: SamplePlan, frame_times: np.ndarray, duration: float) -> np.ndarray:

@@ -45,6 +45,16 @@ def test_a_target_on_a_frame_time_is_that_frame_despite_float_rounding():
     assert positions(FPS10, 10.0, sample_mode="by_interval_time", interval_sec=0.3) == list(range(0, 100, 3))
 
 
+def test_a_target_at_the_end_within_float_rounding_is_out_of_the_window():
+    # 5 s at 30 fps in Matroska's 1 ms time base: the reader's duration is 4.967 + 0.033 = 5.000000000000001
+    times = np.round(np.arange(150) * 1000 / 30) * 0.001  # pts * time_base, as the frame index computes them
+    duration = float(times[-1] + np.median(np.diff(times[-32:])))
+    assert duration > 5.0  # the case this test is about
+    assert positions(times, duration, sample_mode="by_fps", target_fps=1.0) == [0, 30, 60, 90, 120]
+    assert len(positions(times, duration, sample_mode="by_interval_time", interval_sec=0.5)) == 10
+    assert positions(times, duration, sample_mode="by_timestamps", timestamps_sec=[4.9, 5.0]) == [147]
+
+
 def test_duplicates_collapse_and_out_of_window_timestamps_are_dropped():
     got = positions(FPS10, 10.0, sample_mode="by_timestamps", timestamps_sec=[5.0, 0.05, 0.05, 99.0, 10.0])
     assert got == [0, 50]

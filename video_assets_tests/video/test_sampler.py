@@ -290,6 +290,13 @@ def test_still_image(tmp_path):
         sample_frames(j)
 
 
+@pytest.mark.parametrize("seconds", [1, 5, 7])
+def test_whole_seconds_of_matroska_give_one_frame_per_second(tmp_path, seconds):
+    path = encode_video(tmp_path / "clip.mkv", n_frames=30 * seconds, bframes=0)  # 1 ms time base
+    assert sample_frames(path, "by_fps", target_fps=1.0).indices == list(range(0, 30 * seconds, 30))
+    assert len(sample_frames(path, "by_interval_time", interval_sec=0.5).indices) == 2 * seconds
+
+
 # ---- remote MP4: indexed from the header, read in parts ------------------------------------------------
 
 @pytest.mark.parametrize("name", ["h264_bframes.mp4", "start_offset.mp4", "short_gop.mp4", "long_gop.mp4"])
