@@ -113,10 +113,16 @@ def make_plan(*args, **kwargs) -> SamplePlan:
     return SamplePlan(*args, **kwargs)
 
 
+def window_end(plan: SamplePlan, duration: float) -> float:
+    """The window's end: ``end_time_sec``, but never past the video (an end of 100 s on a 3 s video would
+    spread count_k's targets over 100 s and collapse them onto the last frame)."""
+    return duration if plan.end_time_sec is None else min(plan.end_time_sec, duration)
+
+
 def target_times(plan: SamplePlan, duration: float) -> np.ndarray | None:
     """Target times in seconds for time-based modes (None for by_interval_frames)."""
     start = plan.start_time_sec
-    end = plan.end_time_sec if plan.end_time_sec is not None else duration
+    end = window_end(plan, duration)
     # A target within float rounding of the end is at the end, so not in the window: a 5 s Matroska video
     # (1 ms time base) lasts 4.967 + 0.033 = 5.000000000000001 s, and t = 5.0 would add its last frame again.
     before_end = end - _TIME_EPS
@@ -148,7 +154,7 @@ def select_positions(plan: SamplePlan, frame_times: np.ndarray, duration: float)
     targets = target_times(plan, duration)
     if targets is None:  # by_interval_frames
         start = plan.start_time_sec
-        end = plan.end_time_sec if plan.end_time_sec is not None else duration
+        end = window_end(plan, duration)
         in_window = np.flatnonzero((frame_times >= start) & (frame_times < end))
         chosen = in_window[:: plan.interval_frames]
     else:

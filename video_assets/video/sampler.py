@@ -78,8 +78,8 @@ def sample_frames(source: VideoSource, sample_mode: str = DEFAULT_PLAN.sample_mo
 
     Semantics. Let f_0..f_{N-1} be the stream's frames in presentation order and t_i their time from the first
     frame (t_0 = 0.0, from decoded timestamps). "The frame shown at time t" is the last frame with t_i <= t
-    (f_0 for t < 0). The window is [start_time_sec, end) with end = end_time_sec, or the stream's duration
-    (last frame time + one frame duration) when None.
+    (f_0 for t < 0). The window is [start_time_sec, end) with end = the stream's duration (last frame time +
+    one frame duration), or end_time_sec when that is earlier.
 
     - ``by_count_uniform`` (count_k, default 8): targets start + (j + 0.5) * (end - start) / count_k.
     - ``by_interval_time`` (interval_sec): targets start, start + interval_sec, ... while < end.

@@ -55,6 +55,16 @@ def test_a_target_at_the_end_within_float_rounding_is_out_of_the_window():
     assert positions(times, duration, sample_mode="by_timestamps", timestamps_sec=[4.9, 5.0]) == [147]
 
 
+def test_an_end_past_the_video_is_the_videos_end():
+    # 3 s at 30 fps: an end_time_sec of 100 must not spread count_k's targets over 100 s
+    times = np.arange(90) / 30
+    for plan in (dict(count_k=3), dict(count_k=4, start_time_sec=2.5),
+                 dict(sample_mode="by_timestamps", timestamps_sec=[1.0, 10.0])):
+        assert positions(times, 3.0, **plan, end_time_sec=100.0) == positions(times, 3.0, **plan), plan
+    assert positions(times, 3.0, count_k=3, end_time_sec=100.0) == [15, 45, 75]
+    assert positions(times, 3.0, count_k=3, end_time_sec=1.5) == [7, 22, 37]  # an earlier end still counts
+
+
 def test_duplicates_collapse_and_out_of_window_timestamps_are_dropped():
     got = positions(FPS10, 10.0, sample_mode="by_timestamps", timestamps_sec=[5.0, 0.05, 0.05, 99.0, 10.0])
     assert got == [0, 50]
