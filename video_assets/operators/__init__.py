@@ -1,4 +1,5 @@
-"""The two operators, usable on their own from Python (no Dagster).
+"""The two operators, usable on their own from Python (no Dagster), and both over one decode of each video
+(:class:`QualityAndKeyframes`).
 
 The operator classes are imported on first use (PEP 562): importing a light submodule such as
 ``video_assets.operators.common`` does not import torch.
@@ -9,11 +10,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-_EXPORTS = {"VideoAdaptiveKeyframesSampling": "keyframes", "VideoQualityScore": "quality"}
+_EXPORTS = {"VideoAdaptiveKeyframesSampling": "keyframes", "VideoQualityScore": "quality",
+            "QualityAndKeyframes": "combined"}
 
-__all__ = ["VideoAdaptiveKeyframesSampling", "VideoQualityScore"]
+__all__ = ["QualityAndKeyframes", "VideoAdaptiveKeyframesSampling", "VideoQualityScore"]
 
 if TYPE_CHECKING:
+    from video_assets.operators.combined import QualityAndKeyframes
     from video_assets.operators.keyframes import VideoAdaptiveKeyframesSampling
     from video_assets.operators.quality import VideoQualityScore
 

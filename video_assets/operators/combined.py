@@ -84,7 +84,8 @@ class QualityAndKeyframes(DecodeProcessOwner):
     def results(self, videos: Sequence[Any], video_formats: Sequence[str | None] | None = None,
                 progress: ProgressArg = None, texts=None) -> list[tuple[QualityResult, Any]]:
         """:meth:`details` as typed results: per input, (QualityResult, KeyframesResult or a list of them)."""
-        inputs = make_inputs(videos, video_formats, self.quality.default_video_format, "video_url")
+        inputs = make_inputs(videos, video_formats, self.quality.default_video_format, "video_url",
+                             bytes_go="to each operator on its own: this one takes paths and URIs")
         with ThreadPoolExecutor(max_workers=self.keyframes.decode_workers, thread_name_prefix="export") as pool:
             decode, loop = self._decode(inputs, progress, pool, texts, listing=True)
             return decode.run(inputs, **loop)
@@ -101,7 +102,8 @@ class QualityAndKeyframes(DecodeProcessOwner):
                      progress: ProgressArg = None, *, ordered: bool = True, window: int | None = None,
                      texts=None) -> Iterator:
         """:meth:`iter_details` as typed results."""
-        inputs = make_inputs(videos, video_formats, self.quality.default_video_format, "video_url")
+        inputs = make_inputs(videos, video_formats, self.quality.default_video_format, "video_url",
+                             bytes_go="to each operator on its own: this one takes paths and URIs")
         check_texts(texts, len(inputs))
         return self._iter_results(inputs, progress, ordered, window, texts)
 

@@ -62,8 +62,9 @@ class VideoInput:
 
 
 def make_inputs(sources: Sequence[Any], formats: Sequence[str | None] | None, default_format: str,
-                kind: str = "auto") -> list[VideoInput]:
-    """Normalise a list of sources. ``kind`` is "auto", "video_url", "video_base64" or "video_binary"."""
+                kind: str = "auto", bytes_go: str = "with video_src_type='video_binary'") -> list[VideoInput]:
+    """Normalise a list of sources. ``kind`` is "auto", "video_url", "video_base64" or "video_binary";
+    ``bytes_go``: where the caller takes bytes, said when "video_url" gets some."""
     if isinstance(sources, (str, bytes)):
         raise ValueError("pass a list of videos, not a single one")
     sources = list(sources)
@@ -85,7 +86,8 @@ def make_inputs(sources: Sequence[Any], formats: Sequence[str | None] | None, de
         elif kind == "video_binary" and not isinstance(src, (bytes, bytearray, memoryview)):
             raise ValueError(f"video #{i}: video_src_type='video_binary' needs bytes, got {type(src).__name__}")
         elif kind == "video_url" and not isinstance(src, (str, os.PathLike)):
-            raise ValueError(f"video #{i}: video_src_type='video_url' needs a path or URI, got {type(src).__name__}")
+            raise ValueError(f"video #{i}: expected a path or URI here, got {type(src).__name__} (pass bytes "
+                             f"{bytes_go})")
         if isinstance(src, os.PathLike):
             src = os.fspath(src)
         out.append(VideoInput(src, fmt, describe_source(src), stable_video_id(src)))

@@ -140,7 +140,7 @@ class VideoQualityScore(ClipOperator):
             raise ValueError("pass exactly one of video_paths or video_binaries")
         kind = "video_url" if video_paths is not None else "auto"
         inputs = make_inputs(video_paths if video_paths is not None else video_binaries, video_formats,
-                             self.default_video_format, kind)
+                             self.default_video_format, kind, bytes_go="as video_binaries=")
         decode, loop = self._decode(inputs, progress)
         return [r for (r,) in decode.run(inputs, **loop)]
 

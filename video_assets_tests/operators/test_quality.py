@@ -113,6 +113,9 @@ def test_exactly_one_input_kind(videos):
         op(video_paths=[str(videos["vp9.webm"])], video_binaries=[b"x"])
     with pytest.raises(ValueError, match="exactly one"):
         op()
+    with pytest.raises(ValueError, match=r"video #1: expected a path or URI here, got bytes \(pass bytes as "
+                                         r"video_binaries=\)"):
+        op(video_paths=[str(videos["vp9.webm"]), videos["vp9.webm"].read_bytes()])
 
 
 def test_unknown_model_is_a_clear_error(videos):

@@ -281,3 +281,9 @@ def test_dagster_both_assets_share_a_decode_and_equal_one_at_a_time(tmp_path, de
 
             assert rel(a["keyframe_paths"]) == rel(b["keyframe_paths"])
         assert a["error"].tolist() == b["error"].tolist()
+
+
+def test_the_combined_operator_is_exported_with_the_two():
+    import video_assets.operators as ops
+
+    assert ops.QualityAndKeyframes is QualityAndKeyframes and "QualityAndKeyframes" in ops.__all__
