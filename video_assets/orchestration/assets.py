@@ -110,7 +110,7 @@ def _read_if_exists(uri: str) -> pd.DataFrame | None:
     partitions_def=video_manifests, group_name=GROUP, code_version=MANIFEST_CODE_VERSION,
     retry_policy=STORAGE_RETRY, kinds={"parquet"},
     description="The manifest, normalised (resolved URIs, video ids, duplicates marked, user columns kept), "
-                "with probed metadata: duration, fps, width, height, frames, codec, size, readable, error.",
+                "with probed metadata: duration, fps, width, height, frames, codec, size, readable, warnings, error.",
 )
 def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
                    warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -134,7 +134,7 @@ def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
     failed = int((uniq["readable"] == False).sum()) if config.probe else 0  # noqa: E712
     md = metadata.common_metadata(table, uniq, uri, elapsed, failed,
                           ["row", "video_id", "source_uri", "duration_sec", "fps", "width", "height", "codec",
-                           "size_bytes", "readable", "error", "user"])
+                           "size_bytes", "readable", "warnings", "error", "user"])
     md["failed_share"] = dg.MetadataValue.float(round(failed / len(uniq), 4) if len(uniq) else 0.0)
     md.update({
         "videos": dg.MetadataValue.int(len(uniq)),

@@ -20,7 +20,7 @@ from video_assets.video.limits import ReadLimits
 log = logging.getLogger(__name__)
 
 PROBE_FIELDS = ("duration_sec", "fps", "width", "height", "rotation", "stream_index", "num_frames", "codec",
-                "size_bytes", "readable", "error", "probed_at")
+                "size_bytes", "readable", "warnings", "error", "probed_at")
 
 
 def probe_video(uri: str, storage_options: dict | None = None, *, policy: SourcePolicy | None = None,
@@ -28,7 +28,8 @@ def probe_video(uri: str, storage_options: dict | None = None, *, policy: Source
                 apply_rotation: bool = True) -> dict:
     """``duration_sec``, ``fps``, ``width``, ``height`` (displayed: after the display rotation), ``rotation``
     (clockwise degrees), ``stream_index`` (the video stream read: FFmpeg's best one unless given),
-    ``num_frames``, ``codec``, ``size_bytes``, ``readable``, ``error`` (None when readable), ``probed_at``.
+    ``num_frames``, ``codec``, ``size_bytes``, ``readable``, ``warnings`` (what the reader noticed in a readable
+    video, e.g. that it is cut short), ``error`` (None when readable), ``probed_at``.
     Never raises for a bad video: the error is on the row. The rotation is read from the first frame (the only
     frame decoded)."""
     row: dict = {k: None for k in PROBE_FIELDS}
@@ -39,9 +40,8 @@ def probe_video(uri: str, storage_options: dict | None = None, *, policy: Source
             with VideoReader(opened, stream_index=stream_index, apply_rotation=apply_rotation) as reader:
                 row.update(duration_sec=float(reader.duration), fps=float(reader.fps), width=reader.width,
                            height=reader.height, rotation=reader.rotation, stream_index=reader.stream_index,
-                           num_frames=len(reader.index), codec=reader.codec, readable=True)
-                if reader.truncated:
-                    row["error"] = "; ".join(reader.warnings) or "truncated"
+                           num_frames=len(reader.index), codec=reader.codec, readable=True,
+                           warnings=list(reader.warnings))
     except VideoAssetsError as e:
         row["error"] = str(e)
     except Exception as e:  # noqa: BLE001 - one bad video never fails the table

@@ -58,7 +58,9 @@ MANIFEST_SCHEMA = pa.schema([
     pa.field("codec", pa.string()),
     pa.field("size_bytes", pa.int64()),
     pa.field("readable", pa.bool_()),  # null when not probed
-    pa.field("error", pa.string()),
+    # what the probe noticed in a readable video (cut short, ...): the quality and keyframes tables' warnings
+    pa.field("warnings", pa.list_(pa.string())),
+    pa.field("error", pa.string()),  # why the video is not readable (null when it is)
     pa.field("probed_at", _TS),
     pa.field("manifest_uri", pa.string(), nullable=False),
     pa.field("manifest_sha256", pa.string(), nullable=False),

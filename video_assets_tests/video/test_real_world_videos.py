@@ -311,3 +311,19 @@ def test_pipeline_probe_reports_displayed_size_rotation_and_stream(corpus, tmp_p
                    "av1.mp4": (WIDTH, HEIGHT, 0, 0, 60, True)}
     assert "no video stream, only a cover picture" in rows["cover_only.mp4"]["error"]
     assert all(r["error"] is None for n, r in rows.items() if n != "cover_only.mp4")
+    assert all(r["warnings"] == [] for n, r in rows.items() if n != "cover_only.mp4")
+
+
+def test_pipeline_probe_puts_a_cut_short_video_in_warnings_not_error(tmp_path):
+    from video_assets.pipeline.runner import build_manifest_table
+
+    # the sample table first (faststart, as streaming files are), then the media data, cut a third short
+    data = encode_video(tmp_path / "whole.mp4", container_options={"movflags": "faststart"}).read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 2 // 3])  # readable, with frames missing at the end
+    manifest = tmp_path / "videos.txt"
+    manifest.write_text(f"{cut}\n")
+    table, _ = build_manifest_table(str(manifest), "p1")
+    [row] = table.to_pylist()
+    assert row["readable"] and row["error"] is None and 0 < row["num_frames"] <= 60
+    assert row["warnings"] and any("truncated" in w or "cut short" in w for w in row["warnings"]), row["warnings"]
