@@ -232,11 +232,12 @@ class VideoReader:
 
     @property
     def fps(self) -> float:
-        """Average frame rate measured from the index (frames over the span of their timestamps)."""
+        """Average frame rate measured from the index: frames over the duration (so a 30 fps Matroska video,
+        whose 1 ms timestamps put the last of 60 frames at 1.967 s, is 30 fps, not 59 / 1.967 = 29.995)."""
         if len(self.index) < 2:
             rate = self.stream.average_rate or self.stream.guessed_rate
             return float(rate) if rate else 0.0
-        return (len(self.index) - 1) / float(self.index.times[-1]) if self.index.times[-1] > 0 else 0.0
+        return len(self.index) / self.duration if self.duration > 0 else 0.0
 
     def _scan(self) -> FrameIndex:
         scan = scan_stream(self.container, self.stream, self.limits, self.deadline, self.description)

@@ -295,6 +295,7 @@ def test_whole_seconds_of_matroska_give_one_frame_per_second(tmp_path, seconds):
     path = encode_video(tmp_path / "clip.mkv", n_frames=30 * seconds, bframes=0)  # 1 ms time base
     assert sample_frames(path, "by_fps", target_fps=1.0).indices == list(range(0, 30 * seconds, 30))
     assert len(sample_frames(path, "by_interval_time", interval_sec=0.5).indices) == 2 * seconds
+    assert sample_frames(path, count_k=1).fps == pytest.approx(30.0, abs=1e-9)
 
 
 # ---- remote MP4: indexed from the header, read in parts ------------------------------------------------
