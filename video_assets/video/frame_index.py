@@ -32,9 +32,14 @@ class FrameIndex:
     keyframe: np.ndarray  # bool, aligned with pts
     time_base: Fraction
     times: np.ndarray = field(init=False)  # seconds from the first frame
+    # The earliest timestamp, decode or presentation, of any of the stream's packets (for seek_to_start);
+    # None: the first frame's.
+    earliest_ts: int | None = None
 
     def __post_init__(self):
         first = int(self.pts[0]) if len(self.pts) else 0
+        if len(self.pts):
+            self.earliest_ts = first if self.earliest_ts is None else min(int(self.earliest_ts), first)
         self.times = (self.pts - first).astype(np.float64) * float(self.time_base)
         # The decode loop looks these up for every packet while holding the GIL, which caps how many decode
         # threads one process can keep busy: bisect over a plain int64 array takes ~0.5 us where a numpy call on
@@ -85,10 +90,16 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
     if limits.max_duration_sec is not None and stream.time_base:
         max_ts = limits.max_duration_sec / float(stream.time_base)
     first = None
+    earliest = None  # FrameIndex.earliest_ts; a packet's decode time is at or before its presentation time
     try:
         for packet in container.demux(stream):
-            if packet.size == 0 or packet.is_discard:
-                continue  # flush packet at EOF, or a frame an edit list hides
+            if packet.size == 0:
+                continue  # flush packet at EOF
+            t = packet.dts if packet.dts is not None else packet.pts
+            if t is not None and (earliest is None or t < earliest):
+                earliest = t
+            if packet.is_discard:
+                continue  # a frame an edit list hides
             ts = packet.pts if packet.pts is not None else packet.dts
             if ts is None:
                 continue
@@ -118,7 +129,7 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
     pts_a, key_a = pts_a[keep], key_a[keep]
     if not key_a[0]:
         key_a[0] = True  # decoding must start somewhere; FFmpeg recovers from the first packet
-    return Scan(FrameIndex(pts_a, key_a, stream.time_base), decode_order_pts, truncation)
+    return Scan(FrameIndex(pts_a, key_a, stream.time_base, earliest), decode_order_pts, truncation)
 
 
 def index_from_header(container, stream) -> FrameIndex | None:
@@ -134,16 +145,40 @@ def index_from_header(container, stream) -> FrameIndex | None:
     if "mov" not in fmt and "mp4" not in fmt:
         return None
     index = _header_index(container, stream)
-    if index is None:
-        container.seek(0, backward=True)  # the full scan starts from the beginning again
+    if index is None:  # the full scan starts from the beginning again
+        try:
+            earliest = min((e.timestamp for e in stream.index_entries), default=None)
+        except Exception:
+            earliest = None
+        seek_to_start(container, stream, earliest)
     return index
+
+
+def seek_to_start(container, stream, earliest_ts: int | None) -> None:
+    """Seek ``container`` to the first packet of ``stream``, whose packets' earliest timestamp (decode or
+    presentation, in the stream's time base) is ``earliest_ts`` (None: unknown).
+
+    ``container.seek(0)`` finds the last position stamped at or before time 0. That is the start when no
+    packet is stamped before 0 (a seek to the first keyframe's own timestamp can land one GOP late in
+    MPEG-TS, which searches by decode time). Otherwise it lands mid-stream: an MPEG-TS that starts within
+    60 s before the 33-bit PTS wrap (broadcast captures, HLS segments of 24/7 streams; FFmpeg unwraps the
+    timestamps before the wrap to negative values), or one written with negative timestamps, lost every
+    frame before the wrap point. There the seek asks for a time just below the earliest timestamp: the
+    demuxers' searches (MPEG-TS's binary search, MP4's sample table) find nothing earlier and start at the
+    first packet.
+    """
+    if earliest_ts is None or earliest_ts >= 0:
+        container.seek(0, backward=True)
+    else:
+        container.seek(int(earliest_ts) - 1, stream=stream, backward=True)
 
 
 def _header_index(container, stream) -> FrameIndex | None:
     try:
-        entries = [e for e in stream.index_entries if not e.is_discard]
+        all_entries = list(stream.index_entries)
     except Exception:
         return None
+    entries = [e for e in all_entries if not e.is_discard]
     if len(entries) < 2:
         return None
     dts = np.fromiter((e.timestamp for e in entries), np.int64, len(entries))
@@ -178,11 +213,12 @@ def _header_index(container, stream) -> FrameIndex | None:
     margin = min(16, probe_n // 2)
     if sorted(p for p, _ in seen)[: probe_n - margin] != sorted(pts[:probe_n].tolist())[: probe_n - margin]:
         return None
+    earliest = min(min(e.timestamp for e in all_entries), min(p for p, _ in seen))
     order = np.argsort(pts, kind="stable")
     pts, key = pts[order], key[order]
     if np.any(np.diff(pts) <= 0):
         return None
-    return FrameIndex(pts, key, stream.time_base)
+    return FrameIndex(pts, key, stream.time_base, earliest)
 
 
 

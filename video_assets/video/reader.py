@@ -31,7 +31,13 @@ from av.video.reformatter import VideoReformatter
 from video_assets.errors import VideoDecodeError
 from video_assets.video.fetch import FrameFetch
 from video_assets.video.fetch import missing_frames_warning as missing_frames_warning  # operators import it here
-from video_assets.video.frame_index import FrameIndex, ffmpeg_reason, index_from_header, scan_stream
+from video_assets.video.frame_index import (
+    FrameIndex,
+    ffmpeg_reason,
+    index_from_header,
+    scan_stream,
+    seek_to_start,
+)
 from video_assets.video.limits import Deadline, ReadLimits
 from video_assets.video.orientation import IDENTITY, Orientation, copy_into
 from video_assets.video.orientation import frame_orientation as _orientation_in_side_data
@@ -340,8 +346,8 @@ class VideoReader:
         target = int(self.index.pts[position])
         try:
             if position == 0:
-                # Timestamp seeks can land one GOP late (MPEG-TS); the start is always reachable this way.
-                self.container.seek(0, backward=True)
+                # Not to the first frame's timestamp: timestamp seeks can land one GOP late (MPEG-TS).
+                seek_to_start(self.container, self.stream, self.index.earliest_ts)
             else:
                 self.container.seek(target, stream=self.stream, backward=True, any_frame=False)
         except av.error.FFmpegError as e:

@@ -30,6 +30,9 @@ from video_assets_tests.videos import (
 )
 
 X265 = "bframes=2:keyint=15:min-keyint=15:log-level=error"
+PTS_WRAP_SEC = (1 << 33) / 90000  # where MPEG-TS timestamps wrap
+# the clips whose first timestamps FFmpeg reports below 0, and the seconds of their first frame
+NEGATIVE_START_TS = {"ts_crosses_pts_wrap.ts": -0.5, "ts_before_pts_wrap.ts": -30.0, "ts_negative_start.ts": -0.5}
 # name -> encode_video arguments, plus (not passed to it) "stream": the video stream's index, "cw": the
 # clockwise rotation a player applies, "first": the pattern index of the first shown frame (an edit list hides
 # frames), "output_order": the frames' timestamps are in decode order
@@ -79,6 +82,11 @@ CORPUS = {
     "audio_first.mkv": dict(audio_first=True, stream=1),
     # timing and layout
     "ts_start_10s.ts": dict(start_seconds=10.0),
+    # MPEG-TS timestamps are 33 bits of 90 kHz and wrap every 26.5 h; FFmpeg unwraps a stream that starts
+    # within 60 s before the wrap (a capture of a 24/7 broadcast, an HLS segment) to negative timestamps
+    "ts_crosses_pts_wrap.ts": dict(start_seconds=PTS_WRAP_SEC - 0.5),
+    "ts_before_pts_wrap.ts": dict(start_seconds=PTS_WRAP_SEC - 30.0),  # 2 s, all of it before the wrap
+    "ts_negative_start.ts": dict(start_seconds=-0.5, container_options={"avoid_negative_ts": "disabled"}),
     "fragmented.mp4": dict(container_options={"movflags": "frag_keyframe+empty_moov"}),
     "faststart.mp4": dict(container_options={"movflags": "faststart"}),
     "edit_list.mp4": dict(first_frame=-3, first=3),  # 3 frames before t=0, hidden by the edit list
@@ -182,6 +190,19 @@ def test_open_gop_hevc_really_has_leading_pictures(corpus):
         assert any(packets[i + 1][0] < packets[i][0] for i in key_positions), name
 
 
+def test_ts_clips_really_start_before_zero(corpus):
+    """What the negative-start clips are: FFmpeg reports their first frame before 0 (the 33-bit wrap unwrapped
+    to negative timestamps, or negative timestamps written as they are); one crosses 0 (the wrap), one ends
+    before it."""
+    for name, first_sec in NEGATIVE_START_TS.items():
+        with av.open(str(corpus / name)) as c:
+            st = c.streams.video[0]
+            pts = sorted(p.pts for p in c.demux(st) if p.size)
+            assert float(st.start_time * st.time_base) == pytest.approx(first_sec, abs=1 / 30), name
+        assert len(pts) == 60 and pts[0] * st.time_base == pytest.approx(first_sec, abs=1 / 30), name
+        assert (pts[-1] < 0) == (name == "ts_before_pts_wrap.ts"), name
+
+
 def test_rotation_off_gives_the_stored_picture(corpus):
     path = corpus / "portrait_cw90.mp4"
     s = _sample(path, "by_interval_frames", dict(interval_frames=20), apply_rotation=False)
@@ -232,31 +253,48 @@ def test_cover_only_file_is_not_a_video(corpus):
 TINY = "video-assets/tiny-clip"
 
 
-def test_quality_operator_scores_the_displayed_picture(corpus):
+def iqa(images) -> list[float]:
+    """CLIP-IQA of ``images`` the plain way with the tiny model: cosine x logit scale, softmax over the
+    quality prompt pair."""
     from video_assets.models import load_clip
-    from video_assets.operators import VideoQualityScore
     from video_assets.scoring import NAMED_PROMPTS
+
+    clip = load_clip(TINY, device="cpu")
+    txt = clip.encode_text(list(NAMED_PROMPTS["quality"])).cpu().double().numpy()
+    logits = clip.logit_scale * clip.encode_images(np.stack(images)).cpu().double().numpy() @ txt.T
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e[:, 0] / e.sum(axis=1)).tolist()
+
+
+def test_quality_operator_scores_the_displayed_picture(corpus):
+    from video_assets.operators import VideoQualityScore
 
     path = corpus / "portrait_cw90.mp4"
     times, frames = exhaustive(path, 0, CORPUS["portrait_cw90.mp4"])
     with av.open(str(path)) as c:
         stored = sorted(((f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)),
                         key=lambda d: d[0])
-    clip = load_clip(TINY, device="cpu")
-    pos, neg = NAMED_PROMPTS["quality"]
-    txt = clip.encode_text([pos, neg]).cpu().double().numpy()
-
-    def iqa(images):  # CLIP-IQA the plain way: cosine x logit scale, softmax over the pair
-        logits = clip.logit_scale * clip.encode_images(np.stack(images)).cpu().double().numpy() @ txt.T
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return (e[:, 0] / e.sum(axis=1)).tolist()
-
     want = expected_positions(times, _duration(times), "by_count_uniform", count_k=4)
     for apply_rotation, pictures in ((True, frames), (False, [img for _, img in stored])):
         op = VideoQualityScore(clip_model_name=TINY, device="cpu", count_k=4, apply_rotation=apply_rotation)
         d = op.score_details(video_paths=[str(path)])[0]
         assert d["error"] is None and d["frame_indices"] == want and not d["truncated"]
         assert d["frame_scores"] == pytest.approx(iqa([pictures[i] for i in want]), abs=1e-5)
+
+
+def test_quality_operator_scores_every_frame_of_a_ts_that_starts_before_zero(corpus):
+    """count_k=4 on these clips scored 2 of 4 frames (crossing the wrap) or none ("no frames in the sampling
+    window", all before it): the seek to the first frame landed at time 0."""
+    from video_assets.operators import VideoQualityScore
+
+    names = list(NEGATIVE_START_TS)
+    op = VideoQualityScore(clip_model_name=TINY, device="cpu", count_k=4)
+    for name, d in zip(names, op.score_details(video_paths=[str(corpus / n) for n in names])):
+        times, frames = exhaustive(corpus / name, 0, CORPUS[name])
+        want = expected_positions(times, _duration(times), "by_count_uniform", count_k=4)
+        assert want == [7, 22, 37, 52], name
+        assert d["error"] is None and d["frame_indices"] == want and not d["truncated"], name
+        assert d["frame_scores"] == pytest.approx(iqa([frames[i] for i in want]), abs=1e-5), name
 
 
 def test_keyframes_operator_exports_upright_images(corpus, tmp_path):
