@@ -208,9 +208,19 @@ def test_cover_picture_is_never_read(corpus):
 
 def test_stream_index_picks_a_stream_and_names_the_problem(corpus):
     path = corpus / "cover_first.mkv"
-    s = _sample(path, "by_count_uniform", dict(count_k=4), stream_index=0)  # the MJPEG track, on request
-    assert s.stream_index == 0 and s.indices == [0] and s.frames.shape[1:] == (64, 64, 3)
-    assert np.abs(s.frames[0].astype(int) - cover_image()).max() < 8
+    s = _sample(path, "by_count_uniform", dict(count_k=4), stream_index=1)
+    assert s.stream_index == 1 and s.indices == [7, 22, 37, 52] and s.frames.shape[1:] == (HEIGHT, WIDTH, 3)
+    # stream 0 is the one-frame MJPEG cover the automatic choice passes over: refused by number too
+    with pytest.raises(VideoDecodeError, match=r"cover_first\.mkv: stream 0 is a cover picture \(a one-frame "
+                                               r"mjpeg track\), not a video \(streams: 0: cover picture, 1: video"):
+        sample_frames(path, stream_index=0)
+    with av.open(str(path)) as c:  # it really is a one-frame 64x64 picture of its own, with no cover flag
+        st = c.streams[0]
+        assert (st.codec_context.name, st.width, st.height, st.disposition) == ("mjpeg", 64, 64, 0)
+        pictures = [f.to_ndarray(format="rgb24") for f in c.decode(st)]
+        assert len(pictures) == 1 and np.abs(pictures[0].astype(int) - cover_image()).max() < 8
+    s = _sample(corpus / "mjpeg.avi", "by_count_uniform", dict(count_k=4), stream_index=0)  # an MJPEG video
+    assert s.stream_index == 0 and s.indices == [7, 22, 37, 52]
     with pytest.raises(VideoDecodeError, match=r"audio_first\.mp4: stream 0 is audio, not video"):
         sample_frames(corpus / "audio_first.mp4", stream_index=0)
     with pytest.raises(VideoDecodeError, match=r"cover_first\.mkv: stream_index 5 out of range .*2 streams"):
