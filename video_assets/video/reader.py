@@ -29,6 +29,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from video_assets.errors import VideoDecodeError
+from video_assets.video.container_checks import segment_truncation
 from video_assets.video.fetch import FrameFetch
 from video_assets.video.fetch import missing_frames_warning as missing_frames_warning  # operators import it here
 from video_assets.video.frame_index import FrameIndex, ffmpeg_reason, index_from_header, scan_stream
@@ -83,6 +84,10 @@ class VideoReader:
         self.limits = limits or opened.limits
         self.deadline = deadline or opened.deadline or self.limits.deadline(self.description)
         self.deadline.check()
+        cut = segment_truncation(opened)  # a Matroska/WebM cut short (read before FFmpeg reads the same bytes)
+        if cut:
+            self.truncated = True
+            self.warnings.append(cut)
         self.container = self._open(opened)
         try:
             self._check_is_video()

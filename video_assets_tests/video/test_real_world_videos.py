@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from video_assets.errors import VideoDecodeError
-from video_assets.video import VideoReader, open_source, sample_frames
+from video_assets.video import TruncatedVideoWarning, VideoReader, open_source, sample_frames
 from video_assets_tests.servers import http_file_server
 from video_assets_tests.video.test_sampler import expected_positions
 from video_assets_tests.videos import (
@@ -237,6 +237,59 @@ def test_cover_only_file_is_not_a_video(corpus):
         sample_frames(corpus / "cover_only.mp4")
 
 
+# ---- Matroska/WebM cut short -------------------------------------------------------------------------------
+
+# The demuxer ends a cut Matroska at its last complete block without an error; the Segment's declared size
+# (FFmpeg writes it once the file is complete: the file's own size) says the file ended early.
+CUT = {"cut.webm": dict(codec="libvpx-vp9", gop=15, bframes=None), "cut.mkv": dict(codec="libx264", bframes=2)}
+
+
+@pytest.fixture
+def cut_clips(tmp_path):
+    """name -> (whole size, cut size): 60-frame clips in ``tmp_path/whole``, their first halves in
+    ``tmp_path/cut`` (same names)."""
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "cut").mkdir()
+    sizes = {}
+    for name, spec in CUT.items():
+        data = encode_video(tmp_path / "whole" / name, **spec).read_bytes()
+        (tmp_path / "cut" / name).write_bytes(data[: len(data) // 2])
+        sizes[name] = (len(data), len(data) // 2)
+    return sizes
+
+
+def test_cut_matroska_is_reported_truncated(tmp_path, cut_clips):
+    with http_file_server(tmp_path) as server:
+        for name, (whole, cut) in cut_clips.items():
+            fmt = name.rsplit(".", 1)[1]
+            for folder in ("whole", "cut"):
+                path = tmp_path / folder / name
+                for kind, source in {"path": str(path), "bytes": path.read_bytes(),
+                                     "http": server.url(f"{folder}/{name}")}.items():
+                    where = f"{folder} {name} via {kind}"
+                    if folder == "whole":
+                        s = _sample(source, "by_count_uniform", dict(count_k=4), video_format=fmt)
+                        assert not s.truncated and not s.warnings and s.num_frames == 60, where
+                        continue
+                    with pytest.warns(TruncatedVideoWarning, match=f"file ends at byte {cut} of a Segment "
+                                                                   f"declared to end at byte {whole}: cut short"):
+                        s = sample_frames(source, "by_count_uniform", count_k=4, video_format=fmt)
+                    assert s.truncated and len(s.warnings) == 1 and f"byte {cut} of" in s.warnings[0], where
+                    assert 0 < s.num_frames < 60 and s.duration < 1.9, where  # the frames before the cut
+                    assert [read_index(f) for f in s.frames] == s.indices and len(s.indices) == 4, where
+
+
+def test_live_matroska_makes_no_size_claim(tmp_path):
+    """A live mux writes the Segment's size as unknown (all ones): nothing to check, nothing flagged."""
+    path = encode_video(tmp_path / "live.webm", codec="libvpx-vp9", gop=15, bframes=None,
+                        container_options={"live": "1"})
+    data = path.read_bytes()
+    assert data[:4] == b"\x1a\x45\xdf\xa3" and b"\x18\x53\x80\x67\x01\xff\xff\xff\xff\xff\xff\xff" in data[:64]
+    for source in (str(path), data, data[: len(data) // 2]):
+        s = _sample(source, "by_count_uniform", dict(count_k=4), video_format="webm")
+        assert not s.truncated and not s.warnings
+
+
 # ---- through the operators and the pipeline's probe -------------------------------------------------------
 
 TINY = "video-assets/tiny-clip"
@@ -267,6 +320,20 @@ def test_quality_operator_scores_the_displayed_picture(corpus):
         d = op.score_details(video_paths=[str(path)])[0]
         assert d["error"] is None and d["frame_indices"] == want and not d["truncated"]
         assert d["frame_scores"] == pytest.approx(iqa([pictures[i] for i in want]), abs=1e-5)
+
+
+def test_quality_operator_row_says_a_cut_matroska_is_truncated(tmp_path, cut_clips):
+    from video_assets.operators import VideoQualityScore
+
+    whole, cut = cut_clips["cut.webm"]
+    op = VideoQualityScore(clip_model_name=TINY, device="cpu", count_k=4)
+    with pytest.warns(TruncatedVideoWarning):
+        rows = op.score_details(video_paths=[str(tmp_path / "cut" / "cut.webm"), str(tmp_path / "whole" / "cut.webm")])
+    cut_row, whole_row = rows
+    assert cut_row["error"] is None and cut_row["truncated"] and len(cut_row["frame_scores"]) == 4
+    assert cut_row["warnings"] == [f"file ends at byte {cut} of a Segment declared to end at byte {whole}: cut "
+                                   "short; sampling the frames that are there"]
+    assert whole_row["error"] is None and not whole_row["truncated"] and whole_row["warnings"] == []
 
 
 def test_keyframes_operator_exports_upright_images(corpus, tmp_path):
