@@ -29,6 +29,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from video_assets.errors import VideoDecodeError
+from video_assets.video.container_checks import segment_truncation
 from video_assets.video.fetch import FrameFetch
 from video_assets.video.fetch import missing_frames_warning as missing_frames_warning  # operators import it here
 from video_assets.video.frame_index import (
@@ -89,6 +90,10 @@ class VideoReader:
         self.limits = limits or opened.limits
         self.deadline = deadline or opened.deadline or self.limits.deadline(self.description)
         self.deadline.check()
+        cut = segment_truncation(opened)  # a Matroska/WebM cut short (read before FFmpeg reads the same bytes)
+        if cut:
+            self.truncated = True
+            self.warnings.append(cut)
         self.container = self._open(opened)
         try:
             self._check_is_video()
@@ -104,6 +109,8 @@ class VideoReader:
             # A remote file would be read whole by the scan; MP4/MOV headers index it without the media data.
             self._decode_order_pts = False  # set by the scan
             self.index = (opened.remote and self._index_from_header()) or self._scan()
+            if stream_index is not None and _is_cover(self.stream, len(self.index)):
+                raise _cover_error(self.description, self.stream)  # a one-frame picture, now that it is counted
             self.stream.codec_context.flush_buffers()
             # AVI stores no presentation times: for H.264/HEVC FFmpeg stamps packets in decode order (pts =
             # dts + 1), so with B-frames the decoder's frames carry another frame's time (a count_k=4 plan got
@@ -165,8 +172,7 @@ class VideoReader:
                 raise VideoDecodeError(f"{self.description}: stream {stream_index} is {stream.type}, not "
                                        f"video (streams: {_describe_streams(streams)})")
             if _is_cover(stream):
-                raise VideoDecodeError(f"{self.description}: stream {stream_index} is a cover picture "
-                                       f"(attached_pic), not a video (streams: {_describe_streams(streams)})")
+                raise _cover_error(self.description, stream)
             return stream
         videos = [st for st in streams.video if not _is_cover(st)]
         if not videos:
@@ -372,12 +378,30 @@ def check_stream_index(stream_index) -> None:
         raise ValueError(f"stream_index must be None or an int >= 0, got {stream_index!r}")
 
 
-def _is_cover(stream) -> bool:
-    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+# Codecs of the pictures that files carry as covers; a one-frame track of one beside a video is a cover.
+_COVER_CODECS = frozenset({"mjpeg", "png"})
 
 
-def _describe_streams(streams) -> str:
-    return ", ".join(f"{st.index}: {'cover picture' if st.type == 'video' and _is_cover(st) else st.type}"
+def _is_cover(stream, frames: int | None = None) -> bool:
+    """A cover picture, not a video: flagged ``attached_pic``, or, once its ``frames`` are counted, a one-frame
+    MJPEG/PNG track in a file that has another video stream (Matroska has no cover flag for tracks; FFmpeg's
+    own choice passes it over for the stream with more frames)."""
+    if stream.disposition & av.stream.Disposition.attached_pic:
+        return True
+    return (frames == 1 and stream.codec_context is not None and stream.codec_context.name in _COVER_CODECS
+            and any(st.index != stream.index and not _is_cover(st) for st in stream.container.streams.video))
+
+
+def _cover_error(description: str, stream) -> VideoDecodeError:
+    kind = "attached_pic" if _is_cover(stream) else f"a one-frame {stream.codec_context.name} track"
+    return VideoDecodeError(f"{description}: stream {stream.index} is a cover picture ({kind}), not a video "
+                            f"(streams: {_describe_streams(stream.container.streams, stream.index)})")
+
+
+def _describe_streams(streams, cover: int | None = None) -> str:
+    """``0: audio, 1: video, ...``; ``cover``: a stream known to be a cover picture besides the flagged ones."""
+    return ", ".join(f"{st.index}: "
+                     f"{'cover picture' if st.type == 'video' and (st.index == cover or _is_cover(st)) else st.type}"
                      for st in streams) or "none"
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from video_assets.errors import VideoDecodeError
-from video_assets.video import VideoReader, open_source, sample_frames
+from video_assets.video import TruncatedVideoWarning, VideoReader, open_source, sample_frames
 from video_assets_tests.servers import http_file_server
 from video_assets_tests.video.test_sampler import expected_positions
 from video_assets_tests.videos import (
@@ -229,9 +229,19 @@ def test_cover_picture_is_never_read(corpus):
 
 def test_stream_index_picks_a_stream_and_names_the_problem(corpus):
     path = corpus / "cover_first.mkv"
-    s = _sample(path, "by_count_uniform", dict(count_k=4), stream_index=0)  # the MJPEG track, on request
-    assert s.stream_index == 0 and s.indices == [0] and s.frames.shape[1:] == (64, 64, 3)
-    assert np.abs(s.frames[0].astype(int) - cover_image()).max() < 8
+    s = _sample(path, "by_count_uniform", dict(count_k=4), stream_index=1)
+    assert s.stream_index == 1 and s.indices == [7, 22, 37, 52] and s.frames.shape[1:] == (HEIGHT, WIDTH, 3)
+    # stream 0 is the one-frame MJPEG cover the automatic choice passes over: refused by number too
+    with pytest.raises(VideoDecodeError, match=r"cover_first\.mkv: stream 0 is a cover picture \(a one-frame "
+                                               r"mjpeg track\), not a video \(streams: 0: cover picture, 1: video"):
+        sample_frames(path, stream_index=0)
+    with av.open(str(path)) as c:  # it really is a one-frame 64x64 picture of its own, with no cover flag
+        st = c.streams[0]
+        assert (st.codec_context.name, st.width, st.height, st.disposition) == ("mjpeg", 64, 64, 0)
+        pictures = [f.to_ndarray(format="rgb24") for f in c.decode(st)]
+        assert len(pictures) == 1 and np.abs(pictures[0].astype(int) - cover_image()).max() < 8
+    s = _sample(corpus / "mjpeg.avi", "by_count_uniform", dict(count_k=4), stream_index=0)  # an MJPEG video
+    assert s.stream_index == 0 and s.indices == [7, 22, 37, 52]
     with pytest.raises(VideoDecodeError, match=r"audio_first\.mp4: stream 0 is audio, not video"):
         sample_frames(corpus / "audio_first.mp4", stream_index=0)
     with pytest.raises(VideoDecodeError, match=r"cover_first\.mkv: stream_index 5 out of range .*2 streams"):
@@ -246,6 +256,59 @@ def test_stream_index_picks_a_stream_and_names_the_problem(corpus):
 def test_cover_only_file_is_not_a_video(corpus):
     with pytest.raises(VideoDecodeError, match=r"cover_only\.mp4: no video stream, only a cover picture"):
         sample_frames(corpus / "cover_only.mp4")
+
+
+# ---- Matroska/WebM cut short -------------------------------------------------------------------------------
+
+# The demuxer ends a cut Matroska at its last complete block without an error; the Segment's declared size
+# (FFmpeg writes it once the file is complete: the file's own size) says the file ended early.
+CUT = {"cut.webm": dict(codec="libvpx-vp9", gop=15, bframes=None), "cut.mkv": dict(codec="libx264", bframes=2)}
+
+
+@pytest.fixture
+def cut_clips(tmp_path):
+    """name -> (whole size, cut size): 60-frame clips in ``tmp_path/whole``, their first halves in
+    ``tmp_path/cut`` (same names)."""
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "cut").mkdir()
+    sizes = {}
+    for name, spec in CUT.items():
+        data = encode_video(tmp_path / "whole" / name, **spec).read_bytes()
+        (tmp_path / "cut" / name).write_bytes(data[: len(data) // 2])
+        sizes[name] = (len(data), len(data) // 2)
+    return sizes
+
+
+def test_cut_matroska_is_reported_truncated(tmp_path, cut_clips):
+    with http_file_server(tmp_path) as server:
+        for name, (whole, cut) in cut_clips.items():
+            fmt = name.rsplit(".", 1)[1]
+            for folder in ("whole", "cut"):
+                path = tmp_path / folder / name
+                for kind, source in {"path": str(path), "bytes": path.read_bytes(),
+                                     "http": server.url(f"{folder}/{name}")}.items():
+                    where = f"{folder} {name} via {kind}"
+                    if folder == "whole":
+                        s = _sample(source, "by_count_uniform", dict(count_k=4), video_format=fmt)
+                        assert not s.truncated and not s.warnings and s.num_frames == 60, where
+                        continue
+                    with pytest.warns(TruncatedVideoWarning, match=f"file ends at byte {cut} of a Segment "
+                                                                   f"declared to end at byte {whole}: cut short"):
+                        s = sample_frames(source, "by_count_uniform", count_k=4, video_format=fmt)
+                    assert s.truncated and len(s.warnings) == 1 and f"byte {cut} of" in s.warnings[0], where
+                    assert 0 < s.num_frames < 60 and s.duration < 1.9, where  # the frames before the cut
+                    assert [read_index(f) for f in s.frames] == s.indices and len(s.indices) == 4, where
+
+
+def test_live_matroska_makes_no_size_claim(tmp_path):
+    """A live mux writes the Segment's size as unknown (all ones): nothing to check, nothing flagged."""
+    path = encode_video(tmp_path / "live.webm", codec="libvpx-vp9", gop=15, bframes=None,
+                        container_options={"live": "1"})
+    data = path.read_bytes()
+    assert data[:4] == b"\x1a\x45\xdf\xa3" and b"\x18\x53\x80\x67\x01\xff\xff\xff\xff\xff\xff\xff" in data[:64]
+    for source in (str(path), data, data[: len(data) // 2]):
+        s = _sample(source, "by_count_uniform", dict(count_k=4), video_format="webm")
+        assert not s.truncated and not s.warnings
 
 
 # ---- through the operators and the pipeline's probe -------------------------------------------------------
@@ -295,6 +358,20 @@ def test_quality_operator_scores_every_frame_of_a_ts_that_starts_before_zero(cor
         assert want == [7, 22, 37, 52], name
         assert d["error"] is None and d["frame_indices"] == want and not d["truncated"], name
         assert d["frame_scores"] == pytest.approx(iqa([frames[i] for i in want]), abs=1e-5), name
+
+
+def test_quality_operator_row_says_a_cut_matroska_is_truncated(tmp_path, cut_clips):
+    from video_assets.operators import VideoQualityScore
+
+    whole, cut = cut_clips["cut.webm"]
+    op = VideoQualityScore(clip_model_name=TINY, device="cpu", count_k=4)
+    with pytest.warns(TruncatedVideoWarning):
+        rows = op.score_details(video_paths=[str(tmp_path / "cut" / "cut.webm"), str(tmp_path / "whole" / "cut.webm")])
+    cut_row, whole_row = rows
+    assert cut_row["error"] is None and cut_row["truncated"] and len(cut_row["frame_scores"]) == 4
+    assert cut_row["warnings"] == [f"file ends at byte {cut} of a Segment declared to end at byte {whole}: cut "
+                                   "short; sampling the frames that are there"]
+    assert whole_row["error"] is None and not whole_row["truncated"] and whole_row["warnings"] == []
 
 
 def test_keyframes_operator_exports_upright_images(corpus, tmp_path):
