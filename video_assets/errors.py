@@ -25,3 +25,16 @@ class SourcePolicyError(VideoSourceError):
 class LimitExceededError(VideoAssetsError):
     """A configured resource limit was exceeded for one video (bytes, duration, frame size, decoded frames,
     wall-clock time)."""
+
+
+class OutputWriteError(VideoAssetsError):
+    """An output (a keyframe image) cannot be written: no such bucket, access denied, a folder that cannot be
+    created, a full disk. The input was read; the fault is the output's. ``output``: the output folder;
+    ``reason``: the problem, the same for every write that fails alike."""
+
+    def __init__(self, message: str, output: str = "", reason: str = ""):
+        super().__init__(message)
+        self.output, self.reason = output, reason
+
+    def __reduce__(self):  # picklable with its fields (decode processes, Ray actors)
+        return type(self), (str(self), self.output, self.reason)

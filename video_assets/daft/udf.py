@@ -21,6 +21,7 @@ from typing import Any
 import daft
 from daft import DataType, Expression, Series, col
 
+from video_assets.models.settings import check_device
 from video_assets.operators import VideoAdaptiveKeyframesSampling, VideoQualityScore
 from video_assets.operators.results import KeyframesResult, QualityResult
 
@@ -175,9 +176,14 @@ def operator_udf(operator_class: type, construct_args: Mapping[str, Any] | None 
     loads in each worker's start, and a model that cannot load fails the query with the loader's message.
     """
     construct_args = dict(construct_args or {})
-    # Checked here, on the CPU: the driver need not have the workers' GPUs (and says nothing about them).
+    # Checked here, on the CPU: the driver need not have the workers' GPUs (and says nothing about them). The
+    # device is checked as written (its syntax: the operators' own check), then replaced by the CPU.
     probe = _build(operator_class, {**construct_args, "device": "cpu"} if "device" in construct_args
                    else construct_args)
+    try:
+        check_device(construct_args.get("device"))
+    except ValueError as e:
+        raise ValueError(f"construct_args for {operator_class.__name__}: {e}") from None
     if details and not isinstance(probe, VideoQualityScore):
         raise ValueError("details=True is for VideoQualityScore; the keyframes struct already has `error`")
     from video_assets.models.names import resolve_clip_model_name

@@ -14,14 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from video_assets.errors import ModelLoadError
+from video_assets.models.settings import dtype_name
 
 logger = logging.getLogger(__name__)
-
-_DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-}
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -71,7 +66,8 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     elif isinstance(dtype, torch.dtype):
         requested = dtype
     else:
-        requested = _DTYPES.get(str(dtype).strip().lower().replace("torch.", ""))
+        name = dtype_name(dtype)
+        requested = getattr(torch, name) if name else None
     if requested not in (torch.float32, torch.float16, torch.bfloat16):
         raise ModelLoadError(f"unsupported dtype {dtype!r}: expected 'float32', 'float16' or 'bfloat16'")
     if device.type == "cpu":

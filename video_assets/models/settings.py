@@ -6,13 +6,49 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 
 from video_assets.fields import setting
 from video_assets.models.defaults import MODEL_ENV, MODEL_PATH_ENV, default_model_name, default_model_path
 
+# The dtype names the models accept (case-insensitive, "torch." allowed) -> the torch dtype they mean; the
+# loader (models/device.py) maps these, the settings check them before anything is loaded.
+DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "float": "float32",
+               "float16": "float16", "fp16": "float16", "half": "float16",
+               "bfloat16": "bfloat16", "bf16": "bfloat16"}
 # The precision a CPU runs CLIP in: half precision is for GPUs (on a CPU float16 is emulated and ~10x slower).
-_HALF = ("float16", "fp16", "half")
+_HALF = tuple(name for name, dtype in DTYPE_NAMES.items() if dtype == "float16")
+# The devices the models run on (what models.device.resolve_device accepts); their syntax only: whether the
+# GPU exists is known where the model loads, which need not be where the settings are built (a Daft driver).
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+DEVICES_TEXT = "'cpu', 'cuda', 'cuda:N', 'auto' or empty (cuda when a GPU exists, else cpu)"
+
+
+def dtype_name(dtype: str) -> str | None:
+    """The torch dtype name ``dtype`` means ("fp16" -> "float16"), None for a name that means nothing."""
+    return DTYPE_NAMES.get(str(dtype).strip().lower().removeprefix("torch."))
+
+
+def check_device(device: str | None) -> None:
+    """A ``device`` that cannot mean a device raises ValueError naming the allowed values."""
+    if device is None:
+        return
+    if not isinstance(device, str):
+        raise ValueError(f"device must be a string or None, got {type(device).__name__}")
+    if device.strip().lower() not in ("", "auto") and not _DEVICE.match(device.strip()):
+        raise ValueError(f"device must be {DEVICES_TEXT}; got {device!r}")
+
+
+def check_dtype(dtype: str | None) -> None:
+    """A ``dtype`` that names no supported precision raises ValueError naming the allowed values."""
+    if dtype is None:
+        return
+    if not isinstance(dtype, str):
+        raise ValueError(f"dtype must be a string or None, got {type(dtype).__name__}")
+    if dtype.strip() and dtype_name(dtype) is None:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPE_NAMES)} or empty (float16 on GPU, float32 on "
+                         f"CPU); got {dtype!r}")
 
 
 def effective_dtype(dtype: str | None, device: str) -> str:
@@ -49,7 +85,9 @@ class ClipSettings:
         _positive_int("batch_size", self.batch_size)
         if isinstance(self.model_path, os.PathLike):
             object.__setattr__(self, "model_path", os.fspath(self.model_path))
-        for name in ("device", "dtype", "model_path", "clip_model_name"):
+        check_device(self.device)
+        check_dtype(self.dtype)
+        for name in ("model_path", "clip_model_name"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, str):
                 raise ValueError(f"{name} must be a string or None, got {type(v).__name__}")

@@ -33,7 +33,7 @@ from video_assets.operators.common import (
 )
 from video_assets.operators.export import KeyframeExporter
 from video_assets.operators.export import absolute_dir as _absolute_dir
-from video_assets.operators.export import check_writable as _check_writable
+from video_assets.operators.export import check_output_dir as _check_output_dir
 from video_assets.operators.keyframes_stage import (
     KEYFRAMES_WARN_ENV,
     KeyframesBudget,
@@ -133,7 +133,7 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         self.video_src_type, self.video_format = video_src_type, video_format
         self.img_type = export.img_type
         self.output_tos_dir = _absolute_dir(output_tos_dir) if output_tos_dir else ""
-        _check_writable(self.output_tos_dir)
+        _check_output_dir(self.output_tos_dir)
         self.export = dataclasses.replace(export, output_tos_dir=self.output_tos_dir)
         self.return_keyframes = return_keyframes
         self.return_embeddings = bool(return_embeddings)

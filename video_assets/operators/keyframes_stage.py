@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from video_assets.errors import OutputWriteError
 from video_assets.keyframes import aks_select
 from video_assets.keyframes.embeddings import relevance, stored_embeddings
 from video_assets.operators.batching import Outcome, error_message
@@ -20,6 +21,7 @@ from video_assets.operators.common import VideoInput, VideoOpener
 from video_assets.operators.export import KeyframeExporter
 from video_assets.operators.results import KeyframesResult
 from video_assets.operators.stage import DecodeReport, Stage, StageState
+from video_assets.storage.uri import describe_uri
 from video_assets.video import VideoReader, make_plan, select_positions
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ class KeyframesStage(Stage):
     The decode side (:meth:`positions`, :meth:`meta`) needs only the sampling settings and ``preprocess``."""
 
     name = "keyframes"
-    parent_only = ("queries", "export_pool", "budget")
+    parent_only = ("queries", "export_pool", "budget", "output_failures")
 
     def __init__(self, fps: float, max_candidates: int | None, aks: dict, preprocess, queries: Queries,
                  exporter: KeyframeExporter, opener: VideoOpener, return_embeddings: bool = False,
@@ -47,6 +49,7 @@ class KeyframesStage(Stage):
         self.return_embeddings = return_embeddings
         self.export_pool = export_pool if exporter.exporting else None
         self.budget = budget
+        self.output_failures: set[str] = set()  # the output problems this call has logged (each once)
 
     def candidate_fps(self, duration: float) -> float:
         """The sampling rate of the candidates: ``fps``, lowered so that ``max_candidates`` are not exceeded."""
@@ -113,7 +116,7 @@ class KeyframesStage(Stage):
                 paths, frames = dict(zip(ids, written)), dict(zip(ids, arrays))
             except Exception as e:  # noqa: BLE001 - this video fails, the batch goes on
                 error = error_message(item.description, e)
-                log.warning("%s", error)
+                self.log_export_failure(e, error)
         exported = export is not None and error is None
         common = dict(num_candidates=value["num_candidates"], effective_fps=value["effective_fps"],
                       truncated=value["truncated"], warnings=tuple(value["warnings"]))
@@ -130,6 +133,19 @@ class KeyframesStage(Stage):
                 keyframes=tuple(frames[f] for f in ids) if exported and self.exporter.return_keyframes else None,
                 **common))
         return rows if self.queries.listed(item) else rows[0]
+
+    def log_export_failure(self, e: BaseException, error: str) -> None:
+        """A failed export is logged with its row's error; an output that cannot be written (the same for
+        every video, e.g. a missing bucket) is logged once per call, naming the output folder."""
+        if not isinstance(e, OutputWriteError):
+            log.warning("%s", error)
+        elif e.reason not in self.output_failures:
+            self.output_failures.add(e.reason)
+            log.warning("keyframes cannot be written to output_tos_dir %s: %s. Every video of this call whose "
+                        "images fail alike has this error in its row (logged once)", describe_uri(e.output),
+                        e.reason)
+        else:
+            log.debug("%s", error)
 
 
 class KeyframesBudget:

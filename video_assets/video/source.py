@@ -171,7 +171,8 @@ def open_source(source: VideoSource, video_format: str | None = None, storage_op
             limits.check_bytes(desc, size, "object size")
         guarded = GuardedFile(f, desc, limits, deadline, retry=http)
         if not _seekable(f):
-            # A server that does not report sizes or ranges gives a stream; spool it so PyAV can seek.
+            # A server that does not report sizes or ranges gives a stream; spool it so PyAV can seek (and so
+            # that an empty one is read to its end once: PyAV would read it again and again).
             with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as spool:
                 try:
                     shutil.copyfileobj(guarded, spool, block_size)
@@ -272,6 +273,11 @@ class GuardedFile(io.RawIOBase):
 
 
 def _seekable(f) -> bool:
+    """Whether ``f`` can really seek. fsspec answers a server that reports no size (or a size of 0, or no
+    ranges) with a stream file whose ``seekable()`` is true, as for every file read in "rb", although it cannot
+    seek; its ``size`` is None."""
+    if getattr(f, "size", 0) is None:
+        return False
     try:
         return bool(f.seekable())
     except Exception:

@@ -261,6 +261,15 @@ def test_wrong_construct_args_fail_at_once_naming_the_operator():
         las_udf(VideoQualityScore, construct_args={"reduce_mode": "mean"})
     with pytest.raises(ValueError, match=r"VideoAdaptiveKeyframesSampling: video_src_type must be one of"):
         las_udf(VideoAdaptiveKeyframesSampling, construct_args={"video_src_type": "url"})
+    # the device as written (the driver builds its probe on the CPU), only its syntax: the driver need not
+    # have the workers' GPUs
+    with pytest.raises(ValueError, match=r"construct_args for VideoQualityScore: device must be 'cpu', 'cuda', "
+                                         r"'cuda:N', 'auto' or empty .*; got 'tpu'"):
+        las_udf(VideoQualityScore, construct_args={"device": "tpu"})
+    with pytest.raises(ValueError, match=r"VideoAdaptiveKeyframesSampling: dtype must be one of float32, .*; "
+                                         r"got 'int8'"):
+        las_udf(VideoAdaptiveKeyframesSampling, construct_args={"dtype": "int8", "device": "cuda:3"})
+    las_udf(VideoQualityScore, construct_args={"device": "cuda:7", "dtype": "bf16"})
     with pytest.raises(TypeError, match="operator_class must be VideoQualityScore or"):
         las_udf(dict, construct_args={})
     with pytest.raises(ValueError, match="num_gpus must be"):

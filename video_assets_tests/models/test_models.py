@@ -628,6 +628,34 @@ def test_bad_device_dtype_batch_size(kwargs, match):
         load_clip(TINY_CLIP_NAME, **kwargs)
 
 
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(dtype="int8"), r"dtype must be one of float32, .*bfloat16.*; got 'int8'"),
+    (dict(dtype="torch.int8"), r"dtype must be one of .*; got 'torch.int8'"),
+    (dict(device="tpu"), r"device must be 'cpu', 'cuda', 'cuda:N', 'auto' or empty .*; got 'tpu'"),
+    (dict(device="cuda:x"), r"device must be .*; got 'cuda:x'"),
+])
+def test_bad_device_or_dtype_is_a_value_error_when_the_operator_is_built(kwargs, match):
+    """Checked with the other parameters, before any model is loaded: the model named here does not exist."""
+    from video_assets.operators import VideoAdaptiveKeyframesSampling, VideoQualityScore
+    from video_assets.pipeline.settings import ModelSettings
+
+    for operator in (VideoQualityScore, VideoAdaptiveKeyframesSampling):
+        with pytest.raises(ValueError, match=match):
+            operator(clip_model_name="video-assets/no-such-model", **kwargs)
+    with pytest.raises(ValueError, match=match):
+        ModelSettings(**kwargs)  # the pipeline's model settings (the Launchpad's) run the same check
+
+
+def test_device_and_dtype_spellings_that_mean_something_are_accepted():
+    from video_assets.operators import VideoQualityScore
+
+    # syntax only: cuda:1 on a machine without it runs on the CPU, as before
+    for device in ("cpu", " cpu ", "cuda", "cuda:1", "auto", "AUTO", "", None):
+        VideoQualityScore(clip_model_name=TINY_CLIP_NAME, device=device)
+    for dtype in ("float32", "FP16", "half", "bf16", "torch.bfloat16", "", None):
+        VideoQualityScore(clip_model_name=TINY_CLIP_NAME, device="cpu", dtype=dtype)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_cuda_requested_without_cuda_is_a_model_load_error():
     with pytest.raises(ModelLoadError, match="CUDA is not available"):

@@ -134,3 +134,63 @@ def test_empty_text_is_allowed(videos):
 def test_wrong_parameters(kw, param):
     with pytest.raises(ValueError, match=param):
         op(**kw)
+
+
+@pytest.mark.parametrize("out_dir,match", [
+    ("ftp://host/kf", r"output_tos_dir 'ftp://host/kf': keyframes cannot be written to ftp:// URIs; use a local "
+                      r"folder, file://, s3:// or tos://"),
+    ("https://host/kf", r"output_tos_dir 'https://host/kf': keyframes cannot be written to https:// URIs"),
+    ("s3://", r"output_tos_dir names no bucket: expected s3://bucket/prefix"),
+    # nothing can be created under /proc, not even by root (whom os.access lets write anywhere)
+    ("/proc/video_assets_kf", r"output_tos_dir '/proc/video_assets_kf' is not writable: nothing can be created "
+                              r"in '/proc'"),
+])
+def test_output_dir_that_can_never_be_written_fails_at_construction(out_dir, match):
+    with pytest.raises(ValueError, match=match):
+        op(output_tos_dir=out_dir)
+
+
+def test_object_store_output_dirs_make_no_request_at_construction(tmp_path, monkeypatch):
+    """A bucket is not checked when the operator is built (LAS builds operators in a Daft UDF's __init__):
+    every s3/tos endpoint points at a server that records what reaches it."""
+    from video_assets_tests.servers import http_file_server
+
+    with http_file_server(tmp_path) as server:
+        for var in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "VIDEO_ASSETS_TOS_ENDPOINT"):
+            monkeypatch.setenv(var, server.base)
+        for out_dir in ("s3://no-such-bucket/kf", "tos://no-such-bucket/kf", "s3a://bucket"):
+            assert op(output_tos_dir=out_dir).output_tos_dir == out_dir
+        assert server.requests == []
+
+
+def test_missing_bucket_fails_each_row_naming_the_output_and_is_logged_once(videos, s3_endpoint, caplog):
+    import logging
+
+    inputs = [str(videos["short_gop.mp4"]), str(videos["vfr.mkv"]), str(videos["vfr.mkv"]) + ".missing"]
+    o = op(output_tos_dir="s3://no-such-bucket/kf", return_keyframes=False)
+    with caplog.at_level(logging.DEBUG, logger="video_assets.operators"):
+        details = o.details(inputs)
+    for path, d in zip(inputs[:2], details):
+        # the video was read and its frames chosen; only writing them failed, and the error says where and why
+        assert re.fullmatch(rf"cannot write keyframes to s3://no-such-bucket/kf/{stable_video_id(path)}/"
+                            r"\d{6}-[0-9a-f]{10}\.jpg: bucket 'no-such-bucket' does not exist", d["error"]), d
+        assert path not in d["error"] and len(d["frame_ids"]) == 4 and d["tos_paths"] == []
+    assert details[2]["error"].endswith("file not found")  # the batch went on; a bad input is its own error
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    said = [m for m in warned if "no-such-bucket" in m]
+    assert said == ["keyframes cannot be written to output_tos_dir s3://no-such-bucket/kf: bucket "
+                    "'no-such-bucket' does not exist. Every video of this call whose images fail alike has this "
+                    "error in its row (logged once)"], warned
+
+
+def test_local_write_failure_names_the_output(videos, tmp_path):
+    """A folder that could be written when the operator was built but not when a video's images are (here a
+    file is in the way of the video's folder: a failure even root meets)."""
+    path = str(videos["short_gop.mp4"])
+    out = tmp_path / "kf"
+    o = op(output_tos_dir=str(out), return_keyframes=False)
+    out.mkdir()
+    (out / stable_video_id(path)).write_text("in the way")
+    d = o.details([path])[0]
+    assert re.fullmatch(rf"cannot write keyframes to {re.escape(str(out / stable_video_id(path)))}/"
+                        r"\d{6}-[0-9a-f]{10}\.jpg: (File exists|Not a directory) .*", d["error"]), d["error"]

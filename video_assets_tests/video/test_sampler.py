@@ -231,6 +231,23 @@ def test_empty_inputs(tmp_path, s3_bucket, s3_endpoint):
         sample_frames(f"s3://{s3_bucket}/zero.mp4")
 
 
+def test_empty_http_object_is_named_empty_and_read_once(tmp_path, caplog):
+    """A server that answers 0 bytes (Content-Length: 0) makes fsspec return a stream file; the object is
+    reported empty, as on S3, and read to its end once (aiohttp warns, with a stack trace on stderr, when a
+    finished stream is read again and again)."""
+    import logging
+
+    from video_assets_tests.servers import http_file_server
+
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with http_file_server(tmp_path) as server, caplog.at_level(logging.WARNING):
+        url = server.url("empty.mp4")
+        with pytest.raises(VideoSourceError) as err:
+            sample_frames(url)
+    assert str(err.value) == f"{url}: empty object (0 bytes)"
+    assert not [r for r in caplog.records if r.name.startswith("aiohttp")], caplog.text
+
+
 def test_random_bytes(tmp_path):
     p = tmp_path / "noise.mp4"
     p.write_bytes(np.random.default_rng(1).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
