@@ -101,7 +101,8 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
     outlasts ``limits.max_duration_sec`` is stopped while it is being scanned; a stream that ends early (a
     demux error, or fewer packets than the container's index lists) is indexed as far as it goes."""
     pts, key = [], []
-    untimed = 0  # packets without any timestamp (raw elementary streams: all of them)
+    untimed = 0  # packets without any timestamp (raw elementary streams: all of them), from the first keyframe
+    untimed_lead = 0  # ... and before it
     untimed_durations: set = set()
     truncation: list[str] = []
     max_ts = None  # a stream that runs past max_duration_sec is stopped while it is being scanned
@@ -114,6 +115,9 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
                 continue  # flush packet at EOF, or a frame an edit list hides
             ts = packet.pts if packet.pts is not None else packet.dts
             if ts is None:
+                if not untimed and not packet.is_keyframe:
+                    untimed_lead += 1  # see _untimed_scan
+                    continue
                 untimed += 1
                 duration = packet.duration
                 untimed_durations.add(duration)
@@ -137,10 +141,11 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
         truncation.append(f"the container lists {expected} frames but only {len(pts) + untimed} are present "
                           "(file cut short?); sampling the frames that are there")
     if not pts and untimed:
-        return _untimed_scan(stream, untimed, untimed_durations, description, truncation)
+        return _untimed_scan(stream, untimed, untimed_lead, untimed_durations, description, truncation)
     if not pts:
         return Scan(FrameIndex(np.empty(0, np.int64), np.empty(0, bool), stream.time_base or Fraction(1, 1)),
                     truncation=truncation)
+    untimed += untimed_lead
     notes = [f"{untimed} frame(s) without a timestamp were left out"] if untimed else []
     pts_a = np.asarray(pts, dtype=np.int64)
     key_a = np.asarray(key, dtype=bool)
@@ -151,7 +156,7 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
                                  or int(np.abs(order - np.arange(len(order))).max()) > _MAX_REORDER):
         # Repeated or restarting timestamps: sorting them would merge or interleave frames of different
         # recordings (and drop repeats), so the frames are counted in decoding order instead.
-        scan = _restarted_scan(stream, pts_a, sorted_pts, truncation, notes)
+        scan = _restarted_scan(stream, pts_a, key_a, sorted_pts, truncation, notes)
         if scan is not None:
             return scan
     pts_a, key_a = sorted_pts, key_a[order]
@@ -169,18 +174,22 @@ def _counted_index(times: np.ndarray, time_base: Fraction) -> FrameIndex:
     return FrameIndex(np.arange(n, dtype=np.int64), key, time_base, times)
 
 
-def _untimed_scan(stream, n: int, durations: set, description: str, truncation: list[str]) -> Scan:
+def _untimed_scan(stream, n: int, lead: int, durations: set, description: str, truncation: list[str]) -> Scan:
     """The counted index of a stream without timestamps (raw Annex-B H.264/HEVC: FFmpeg's parser splits it
     into one packet per picture, and the decoder returns them in presentation order, B-frames reordered by
     their picture order count; the frames themselves carry no timestamp). Each frame lasts the packet duration
-    FFmpeg derives from the stream's timing information, else 1 / the frame rate FFmpeg guesses."""
+    FFmpeg derives from the stream's timing information, else 1 / the frame rate FFmpeg guesses.
+
+    ``lead`` packets came before the first keyframe (a stream cut mid-GOP): the decoder returns nothing for
+    them (their parameter sets are missing), so they are not counted."""
     durations = {d for d in durations if d}
     if len(durations) > 1:
-        # Fields coded as pictures of their own (half a frame each; the decoder joins two into one frame) or
-        # pulldown: packets no longer map one to one onto equally long frames.
+        # Packets no longer map one to one onto equally long frames: fields coded as pictures of their own
+        # (half a frame each; the decoder joins two into one frame), pulldown, or streams of different rates.
         raise VideoDecodeError(f"{description}: a raw {stream.codec_context.name} stream without timestamps "
-                               "whose pictures last different times (separately coded fields or pulldown): "
-                               "its frames cannot be counted and timed exactly")
+                               "whose pictures last different times (joined streams of different frame rates, "
+                               "separately coded fields, or pulldown): its frames cannot be counted and timed "
+                               "exactly")
     if durations:
         step = durations.pop() * stream.time_base
     else:
@@ -189,11 +198,14 @@ def _untimed_scan(stream, n: int, durations: set, description: str, truncation: 
             raise VideoDecodeError(f"{description}: a video stream without timestamps or a frame rate")
         step = 1 / Fraction(rate)
     times = np.arange(n, dtype=np.float64) * float(step)
-    return Scan(_counted_index(times, Fraction(step)), truncation=truncation, counted=True, untimed=True)
+    notes = [f"{lead} packet(s) before the first keyframe were left out (the stream starts mid-GOP; they "
+             "cannot be decoded)"] if lead else []
+    return Scan(_counted_index(times, Fraction(step)), truncation=truncation, counted=True, untimed=True,
+                notes=notes)
 
 
-def _restarted_scan(stream, pts_a: np.ndarray, sorted_pts: np.ndarray, truncation: list[str],
-                    notes: list[str]) -> Scan | None:
+def _restarted_scan(stream, pts_a: np.ndarray, key_a: np.ndarray, sorted_pts: np.ndarray,
+                    truncation: list[str], notes: list[str]) -> Scan | None:
     """The counted index of a stream whose timestamps repeat or restart. The packets are cut into runs at
     each restart (a timestamp further before the newest one seen than reordering explains); each run is put
     in presentation order by its timestamps and starts one frame after the previous run ends, so the times
@@ -201,6 +213,11 @@ def _restarted_scan(stream, pts_a: np.ndarray, sorted_pts: np.ndarray, truncatio
     or restarts (only reordered further than :data:`_MAX_REORDER`): the sorted timestamps order the frames."""
     steps = np.diff(sorted_pts)
     step = int(np.median(steps[steps > 0])) if np.any(steps > 0) else 1
+    # Packets before the first keyframe (a recording cut mid-GOP) come out of the decoder as nothing when
+    # their parameter sets are missing; counting them would shift every later frame. (Matched by timestamp,
+    # as normally, they are simply never found.)
+    lead = int(np.argmax(key_a)) if np.any(key_a) else 0
+    pts_a = pts_a[lead:]
     window = _MAX_REORDER * step
     starts = [0]
     while True:
@@ -229,6 +246,9 @@ def _restarted_scan(stream, pts_a: np.ndarray, sorted_pts: np.ndarray, truncatio
     if repeated:
         what.append(f"{repeated} frame(s) with a repeated timestamp")
     continued = ", their times continuing across each restart" if later else ", at the time of their twin"
+    if lead:
+        notes = notes + [f"{lead} packet(s) before the first keyframe were left out (the stream starts mid-GOP; "
+                         "they cannot be decoded)"]
     notes = notes + [f"{' and '.join(what)} kept: frames are counted in decoding order from the start, as a "
                      f"player shows them{continued}; sampling decodes from the start"]
     return Scan(_counted_index(times, stream.time_base), truncation=truncation, counted=True, notes=notes)
