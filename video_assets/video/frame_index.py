@@ -157,6 +157,10 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
         # Repeated or restarting timestamps: sorting them would merge or interleave frames of different
         # recordings (and drop repeats), so the frames are counted in decoding order instead.
         scan = _restarted_scan(stream, pts_a, key_a, sorted_pts, truncation, notes)
+        if scan is not None and untimed:
+            # Counting needs every frame in the index, and those without a timestamp have no known place.
+            raise VideoDecodeError(f"{description}: timestamps that restart or repeat, and {untimed} frame(s) "
+                                   "without any: the frames cannot be put in order exactly")
         if scan is not None:
             return scan
     pts_a, key_a = sorted_pts, key_a[order]
