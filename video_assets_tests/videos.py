@@ -46,7 +46,7 @@ def encode_video(path: Path, n_frames: int = 60, fps: int = 30, codec: str = "li
                  container_options: dict | None = None, pix_fmt: str = "yuv420p",
                  display_rotation: int | None = None, hflip: bool = False, vflip: bool = False,
                  audio_first: bool = False, cover_track_first: bool = False, cover_attached: bool = False,
-                 first_frame: int = 0, time_base: Fraction | None = None) -> Path:
+                 first_frame: int = 0, time_base: Fraction | None = None, first_pattern: int = 0) -> Path:
     """Encode ``n_frames`` pattern frames. ``pts_seconds`` gives explicit (variable) frame times.
 
     Recorded-video traits: ``display_rotation`` (counter-clockwise degrees, PyAV's convention; a phone's
@@ -55,7 +55,8 @@ def encode_video(path: Path, n_frames: int = 60, fps: int = 30, codec: str = "li
     MJPEG track before it (stream 0); ``cover_attached`` a cover picture with the ``attached_pic`` disposition
     (MP4 ``covr``, Matroska attachment); ``first_frame`` < 0 encodes that many extra frames before time 0
     (pattern index ``first_frame``...), which the MP4 muxer hides behind an edit list. ``time_base``: the
-    encoder's (default 1/fps, or 1 ms with ``pts_seconds``).
+    encoder's (default 1/fps, or 1 ms with ``pts_seconds``). ``first_pattern``: the pattern index of the first
+    frame (a second recording that continues a first one's count).
     """
     out = av.open(str(path), "w", format=container_format, options=container_options or {})
     audio = _add_audio(out) if audio_first else None
@@ -85,7 +86,7 @@ def encode_video(path: Path, n_frames: int = 60, fps: int = 30, codec: str = "li
         if c is not None:
             _mux_cover(out, c)
     for i in range(first_frame, n_frames):
-        picture = pattern_frame(i - first_frame, width, height)
+        picture = pattern_frame(i - first_frame + first_pattern, width, height)
         if rotated:  # stored so that a player, applying the display matrix, shows the pattern upright
             picture = np.ascontiguousarray(stored_picture(picture, display_rotation or 0, hflip, vflip))
         frame = av.VideoFrame.from_ndarray(picture, format="rgb24")

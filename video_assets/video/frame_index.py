@@ -5,6 +5,12 @@ Two ways to build it: :func:`scan_stream`, a demux-only scan of every packet (~2
 :func:`index_from_header`, which reads an MP4/MOV sample table instead, so a remote file is indexed without
 reading its media data. Sorting the timestamps gives each frame's index and time in presentation order, from
 the stream's own timestamps (edit lists, VFR and non-zero start times included), not container counts.
+
+Where timestamps cannot order the frames, the scan builds a *counted* index instead: position i is the i-th
+frame the decoder returns, decoding from the start (which is the order a player shows them). That is the case
+for raw elementary streams (``.h264``/``.hevc``: no timestamps at all; times at the frame rate FFmpeg derives,
+one packet duration per frame) and for streams whose timestamps repeat or restart (``cat a.ts b.ts``; a remux
+that duplicated a timestamp), whose times continue across each restart.
 """
 
 from __future__ import annotations
@@ -17,21 +23,27 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from video_assets.errors import VideoDecodeError
 from video_assets.video.limits import Deadline, ReadLimits
 
 # The deadline is checked every this many packets in the demux-only scan (a clock read per packet is cheap but
 # adds up over millions of packets).
 _SCAN_CHECK_EVERY = 256
+# Within one recording, B-frame reordering moves a packet at most this many places from its presentation
+# position (H.264/HEVC hold at most 16 pictures for reordering); a packet displaced further, or one whose
+# timestamp lies further before the newest one seen, belongs to a recording whose timestamps restarted.
+_MAX_REORDER = 16
 
 
 @dataclass
 class FrameIndex:
     """Presentation-order index of a video stream, built from packet timestamps."""
 
-    pts: np.ndarray  # int64, ascending: presentation timestamps of every frame
+    pts: np.ndarray  # int64, ascending: presentation timestamps of every frame (a counted index: 0, 1, ...)
     keyframe: np.ndarray  # bool, aligned with pts
     time_base: Fraction
-    times: np.ndarray = field(init=False)  # seconds from the first frame
+    # seconds from the first frame, ascending; by default from pts (a counted index gives its own)
+    times: np.ndarray | None = None
     # The earliest timestamp, decode or presentation, of any of the stream's packets (for seek_to_start);
     # None: the first frame's.
     earliest_ts: int | None = None
@@ -40,7 +52,8 @@ class FrameIndex:
         first = int(self.pts[0]) if len(self.pts) else 0
         if len(self.pts):
             self.earliest_ts = first if self.earliest_ts is None else min(int(self.earliest_ts), first)
-        self.times = (self.pts - first).astype(np.float64) * float(self.time_base)
+        if self.times is None:
+            self.times = (self.pts - first).astype(np.float64) * float(self.time_base)
         # The decode loop looks these up for every packet while holding the GIL, which caps how many decode
         # threads one process can keep busy: bisect over a plain int64 array takes ~0.5 us where a numpy call on
         # a scalar takes ~4 us (and finding the last keyframe by scanning took O(position)).
@@ -73,11 +86,19 @@ class FrameIndex:
 @dataclass
 class Scan:
     """What the demux-only scan found: the index, whether the stream's packets came in presentation order
-    (AVI stamps packets in decode order), and why the stream looks cut short (empty when it does not)."""
+    (AVI stamps packets in decode order), and why the stream looks cut short (empty when it does not).
+
+    ``counted``: the index counts frames in the decoder's output order from the start (its pts are the
+    positions): fetches must count decoded frames instead of matching their timestamps, and cannot seek.
+    ``untimed``: the stream has no timestamps at all (a raw elementary stream), so the start can only be
+    reached by byte offset. ``notes``: what the caller should be told (not a truncation)."""
 
     index: FrameIndex
     decode_order_pts: bool = False
     truncation: list[str] = field(default_factory=list)
+    counted: bool = False
+    untimed: bool = False
+    notes: list[str] = field(default_factory=list)
 
 
 def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, description: str) -> Scan:
@@ -85,6 +106,9 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
     outlasts ``limits.max_duration_sec`` is stopped while it is being scanned; a stream that ends early (a
     demux error, or fewer packets than the container's index lists) is indexed as far as it goes."""
     pts, key = [], []
+    untimed = 0  # packets without any timestamp (raw elementary streams: all of them), from the first keyframe
+    untimed_lead = 0  # ... and before it
+    untimed_durations: set = set()
     truncation: list[str] = []
     max_ts = None  # a stream that runs past max_duration_sec is stopped while it is being scanned
     if limits.max_duration_sec is not None and stream.time_base:
@@ -102,6 +126,16 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
                 continue  # a frame an edit list hides
             ts = packet.pts if packet.pts is not None else packet.dts
             if ts is None:
+                if not untimed and not packet.is_keyframe:
+                    untimed_lead += 1  # see _untimed_scan
+                    continue
+                untimed += 1
+                duration = packet.duration
+                untimed_durations.add(duration)
+                if untimed % _SCAN_CHECK_EVERY == 0:
+                    deadline.check()
+                if max_ts is not None and duration and untimed * duration > max_ts:
+                    limits.check_duration(description, float(untimed * duration * stream.time_base))
                 continue
             pts.append(ts)
             key.append(packet.is_keyframe)
@@ -111,25 +145,131 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
             if max_ts is not None and ts - first > max_ts:
                 limits.check_duration(description, float((ts - first) * stream.time_base))
     except av.error.FFmpegError as e:
-        truncation.append(f"stream ends early after {len(pts)} packets ({ffmpeg_reason(e)}); "
+        truncation.append(f"stream ends early after {len(pts) + untimed} packets ({ffmpeg_reason(e)}); "
                           "sampling the frames before that point")
     expected = _expected_frame_count(stream)
-    if not truncation and expected is not None and expected > len(pts):
-        truncation.append(f"the container lists {expected} frames but only {len(pts)} are present "
+    if not truncation and expected is not None and expected > len(pts) + untimed:
+        truncation.append(f"the container lists {expected} frames but only {len(pts) + untimed} are present "
                           "(file cut short?); sampling the frames that are there")
+    if not pts and untimed:
+        return _untimed_scan(stream, untimed, untimed_lead, untimed_durations, description, truncation)
     if not pts:
         return Scan(FrameIndex(np.empty(0, np.int64), np.empty(0, bool), stream.time_base or Fraction(1, 1)),
                     truncation=truncation)
+    untimed += untimed_lead
+    notes = [f"{untimed} frame(s) without a timestamp were left out"] if untimed else []
     pts_a = np.asarray(pts, dtype=np.int64)
     key_a = np.asarray(key, dtype=bool)
     decode_order_pts = bool(np.all(np.diff(pts_a) > 0))
     order = np.argsort(pts_a, kind="stable")
-    pts_a, key_a = pts_a[order], key_a[order]
-    keep = np.concatenate([[True], np.diff(pts_a) > 0])  # duplicate timestamps cannot be told apart
-    pts_a, key_a = pts_a[keep], key_a[keep]
+    sorted_pts = pts_a[order]
+    if not decode_order_pts and (np.any(np.diff(sorted_pts) == 0)
+                                 or int(np.abs(order - np.arange(len(order))).max()) > _MAX_REORDER):
+        # Repeated or restarting timestamps: sorting them would merge or interleave frames of different
+        # recordings (and drop repeats), so the frames are counted in decoding order instead.
+        scan = _restarted_scan(stream, pts_a, key_a, sorted_pts, earliest, truncation, notes)
+        if scan is not None and untimed:
+            # Counting needs every frame in the index, and those without a timestamp have no known place.
+            raise VideoDecodeError(f"{description}: timestamps that restart or repeat, and {untimed} frame(s) "
+                                   "without any: the frames cannot be put in order exactly")
+        if scan is not None:
+            return scan
+    pts_a, key_a = sorted_pts, key_a[order]
     if not key_a[0]:
         key_a[0] = True  # decoding must start somewhere; FFmpeg recovers from the first packet
-    return Scan(FrameIndex(pts_a, key_a, stream.time_base, earliest), decode_order_pts, truncation)
+    return Scan(FrameIndex(pts_a, key_a, stream.time_base, earliest_ts=earliest), decode_order_pts, truncation,
+                notes=notes)
+
+
+def _counted_index(times: np.ndarray, time_base: Fraction, earliest_ts: int | None = None) -> FrameIndex:
+    """An index whose pts are the positions in the decoder's output order, with the frames' ``times``. Only
+    the first frame is a keyframe: without timestamps to land on, decoding always starts there
+    (``earliest_ts``: the stream's, for seek_to_start)."""
+    n = len(times)
+    key = np.zeros(n, dtype=bool)
+    key[0] = True
+    return FrameIndex(np.arange(n, dtype=np.int64), key, time_base, times=times, earliest_ts=earliest_ts)
+
+
+def _untimed_scan(stream, n: int, lead: int, durations: set, description: str, truncation: list[str]) -> Scan:
+    """The counted index of a stream without timestamps (raw Annex-B H.264/HEVC: FFmpeg's parser splits it
+    into one packet per picture, and the decoder returns them in presentation order, B-frames reordered by
+    their picture order count; the frames themselves carry no timestamp). Each frame lasts the packet duration
+    FFmpeg derives from the stream's timing information, else 1 / the frame rate FFmpeg guesses.
+
+    ``lead`` packets came before the first keyframe (a stream cut mid-GOP): the decoder returns nothing for
+    them (their parameter sets are missing), so they are not counted."""
+    durations = {d for d in durations if d}
+    if len(durations) > 1:
+        # Packets no longer map one to one onto equally long frames: fields coded as pictures of their own
+        # (half a frame each; the decoder joins two into one frame), pulldown, or streams of different rates.
+        raise VideoDecodeError(f"{description}: a raw {stream.codec_context.name} stream without timestamps "
+                               "whose pictures last different times (joined streams of different frame rates, "
+                               "separately coded fields, or pulldown): its frames cannot be counted and timed "
+                               "exactly")
+    if durations:
+        step = durations.pop() * stream.time_base
+    else:
+        rate = stream.guessed_rate or stream.average_rate
+        if not rate:
+            raise VideoDecodeError(f"{description}: a video stream without timestamps or a frame rate")
+        step = 1 / Fraction(rate)
+    times = np.arange(n, dtype=np.float64) * float(step)
+    notes = [f"{lead} packet(s) before the first keyframe were left out (the stream starts mid-GOP; they "
+             "cannot be decoded)"] if lead else []
+    return Scan(_counted_index(times, Fraction(step)), truncation=truncation, counted=True, untimed=True,
+                notes=notes)
+
+
+def _restarted_scan(stream, pts_a: np.ndarray, key_a: np.ndarray, sorted_pts: np.ndarray, earliest: int | None,
+                    truncation: list[str], notes: list[str]) -> Scan | None:
+    """The counted index of a stream whose timestamps repeat or restart. The packets are cut into runs at
+    each restart (a timestamp further before the newest one seen than reordering explains); each run is put
+    in presentation order by its timestamps and starts one frame after the previous run ends, so the times
+    continue. Repeated timestamps within a run keep their frames, at the same time. None when nothing repeats
+    or restarts (only reordered further than :data:`_MAX_REORDER`): the sorted timestamps order the frames."""
+    steps = np.diff(sorted_pts)
+    step = int(np.median(steps[steps > 0])) if np.any(steps > 0) else 1
+    # Packets before the first keyframe (a recording cut mid-GOP) come out of the decoder as nothing when
+    # their parameter sets are missing; counting them would shift every later frame. (Matched by timestamp,
+    # as normally, they are simply never found.)
+    lead = int(np.argmax(key_a)) if np.any(key_a) else 0
+    pts_a = pts_a[lead:]
+    window = _MAX_REORDER * step
+    starts = [0]
+    while True:
+        run = pts_a[starts[-1]:]
+        newest = np.maximum.accumulate(run)
+        back = np.flatnonzero(run[1:] < newest[:-1] - window)
+        if not len(back):
+            break
+        starts.append(starts[-1] + int(back[0]) + 1)
+    runs, repeated, end = [], 0, None
+    for a, b in zip(starts, starts[1:] + [len(pts_a)]):
+        run = np.sort(pts_a[a:b], kind="stable")
+        repeated += int(np.count_nonzero(np.diff(run) == 0))
+        if end is not None:
+            run = run - run[0] + end
+        end = int(run[-1]) + step
+        runs.append(run)
+    shown = np.concatenate(runs)
+    later = len(pts_a) - starts[1] if len(starts) > 1 else 0
+    if not later and not repeated:
+        return None  # reordered further than usual, but by timestamps that order the frames
+    times = (shown - shown[0]).astype(np.float64) * float(stream.time_base)
+    what = []
+    if later:
+        what.append(f"{later} frame(s) after {len(starts) - 1} restart(s) of the timestamps (joined recordings?)")
+    if repeated:
+        what.append(f"{repeated} frame(s) with a repeated timestamp")
+    continued = ", their times continuing across each restart" if later else ", at the time of their twin"
+    if lead:
+        notes = notes + [f"{lead} packet(s) before the first keyframe were left out (the stream starts mid-GOP; "
+                         "they cannot be decoded)"]
+    notes = notes + [f"{' and '.join(what)} kept: frames are counted in decoding order from the start, as a "
+                     f"player shows them{continued}; sampling decodes from the start"]
+    return Scan(_counted_index(times, stream.time_base, earliest), truncation=truncation, counted=True,
+                notes=notes)
 
 
 def index_from_header(container, stream) -> FrameIndex | None:
@@ -218,7 +358,7 @@ def _header_index(container, stream) -> FrameIndex | None:
     pts, key = pts[order], key[order]
     if np.any(np.diff(pts) <= 0):
         return None
-    return FrameIndex(pts, key, stream.time_base, earliest)
+    return FrameIndex(pts, key, stream.time_base, earliest_ts=earliest)
 
 
 

@@ -108,6 +108,7 @@ class VideoReader:
             self.seeks_trusted = True  # until a seek lands where the scan's timestamps do not match
             # A remote file would be read whole by the scan; MP4/MOV headers index it without the media data.
             self._decode_order_pts = False  # set by the scan
+            self._counted = self._untimed = False  # set by the scan (see frame_index.Scan)
             self.index = (opened.remote and self._index_from_header()) or self._scan()
             if stream_index is not None and _is_cover(self.stream, len(self.index)):
                 raise _cover_error(self.description, self.stream)  # a one-frame picture, now that it is counted
@@ -117,8 +118,11 @@ class VideoReader:
             # the frames [8, 23, 37, 51] for [7, 22, 37, 52]). There the decoder's output order is the
             # presentation order: frames are counted from the keyframe decoding started at (closed GOPs, which
             # H.264/HEVC keyframes in AVI are), and nothing may be skipped, since every frame must be counted.
-            self.output_order = (self._decode_order_pts and "avi" in (self.container.format.name or "")
-                                 and self.stream.codec_context.name in ("h264", "hevc"))
+            # A counted index (raw .h264/.hevc without timestamps, timestamps that restart or repeat) is in
+            # output order from the first frame, its only keyframe.
+            self.output_order = self._counted or (
+                self._decode_order_pts and "avi" in (self.container.format.name or "")
+                and self.stream.codec_context.name in ("h264", "hevc"))
             if self.output_order:
                 self.skip_nonref = False
         except BaseException:
@@ -257,6 +261,8 @@ class VideoReader:
             self.truncated = True
             self.warnings.extend(scan.truncation)
         self._decode_order_pts = scan.decode_order_pts
+        self._counted, self._untimed = scan.counted, scan.untimed
+        self.warnings.extend(scan.notes)
         return scan.index
 
     def _index_from_header(self) -> FrameIndex | None:
@@ -351,7 +357,10 @@ class VideoReader:
         self.stats.seeks += 1
         target = int(self.index.pts[position])
         try:
-            if position == 0:
+            if position == 0 and self._untimed:
+                # A raw elementary stream has no timestamps to seek by (FFmpeg refuses); its start is byte 0.
+                self.container.seek(0, unsupported_byte_offset=True)
+            elif position == 0:
                 # Not to the first frame's timestamp: timestamp seeks can land one GOP late (MPEG-TS).
                 seek_to_start(self.container, self.stream, self.index.earliest_ts)
             else:
