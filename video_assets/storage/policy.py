@@ -67,15 +67,16 @@ class SourcePolicy:
     max_redirects: int = 5
 
     def __post_init__(self):
-        # Accept lists from callers and configuration; keep the dataclass hashable.
+        # Accept lists from callers and configuration, each entry once (the pipeline adds its env lists to
+        # configured ones that may hold them already); keep the dataclass hashable.
         object.__setattr__(self, "schemes", tuple(_SCHEME_ALIASES.get(s.lower(), s.lower())
                                                    for s in self.schemes))
         for name in ("local_roots", "buckets", "hosts"):
             v = getattr(self, name)
             if v is not None:
-                object.__setattr__(self, name, tuple(v))
+                object.__setattr__(self, name, tuple(dict.fromkeys(v)))
         if self.local_roots is not None:
-            object.__setattr__(self, "local_roots", tuple(_resolve_local(r) for r in self.local_roots))
+            object.__setattr__(self, "local_roots", tuple(dict.fromkeys(_resolve_local(r) for r in self.local_roots)))
         if self.hosts is not None:
             object.__setattr__(self, "hosts", tuple(h.lower().rstrip(".") for h in self.hosts))
         if int(self.max_redirects) < 0:

@@ -198,3 +198,13 @@ def test_policy_through_the_pipeline_runner(tmp_path, videos, fault_server):
     assert all("source not allowed" in e for e in q["error"].iloc[1:])
     assert fault_server.requests == []
     assert isinstance(q, pd.DataFrame) and os.path.exists(good)
+
+
+def test_a_folder_listed_twice_is_named_once(tmp_path):
+    from video_assets.storage.policy import SourcePolicy
+
+    media = tmp_path / "media"
+    media.mkdir()
+    policy = SourcePolicy(local_roots=[str(media), str(media) + "/", str(tmp_path / "media" / ".." / "media")],
+                          buckets=["b", "b"])
+    assert policy.local_roots == (str(media.resolve()),) and policy.buckets == ("b",)
