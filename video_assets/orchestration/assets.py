@@ -26,6 +26,7 @@ from video_assets.orchestration.config import (
     QUALITY_CODE_VERSION,
     ManifestConfig,
     QualityKeyframesConfig,
+    check_step_config,
 )
 from video_assets.orchestration.partitions import video_manifests
 from video_assets.orchestration.resources import ClipModelResource, ComputeResource, WarehouseResource
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 PROGRESS_ENV = "VIDEO_ASSETS_PROGRESS_EVERY_SEC"
 GROUP = "video"
+MODEL_STEP = "video_quality_and_keyframes"
 
 # Transient storage/network errors are retried; configuration, manifest and model errors fail at once
 # (they are raised as dg.Failure(allow_retries=False)).
@@ -102,6 +104,17 @@ def _read_if_exists(uri: str) -> pd.DataFrame | None:
     return read_frame(uri) if table_exists(uri) else None
 
 
+def _check_run_config(context: dg.AssetExecutionContext, clip: ClipModelResource) -> None:
+    """The whole run's settings, built (and so validated) by the run's first step before it writes anything:
+    a wrong value for the model step (``reduce_mode: mean``, ``device: tpu``) fails the run here instead of
+    after video_manifest was rebuilt, which would turn a healthy partition red and its downstream stale."""
+    try:
+        check_step_config(QualityKeyframesConfig, context.run.run_config, MODEL_STEP)
+        clip.settings()
+    except ValueError as e:
+        raise dg.Failure(description=f"run config refused, nothing written: {e}", allow_retries=False) from e
+
+
 # ----------------------------------------------------------------------------------------------------------
 # assets
 
@@ -113,10 +126,11 @@ def _read_if_exists(uri: str) -> pd.DataFrame | None:
                 "with probed metadata: duration, fps, width, height, frames, codec, size, readable, warnings, error.",
 )
 def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
-                   warehouse: WarehouseResource) -> dg.MaterializeResult:
+                   warehouse: WarehouseResource, clip: ClipModelResource) -> dg.MaterializeResult:
     key = context.partition_key
     t0 = time.monotonic()
     with fail_fast():
+        _check_run_config(context, clip)
         manifest_uri = warehouse.registry().manifest_uri_for(key, warehouse.manifests_uri)
         context.log.info(f"partition {key!r}: manifest {describe_uri(manifest_uri)}")
         table, manifest = build_manifest_table(manifest_uri, key, config.to_settings(),
@@ -154,7 +168,6 @@ def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
 
 QUALITY_KEY, KEYFRAMES_KEY = checks.QUALITY_KEY, checks.KEYFRAMES_KEY
 EMBEDDINGS_KEY = dg.AssetKey(EMBEDDINGS_ASSET)
-MODEL_STEP = "video_quality_and_keyframes"
 
 
 @dg.multi_asset(

@@ -24,6 +24,8 @@ from video_assets.models.defaults import (
     default_model_path,
 )
 from video_assets.models.settings import ClipSettings
+from video_assets.scoring.prompts import parse_prompts
+from video_assets.scoring.reduce import check_reduce_mode
 from video_assets.video.plan import SamplePlan
 
 if TYPE_CHECKING:
@@ -105,6 +107,15 @@ class ManifestSettings:
 
 
 class _QualityMethods:
+    prompt: str
+    reduce_mode: str
+
+    def check(self) -> None:
+        # the operator's own checks of these two fields, so a wrong value fails where the settings are built
+        # (the Launchpad config, before a run writes anything), not when the operator is constructed
+        parse_prompts(self.prompt)
+        check_reduce_mode(self.reduce_mode)
+
     def sample_settings(self) -> dict[str, Any]:
         return {n: getattr(self, n) for n in names(SamplePlan)}
 
