@@ -30,7 +30,7 @@ from video_assets.orchestration.config import (
 )
 from video_assets.orchestration.partitions import video_manifests
 from video_assets.orchestration.resources import ClipModelResource, ComputeResource, WarehouseResource
-from video_assets.pipeline.manifests import ManifestError
+from video_assets.pipeline.manifests import ManifestError, unique_rows
 from video_assets.pipeline.runner import (
     build_manifest_table,
     extract_keyframes_and_embeddings,
@@ -121,7 +121,7 @@ def _check_run_config(context: dg.AssetExecutionContext, clip: ClipModelResource
 
 @dg.asset(
     partitions_def=video_manifests, group_name=GROUP, code_version=MANIFEST_CODE_VERSION,
-    retry_policy=STORAGE_RETRY, kinds={"parquet"},
+    retry_policy=STORAGE_RETRY, kinds={"parquet"}, check_specs=checks.MANIFEST_CHECK_SPECS,
     description="The manifest, normalised (resolved URIs, video ids, duplicates marked, user columns kept), "
                 "with probed metadata: duration, fps, width, height, frames, codec, size, readable, warnings, error.",
 )
@@ -144,26 +144,29 @@ def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
     size = write_table(table, uri)
     elapsed = time.monotonic() - t0
     frame = table.to_pandas()
-    uniq = frame[frame["duplicate_of"].isna()]
-    failed = int((uniq["readable"] == False).sum()) if config.probe else 0  # noqa: E712
-    md = metadata.common_metadata(table, uniq, uri, elapsed, failed,
+    # the videos, counted as the model step counts them: a malformed line is not a video (counted apart)
+    videos = unique_rows(frame)
+    failed = int(videos["error"].notna().sum())
+    md = metadata.common_metadata(table, videos, uri, elapsed, failed,
                           ["row", "video_id", "source_uri", "duration_sec", "fps", "width", "height", "codec",
                            "size_bytes", "readable", "warnings", "error", "user"])
-    md["failed_share"] = dg.MetadataValue.float(round(failed / len(uniq), 4) if len(uniq) else 0.0)
+    md["failed_share"] = dg.MetadataValue.float(round(failed / len(videos), 4) if len(videos) else 0.0)
     md.update({
-        "videos": dg.MetadataValue.int(len(uniq)),
+        "videos": dg.MetadataValue.int(len(videos)),
+        "malformed_lines": dg.MetadataValue.int(manifest.num_invalid),
         "duplicates": dg.MetadataValue.int(manifest.num_duplicates),
         "manifest": metadata.path_value(manifest.uri),
         "manifest_format": manifest.format,
         "manifest_sha256": manifest.sha256,
         "user_columns": dg.MetadataValue.json(manifest.user_names),  # the keys of the JSON column `user`
-        "total_duration_s": dg.MetadataValue.float(round(float(uniq["duration_sec"].fillna(0).sum()), 3)),
+        "total_duration_s": dg.MetadataValue.float(round(float(videos["duration_sec"].fillna(0).sum()), 3)),
         "bytes_written": dg.MetadataValue.int(size),
     })
     if manifest.warnings:
         md["warnings"] = dg.MetadataValue.md("\n".join(f"- {w}" for w in manifest.warnings))
     metadata.log_common_cause(context, MANIFEST_ASSET, md)
-    return dg.MaterializeResult(metadata=md)
+    return dg.MaterializeResult(metadata=md, check_results=list(checks.evaluate(
+        checks.MANIFEST_KEY, videos, lambda: frame, context.selected_asset_check_keys, warehouse, key)))
 
 
 QUALITY_KEY, KEYFRAMES_KEY = checks.QUALITY_KEY, checks.KEYFRAMES_KEY
