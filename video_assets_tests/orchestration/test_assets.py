@@ -276,3 +276,22 @@ def test_manifest_counts_videos_as_the_model_step_does_and_its_checks_fail_when_
     assert mostly.metadata["failed_share"].value == 0.75 and mostly.description.startswith("3 of 4 videos failed")
     share = evals[(MANIFEST_ASSET, "failed_share_below_threshold")]
     assert not share.passed and share.severity == dg.AssetCheckSeverity.WARN
+
+
+def test_throughput_leaves_out_the_model_load(tmp_path, tiny_videos):
+    """The model step loads its models first and reports that time apart (model_load_s); the throughput is
+    over the rest (processing_s), the time the videos took."""
+    from video_assets.models.clip import clear_clip_cache
+
+    clear_clip_cache()  # this process may have loaded the model already: then the load would take no time
+    warehouse, manifest = _demo_warehouse(tmp_path, tiny_videos)
+    with dg.instance_for_test() as instance:
+        _, result = _materialize(warehouse, str(manifest), instance,
+                                 selection=[dg.AssetKey(MANIFEST_ASSET), dg.AssetKey(QUALITY_ASSET)])
+    assert result.success
+    (q,) = [e.event_specific_data.materialization.metadata for e in result.get_asset_materialization_events()
+            if e.asset_key == dg.AssetKey(QUALITY_ASSET)]
+    elapsed, load, processing = (q[k].value for k in ("elapsed_s", "model_load_s", "processing_s"))
+    assert load > 0 and processing > 0
+    assert processing == pytest.approx(elapsed - load, abs=0.002)
+    assert q["throughput_videos_per_s"].value == pytest.approx(4 / processing, rel=0.01)
