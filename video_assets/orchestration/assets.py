@@ -5,6 +5,7 @@ writes the other three). Each step resolves its configuration (:mod:`.config`), 
 The code versions are re-exported here (``QUALITY_CODE_VERSION``, ``CODE_VERSIONS``) for the schedule."""
 
 import functools
+import hashlib
 import logging
 import os
 import time
@@ -320,14 +321,23 @@ def _mostly_failed_error(mostly_failed: list) -> dg.Failure:
     return dg.Failure(description=description, metadata=metadata, allow_retries=False)
 
 
-__all__ = ["ASSETS", "CODE_VERSIONS", "EMBEDDINGS_KEY", "KEYFRAMES_KEY", "MODEL_STEP", "QUALITY_CODE_VERSION",
-           "QUALITY_KEY", "video_manifest", "video_quality_and_keyframes"]
+__all__ = ["ASSETS", "CODE_VERSIONS", "CODE_VERSIONS_TAG", "EMBEDDINGS_KEY", "KEYFRAMES_KEY", "MODEL_STEP",
+           "QUALITY_CODE_VERSION", "QUALITY_KEY", "code_versions_fingerprint", "video_manifest",
+           "video_quality_and_keyframes"]
 
 ASSETS = [video_manifest, video_quality_and_keyframes]
 CODE_VERSIONS = {dg.AssetKey(MANIFEST_ASSET): MANIFEST_CODE_VERSION,
                  dg.AssetKey(QUALITY_ASSET): QUALITY_CODE_VERSION,
                  dg.AssetKey(KEYFRAMES_ASSET): KEYFRAMES_CODE_VERSION,
                  EMBEDDINGS_KEY: EMBEDDINGS_CODE_VERSION}
+# every run of video_assets_job carries the code versions it ran with (one tag), so the schedule can tell a
+# partition that failed with this code from one that failed before a change that may fix it
+CODE_VERSIONS_TAG = "video_assets/code_versions"
+
+
+def code_versions_fingerprint(versions: dict[dg.AssetKey, str] = CODE_VERSIONS) -> str:
+    blob = ",".join(f"{k.to_user_string()}={v}" for k, v in sorted(versions.items(), key=lambda kv: kv[0].path))
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
 def _load_models(clip: ClipModelResource, compute: ComputeResource, *, quality: bool, keyframes: bool
