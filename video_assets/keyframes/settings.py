@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 
 from video_assets.fields import setting
-from video_assets.keyframes.aks import aks_select
+from video_assets.keyframes.aks import BUDGETS, aks_select
 
 # image suffix -> PIL format
 IMG_TYPES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
@@ -24,7 +24,7 @@ class KeyframeSelection:
     t1: float = setting(0.8, "AKS split threshold t1.")
     t2: float = setting(-100.0, "AKS split threshold t2.")
     all_depth: int = setting(5, "AKS recursion depth.")
-    budget: str = setting("exact", "'exact': always min(max_num_frames, candidates).")
+    budget: str = setting("exact", "'exact': always min(max_num_frames, candidates).", choices=BUDGETS)
     max_candidates: int | None = setting(None, "Cap on candidates (long videos get a lower fps).")
 
     def __post_init__(self):
@@ -48,7 +48,7 @@ class KeyframeSelection:
 class KeyframeExport:
     """How the selected frames leave the operator: images under ``output_tos_dir``, arrays in the result."""
 
-    img_type: str = setting(".jpg", ".jpg or .png")
+    img_type: str = setting(".jpg", ".jpg or .png", choices=tuple(IMG_TYPES))
     jpeg_quality: int = setting(95, "JPEG quality of the exported keyframes.")
     output_tos_dir: str = setting("", (
         "Where images are written ({output_tos_dir}/{video_id}/{frame_id:06d}-{hash}{img_type}): a local folder, "

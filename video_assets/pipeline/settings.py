@@ -25,7 +25,7 @@ from video_assets.models.defaults import (
 )
 from video_assets.models.settings import ClipSettings
 from video_assets.scoring.prompts import parse_prompts
-from video_assets.scoring.reduce import check_reduce_mode
+from video_assets.scoring.reduce import REDUCE_MODES, check_reduce_mode
 from video_assets.video.plan import SamplePlan
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ QualitySettings = composite("QualitySettings", [
         "A named antonym pair (quality, sharpness, brightness, noisiness, contrast, colorfullness, ...) or "
         "'positive text|negative text'."))),
     SamplePlan,
-    ("reduce_mode", str, setting("avg", "avg | max | min | median over frames.")),
+    ("reduce_mode", str, setting("avg", "avg | max | min | median over frames.", choices=REDUCE_MODES)),
     ("default_video_format", str, setting("mp4", "Container hint.")),
 ], bases=(_QualityMethods,), module=__name__, doc_text=(
     """The VideoQualityScore parameters that change scores (see :class:`VideoQualityScore`): the prompt, the

@@ -203,21 +203,19 @@ def test_materialize_s3_warehouse(s3_endpoint, s3_bucket, tiny_videos, tmp_path)
 def test_bad_settings_and_unknown_partition_fail_fast_without_retries(tmp_path, tiny_videos):
     warehouse, manifest = _demo_warehouse(tmp_path, tiny_videos)
     with dg.instance_for_test() as instance:
-        _, result = _materialize(warehouse, str(manifest), instance,
-                                 run_config={"ops": {MODEL_STEP: {"config": {"quality": {
-                                     "sample_mode": "nope"}}}}})
+        bad = {"ops": {MODEL_STEP: {"config": {"quality": {"sample_mode": "by_count_uniform", "count_k": 0}}}}}
+        _, result = _materialize(warehouse, str(manifest), instance, run_config=bad)
         assert not result.success
         failures = [e for e in result.all_events if e.is_step_failure]
         assert [e.step_key for e in failures] == [MANIFEST_ASSET]  # the run's first step refuses it
-        assert "sample_mode" in failures[0].event_specific_data.error.message
+        assert "count_k" in failures[0].event_specific_data.error.message
         assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
         # the model step alone: its config is refused when the step starts, without a retry
         _, result = _materialize(warehouse, str(manifest), instance, selection=[dg.AssetKey(QUALITY_ASSET)],
-                                 run_config={"ops": {MODEL_STEP: {"config": {"quality": {
-                                     "sample_mode": "nope"}}}}})
+                                 run_config=bad)
         failures = [e for e in result.all_events if e.is_step_failure]
         assert [e.step_key for e in failures] == [MODEL_STEP]
-        assert "sample_mode" in str(failures[0].event_specific_data.error.to_string())
+        assert "count_k" in str(failures[0].event_specific_data.error.to_string())
         assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
         assert not result.get_asset_materialization_events()
 

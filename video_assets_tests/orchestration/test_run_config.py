@@ -1,5 +1,8 @@
-"""A run whose config has the right types but a wrong value fails in its first step, before any asset is
-written: video_manifest's earlier materialisation stays the latest one (and its table the same file)."""
+"""A run config with the right types but a wrong value never writes anything: a value outside a setting's
+choices (sample_mode, reduce_mode, img_type) is refused by Dagster's config validation before the run starts
+(what the Launchpad does), and any other wrong value (fps 0, clip device tpu, an unknown prompt) by the run's
+first step before it writes. Either way video_manifest's earlier materialisation stays the latest one (and its
+table the same file)."""
 
 import dagster as dg
 import pytest
@@ -18,12 +21,15 @@ def _step(**config) -> dict:
     return {"ops": {MODEL_STEP: {"config": config}}}
 
 
-# (run config, clip resource overrides, what the failure must name)
-BAD = {
-    "sample_mode": (_step(quality={"sample_mode": "by_magic"}), {}, ("sample_mode", "'by_magic'")),
-    "reduce_mode": (_step(quality={"reduce_mode": "mean"}), {}, ("reduce_mode", "'mean'")),
-    "img_type": (_step(keyframes={"img_type": ".gif"}), {}, ("img_type", "'.gif'")),
-    "fps": (_step(keyframes={"fps": 0}), {}, ("fps", "got 0")),
+# (run config, clip resource overrides, what the refusal must name)
+LAUNCH_REFUSED = {
+    "sample_mode": (_step(quality={"sample_mode": "by_magic"}), ("quality:sample_mode", "got by_magic")),
+    "reduce_mode": (_step(quality={"reduce_mode": "mean"}), ("quality:reduce_mode", "got mean")),
+    "img_type": (_step(keyframes={"img_type": ".gif"}), ("keyframes:img_type", "got .gif")),
+}
+STEP_REFUSED = {
+    "fps": (_step(keyframes={"fps": 0}), {}, ("keyframes: fps", "got 0")),
+    "prompt": (_step(quality={"prompt": "nope"}), {}, ("quality: prompt", "'nope'")),
     "device": (None, {"device": "tpu"}, ("device", "'tpu'")),
 }
 
@@ -47,16 +53,33 @@ def _latest_manifest_run(instance, key) -> str:
     return rec.run_id
 
 
-@pytest.mark.parametrize("case", sorted(BAD))
+def _materialize(instance, warehouse, key, run_config, **clip):
+    return dg.materialize(ASSETS, partition_key=key, instance=instance, raise_on_error=False, run_config=run_config,
+                          resources=default_resources(warehouse=warehouse,
+                                                      clip=ClipModelResource(decode_workers=2, **clip)))
+
+
+@pytest.mark.parametrize("case", sorted(LAUNCH_REFUSED))
+def test_a_value_outside_the_choices_is_refused_before_the_run_starts(healthy, case):
+    instance, warehouse, key, first_run = healthy
+    run_config, named = LAUNCH_REFUSED[case]
+    table = warehouse.table_uri(MANIFEST_ASSET, key)
+    before, runs = open(table, "rb").read(), instance.get_runs_count()
+    with pytest.raises(dg.DagsterInvalidConfigError) as refused:
+        _materialize(instance, warehouse, key, run_config)
+    assert all(n in str(refused.value) for n in named), str(refused.value)
+    assert instance.get_runs_count() == runs  # no run at all
+    assert _latest_manifest_run(instance, key) == first_run
+    assert open(table, "rb").read() == before
+
+
+@pytest.mark.parametrize("case", sorted(STEP_REFUSED))
 def test_a_wrong_value_fails_the_run_before_anything_is_written(healthy, case):
     instance, warehouse, key, first_run = healthy
-    run_config, clip, named = BAD[case]
+    run_config, clip, named = STEP_REFUSED[case]
     table = warehouse.table_uri(MANIFEST_ASSET, key)
     before = open(table, "rb").read()
-    result = dg.materialize(ASSETS, partition_key=key, instance=instance, raise_on_error=False,
-                            run_config=run_config,
-                            resources=default_resources(warehouse=warehouse,
-                                                        clip=ClipModelResource(decode_workers=2, **clip)))
+    result = _materialize(instance, warehouse, key, run_config, **clip)
     assert not result.success
     failures = [e for e in result.all_events if e.is_step_failure]
     assert [e.step_key for e in failures] == [MANIFEST_ASSET]  # the first step, not the model step
@@ -69,6 +92,8 @@ def test_a_wrong_value_fails_the_run_before_anything_is_written(healthy, case):
 
 
 def test_the_generated_config_rejects_a_wrong_value_itself():
-    with pytest.raises(ValidationError, match="reduce_mode must be one of avg, max, min, median; got 'mean'"):
+    with pytest.raises(ValidationError, match="fps must be a finite number > 0, got 0"):
+        QualityKeyframesConfig(keyframes={"fps": 0})
+    with pytest.raises(ValidationError, match="reduce_mode"):
         QualityKeyframesConfig(quality={"reduce_mode": "mean"})
     assert QualityKeyframesConfig().quality.to_settings().reduce_mode == "avg"
