@@ -12,6 +12,13 @@ from video_assets.keyframes.aks import BUDGETS, aks_select
 
 # image suffix -> PIL format
 IMG_TYPES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
+# what the keyframes operator's inputs are (LAS's video_src_type)
+SRC_TYPES = ("video_url", "video_base64", "video_binary")
+
+
+def check_src_type(video_src_type: str) -> None:
+    if video_src_type not in SRC_TYPES:
+        raise ValueError(f"video_src_type must be one of {', '.join(SRC_TYPES)}; got {video_src_type!r}")
 
 
 @dataclass(frozen=True)

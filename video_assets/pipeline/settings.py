@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from video_assets.compute.settings import DecodeSettings
 from video_assets.fields import composite, names, setting
-from video_assets.keyframes.settings import KeyframeExport, KeyframeSelection
+from video_assets.keyframes.settings import SRC_TYPES, KeyframeExport, KeyframeSelection, check_src_type
 from video_assets.models.defaults import (
     DEFAULT_KEYFRAMES_MODEL,
     DEFAULT_QUALITY_MODEL,
@@ -139,6 +139,11 @@ QualitySettings = composite("QualitySettings", [
 
 
 class _KeyframeMethods:
+    video_src_type: str
+
+    def check(self) -> None:
+        check_src_type(self.video_src_type)  # the operator's check, where the settings are built
+
     def operator_kwargs(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -150,7 +155,7 @@ KeyframeSettings = composite("KeyframeSettings", [
     ("text", str, setting("", "The query; empty: spread keyframes over the video.")),
     KeyframeSelection,
     KeyframeExport,
-    ("video_src_type", str, setting("video_url", "video_url (manifests hold URIs).")),
+    ("video_src_type", str, setting("video_url", "video_url (manifests hold URIs).", choices=SRC_TYPES)),
     ("video_format", str, setting("mp4", "Container hint.")),
 ], exclude=("output_tos_dir", "return_keyframes"), bases=(_KeyframeMethods,), module=__name__, doc_text=(
     """The VideoAdaptiveKeyframesSampling parameters that change the selection or the images: the query, the

@@ -26,6 +26,8 @@ LAUNCH_REFUSED = {
     "sample_mode": (_step(quality={"sample_mode": "by_magic"}), ("quality:sample_mode", "got by_magic")),
     "reduce_mode": (_step(quality={"reduce_mode": "mean"}), ("quality:reduce_mode", "got mean")),
     "img_type": (_step(keyframes={"img_type": ".gif"}), ("keyframes:img_type", "got .gif")),
+    "video_src_type": (_step(keyframes={"video_src_type": "video_magic"}),
+                       ("keyframes:video_src_type", "got video_magic")),
 }
 STEP_REFUSED = {
     "fps": (_step(keyframes={"fps": 0}), {}, ("keyframes: fps", "got 0")),
