@@ -21,17 +21,25 @@ from typing import Any
 MISSING = dataclasses.MISSING
 
 
-def setting(default: Any = MISSING, doc: str = "", *, default_factory: Callable[[], Any] | Any = MISSING
-            ) -> Any:
-    """A dataclass field with its documentation (``metadata["doc"]``), read by :func:`doc`."""
+def setting(default: Any = MISSING, doc: str = "", *, default_factory: Callable[[], Any] | Any = MISSING,
+            choices: Iterable[Any] | None = None) -> Any:
+    """A dataclass field with its documentation (``metadata["doc"]``), read by :func:`doc`. ``choices``: the
+    only values the field takes (its class still checks them); the Launchpad offers exactly these, and refuses
+    another value before a run starts (:func:`choices`)."""
     if not doc:
         raise ValueError("a setting needs its doc")
-    return dataclasses.field(default=default, default_factory=default_factory, metadata={"doc": doc})
+    metadata = {"doc": doc, **({"choices": tuple(choices)} if choices is not None else {})}
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 
 
 def doc(cls: type, name: str) -> str:
     """The documentation of setting ``name`` of the settings class ``cls``."""
     return _fields(cls)[name].metadata.get("doc", "")
+
+
+def choices(cls: type, name: str) -> tuple[Any, ...] | None:
+    """The values setting ``name`` of ``cls`` is limited to, or None (any value its checks accept)."""
+    return _fields(cls)[name].metadata.get("choices")
 
 
 def defaults(cls: type) -> dict[str, Any]:

@@ -55,7 +55,7 @@ import numpy as np
 
 __all__ = ["aks_select"]
 
-_BUDGETS = ("exact", "reference")
+BUDGETS = ("exact", "reference")
 
 
 def aks_select(
@@ -98,8 +98,8 @@ def aks_select(
     depth_max = _check_int("all_depth", all_depth, minimum=0)
     t1f = _check_finite("t1", t1)
     t2f = _check_finite("t2", t2)
-    if not isinstance(budget, str) or budget not in _BUDGETS:
-        raise ValueError(f"budget must be one of {_BUDGETS}, got {budget!r}")
+    if not isinstance(budget, str) or budget not in BUDGETS:
+        raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}")
     s = _check_scores(scores)
 
     n = s.shape[0]

@@ -8,10 +8,17 @@ import math
 from dataclasses import dataclass
 
 from video_assets.fields import setting
-from video_assets.keyframes.aks import aks_select
+from video_assets.keyframes.aks import BUDGETS, aks_select
 
 # image suffix -> PIL format
 IMG_TYPES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
+# what the keyframes operator's inputs are (LAS's video_src_type)
+SRC_TYPES = ("video_url", "video_base64", "video_binary")
+
+
+def check_src_type(video_src_type: str) -> None:
+    if video_src_type not in SRC_TYPES:
+        raise ValueError(f"video_src_type must be one of {', '.join(SRC_TYPES)}; got {video_src_type!r}")
 
 
 @dataclass(frozen=True)
@@ -24,7 +31,7 @@ class KeyframeSelection:
     t1: float = setting(0.8, "AKS split threshold t1.")
     t2: float = setting(-100.0, "AKS split threshold t2.")
     all_depth: int = setting(5, "AKS recursion depth.")
-    budget: str = setting("exact", "'exact': always min(max_num_frames, candidates).")
+    budget: str = setting("exact", "'exact': always min(max_num_frames, candidates).", choices=BUDGETS)
     max_candidates: int | None = setting(None, "Cap on candidates (long videos get a lower fps).")
 
     def __post_init__(self):
@@ -48,7 +55,7 @@ class KeyframeSelection:
 class KeyframeExport:
     """How the selected frames leave the operator: images under ``output_tos_dir``, arrays in the result."""
 
-    img_type: str = setting(".jpg", ".jpg or .png")
+    img_type: str = setting(".jpg", ".jpg or .png", choices=tuple(IMG_TYPES))
     jpeg_quality: int = setting(95, "JPEG quality of the exported keyframes.")
     output_tos_dir: str = setting("", (
         "Where images are written ({output_tos_dir}/{video_id}/{frame_id:06d}-{hash}{img_type}): a local folder, "

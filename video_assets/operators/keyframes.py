@@ -19,7 +19,7 @@ import numpy as np
 from video_assets.compute.settings import DecodeSettings
 from video_assets.errors import VideoSourceError
 from video_assets.fields import build
-from video_assets.keyframes.settings import KeyframeExport, KeyframeSelection
+from video_assets.keyframes.settings import KeyframeExport, KeyframeSelection, check_src_type
 from video_assets.models import DEFAULT_KEYFRAMES_MODEL, ClipModel
 from video_assets.models.settings import ClipSettings
 from video_assets.operators.batching import RunStats
@@ -55,7 +55,6 @@ log = logging.getLogger(__name__)
 
 _SEL, _EXP = KeyframeSelection(), KeyframeExport()  # the defaults of the LAS keywords
 
-SRC_TYPES = ("video_url", "video_base64", "video_binary")
 # A list-returning call warns once when the keyframe arrays it returns would exceed this many MB.
 DEFAULT_KEYFRAMES_WARN_MB = 2048.0
 
@@ -123,8 +122,7 @@ class VideoAdaptiveKeyframesSampling(ClipOperator):
         self.stream_index, self.apply_rotation = stream_index, bool(apply_rotation)
         if not isinstance(text, str):
             raise ValueError(f"text must be a string, got {type(text).__name__}")
-        if video_src_type not in SRC_TYPES:
-            raise ValueError(f"video_src_type must be one of {', '.join(SRC_TYPES)}; got {video_src_type!r}")
+        check_src_type(video_src_type)
         export = build(KeyframeExport, args)
         clip = build(ClipSettings, args)
         self.selection = build(KeyframeSelection, args)

@@ -26,7 +26,7 @@ from video_assets.operators.results import QualityResult
 from video_assets.operators.stage import DecodeReport, SharedDecode, Stage, StageState, preprocessor
 from video_assets.progress import ProgressArg, resolve_progress
 from video_assets.scoring import clip_iqa_probs, parse_prompts, prompt_label, reduce_scores
-from video_assets.scoring.clip_iqa import REDUCE_MODES
+from video_assets.scoring.reduce import check_reduce_mode
 from video_assets.storage.policy import SourcePolicy
 from video_assets.video import (
     SampledFrames,
@@ -96,8 +96,7 @@ class VideoQualityScore(ClipOperator):
         self.stream_index, self.apply_rotation = stream_index, bool(apply_rotation)
         self.plan = build(SamplePlan, args)
         self.pairs, self.multi_prompt = parse_prompts(prompt)
-        if reduce_mode not in REDUCE_MODES:
-            raise ValueError(f"reduce_mode must be one of {', '.join(REDUCE_MODES)}; got {reduce_mode!r}")
+        check_reduce_mode(reduce_mode)
         self.reduce_mode = reduce_mode
         clip = build(ClipSettings, args)
         self.clip_settings = clip.resolved(DEFAULT_QUALITY_MODEL, resolve_device(device))

@@ -5,6 +5,7 @@ writes the other three). Each step resolves its configuration (:mod:`.config`), 
 The code versions are re-exported here (``QUALITY_CODE_VERSION``, ``CODE_VERSIONS``) for the schedule."""
 
 import functools
+import hashlib
 import logging
 import os
 import time
@@ -26,10 +27,11 @@ from video_assets.orchestration.config import (
     QUALITY_CODE_VERSION,
     ManifestConfig,
     QualityKeyframesConfig,
+    check_step_config,
 )
 from video_assets.orchestration.partitions import video_manifests
 from video_assets.orchestration.resources import ClipModelResource, ComputeResource, WarehouseResource
-from video_assets.pipeline.manifests import ManifestError
+from video_assets.pipeline.manifests import ManifestError, unique_rows
 from video_assets.pipeline.runner import (
     build_manifest_table,
     extract_keyframes_and_embeddings,
@@ -54,6 +56,7 @@ log = logging.getLogger(__name__)
 
 PROGRESS_ENV = "VIDEO_ASSETS_PROGRESS_EVERY_SEC"
 GROUP = "video"
+MODEL_STEP = "video_quality_and_keyframes"
 
 # Transient storage/network errors are retried; configuration, manifest and model errors fail at once
 # (they are raised as dg.Failure(allow_retries=False)).
@@ -102,21 +105,33 @@ def _read_if_exists(uri: str) -> pd.DataFrame | None:
     return read_frame(uri) if table_exists(uri) else None
 
 
+def _check_run_config(context: dg.AssetExecutionContext, clip: ClipModelResource) -> None:
+    """The whole run's settings, built (and so validated) by the run's first step before it writes anything:
+    a wrong value for the model step (``reduce_mode: mean``, ``device: tpu``) fails the run here instead of
+    after video_manifest was rebuilt, which would turn a healthy partition red and its downstream stale."""
+    try:
+        check_step_config(QualityKeyframesConfig, context.run.run_config, MODEL_STEP)
+        clip.settings()
+    except ValueError as e:
+        raise dg.Failure(description=f"run config refused, nothing written: {e}", allow_retries=False) from e
+
+
 # ----------------------------------------------------------------------------------------------------------
 # assets
 
 
 @dg.asset(
     partitions_def=video_manifests, group_name=GROUP, code_version=MANIFEST_CODE_VERSION,
-    retry_policy=STORAGE_RETRY, kinds={"parquet"},
+    retry_policy=STORAGE_RETRY, kinds={"parquet"}, check_specs=checks.MANIFEST_CHECK_SPECS,
     description="The manifest, normalised (resolved URIs, video ids, duplicates marked, user columns kept), "
                 "with probed metadata: duration, fps, width, height, frames, codec, size, readable, warnings, error.",
 )
 def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
-                   warehouse: WarehouseResource) -> dg.MaterializeResult:
+                   warehouse: WarehouseResource, clip: ClipModelResource) -> dg.MaterializeResult:
     key = context.partition_key
     t0 = time.monotonic()
     with fail_fast():
+        _check_run_config(context, clip)
         manifest_uri = warehouse.registry().manifest_uri_for(key, warehouse.manifests_uri)
         context.log.info(f"partition {key!r}: manifest {describe_uri(manifest_uri)}")
         table, manifest = build_manifest_table(manifest_uri, key, config.to_settings(),
@@ -130,31 +145,33 @@ def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
     size = write_table(table, uri)
     elapsed = time.monotonic() - t0
     frame = table.to_pandas()
-    uniq = frame[frame["duplicate_of"].isna()]
-    failed = int((uniq["readable"] == False).sum()) if config.probe else 0  # noqa: E712
-    md = metadata.common_metadata(table, uniq, uri, elapsed, failed,
+    # the videos, counted as the model step counts them: a malformed line is not a video (counted apart)
+    videos = unique_rows(frame)
+    failed = int(videos["error"].notna().sum())
+    md = metadata.common_metadata(table, videos, uri, elapsed, failed,
                           ["row", "video_id", "source_uri", "duration_sec", "fps", "width", "height", "codec",
                            "size_bytes", "readable", "warnings", "error", "user"])
-    md["failed_share"] = dg.MetadataValue.float(round(failed / len(uniq), 4) if len(uniq) else 0.0)
+    md["failed_share"] = dg.MetadataValue.float(round(failed / len(videos), 4) if len(videos) else 0.0)
     md.update({
-        "videos": dg.MetadataValue.int(len(uniq)),
+        "videos": dg.MetadataValue.int(len(videos)),
+        "malformed_lines": dg.MetadataValue.int(manifest.num_invalid),
         "duplicates": dg.MetadataValue.int(manifest.num_duplicates),
         "manifest": metadata.path_value(manifest.uri),
         "manifest_format": manifest.format,
         "manifest_sha256": manifest.sha256,
         "user_columns": dg.MetadataValue.json(manifest.user_names),  # the keys of the JSON column `user`
-        "total_duration_s": dg.MetadataValue.float(round(float(uniq["duration_sec"].fillna(0).sum()), 3)),
+        "total_duration_s": dg.MetadataValue.float(round(float(videos["duration_sec"].fillna(0).sum()), 3)),
         "bytes_written": dg.MetadataValue.int(size),
     })
     if manifest.warnings:
         md["warnings"] = dg.MetadataValue.md("\n".join(f"- {w}" for w in manifest.warnings))
     metadata.log_common_cause(context, MANIFEST_ASSET, md)
-    return dg.MaterializeResult(metadata=md)
+    return dg.MaterializeResult(metadata=md, check_results=list(checks.evaluate(
+        checks.MANIFEST_KEY, videos, lambda: frame, context.selected_asset_check_keys, warehouse, key)))
 
 
 QUALITY_KEY, KEYFRAMES_KEY = checks.QUALITY_KEY, checks.KEYFRAMES_KEY
 EMBEDDINGS_KEY = dg.AssetKey(EMBEDDINGS_ASSET)
-MODEL_STEP = "video_quality_and_keyframes"
 
 
 @dg.multi_asset(
@@ -210,6 +227,7 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
     with fail_fast():
         q_settings, k_settings = config.quality.to_settings(), config.keyframes.to_settings()
         models = clip.settings()
+        load_s = _load_models(clip, compute, quality=want_q, keyframes=want_k or want_e)
         passes = dict(keyframes=want_k, embeddings=want_e)  # what the keyframes pass must produce
         busy = _gpu_busy(models, compute)  # GPU busy while the models run, for the metadata
         with busy:
@@ -237,7 +255,7 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
         uri = warehouse.table_uri(QUALITY_ASSET, key)
         write_table(q_table, uri)
         q_frame = q_table.to_pandas()
-        md = metadata.quality_metadata(q_table, q_frame, uri, time.monotonic() - t0, q_settings)
+        md = metadata.quality_metadata(q_table, q_frame, uri, time.monotonic() - t0, q_settings, load_s)
         md.update(shared_decode=shared, decoder=_decoder(models, compute, q_frame), **gpu)
         yield from _report(context, QUALITY_KEY, q_frame, md, manifest,
                            selected_checks, warehouse, mostly_failed)
@@ -251,7 +269,7 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
         if removed:
             context.log.info(f"removed {removed} keyframe image(s) of an earlier materialisation")
         md = metadata.keyframes_metadata(k_table, k_frame, uri, compute_s + time.monotonic() - t_write,
-                                         k_settings, warehouse.keyframes_dir(key))
+                                         k_settings, warehouse.keyframes_dir(key), load_s)
         md.update(shared_decode=shared, decoder=_decoder(models, compute, k_frame), **gpu)
         yield from _report(context, KEYFRAMES_KEY, k_frame, md, manifest,
                            selected_checks, warehouse, mostly_failed)
@@ -260,7 +278,7 @@ def video_quality_and_keyframes(context: dg.AssetExecutionContext, config: Quali
         size = write_table(e_table, uri)
         e_frame = e_table.drop_columns(["embeddings"]).to_pandas()
         md = metadata.common_metadata(e_table, e_frame, uri, compute_s, int(e_frame["error"].notna().sum()),
-                              ["video_id", "uri", "embed_dim", "error"])
+                              ["video_id", "uri", "embed_dim", "error"], load_s)
         frames = int(sum(len(f) for f in e_frame["frame_ids"] if f is not None))
         md.update({"frames": frames, "model": str(e_frame["model"].iloc[0]) if len(e_frame) else "",
                    "embed_dim": int(e_frame["embed_dim"].iloc[0]) if len(e_frame) else 0,
@@ -303,14 +321,37 @@ def _mostly_failed_error(mostly_failed: list) -> dg.Failure:
     return dg.Failure(description=description, metadata=metadata, allow_retries=False)
 
 
-__all__ = ["ASSETS", "CODE_VERSIONS", "EMBEDDINGS_KEY", "KEYFRAMES_KEY", "MODEL_STEP", "QUALITY_CODE_VERSION",
-           "QUALITY_KEY", "video_manifest", "video_quality_and_keyframes"]
+__all__ = ["ASSETS", "CODE_VERSIONS", "CODE_VERSIONS_TAG", "EMBEDDINGS_KEY", "KEYFRAMES_KEY", "MODEL_STEP",
+           "QUALITY_CODE_VERSION", "QUALITY_KEY", "code_versions_fingerprint", "video_manifest",
+           "video_quality_and_keyframes"]
 
 ASSETS = [video_manifest, video_quality_and_keyframes]
 CODE_VERSIONS = {dg.AssetKey(MANIFEST_ASSET): MANIFEST_CODE_VERSION,
                  dg.AssetKey(QUALITY_ASSET): QUALITY_CODE_VERSION,
                  dg.AssetKey(KEYFRAMES_ASSET): KEYFRAMES_CODE_VERSION,
                  EMBEDDINGS_KEY: EMBEDDINGS_CODE_VERSION}
+# every run of video_assets_job carries the code versions it ran with (one tag), so the schedule can tell a
+# partition that failed with this code from one that failed before a change that may fix it
+CODE_VERSIONS_TAG = "video_assets/code_versions"
+
+
+def code_versions_fingerprint(versions: dict[dg.AssetKey, str] = CODE_VERSIONS) -> str:
+    blob = ",".join(f"{k.to_user_string()}={v}" for k, v in sorted(versions.items(), key=lambda kv: kv[0].path))
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def _load_models(clip: ClipModelResource, compute: ComputeResource, *, quality: bool, keyframes: bool
+                 ) -> float | None:
+    """Load the step's models before its videos, and the seconds it took (the metadata's ``model_load_s``,
+    left out of its throughput). The models are cached per process, so the operators get these very models.
+    On Ray each worker loads its own: None (not measured here)."""
+    if compute.settings().backend != "local":
+        return None
+    t0 = time.monotonic()
+    for which, wanted in (("quality", quality), ("keyframes", keyframes)):
+        if wanted:
+            clip.load(which)
+    return time.monotonic() - t0
 
 
 def _gpu_busy(models: ModelSettings, compute: ComputeResource) -> GpuBusy:

@@ -179,6 +179,17 @@ _MOSTLY_FAILED_DESCRIPTION = (f"The share of videos with an error is at most ${E
                               "materialising the asset, so a partition of mostly bad videos shows as failed, "
                               "never green; the table is still written.")
 
+# on video_manifest (its own step): how many of the manifest's videos failed to probe, against the same two
+# thresholds. Not blocking: the model step still runs and writes every video's error, and fails the partition
+# above the error threshold itself (see _MOSTLY_FAILED_DESCRIPTION).
+MANIFEST_CHECK_SPECS = [
+    _spec(MANIFEST_KEY, FAILED_SHARE, _FAILED_SHARE_DESCRIPTION.replace("with an error", "that fail to probe")),
+    _spec(MANIFEST_KEY, MOSTLY_FAILED,
+          f"The share of videos that fail to probe is at most ${ERROR_FAILED_SHARE_ENV} (default "
+          f"{DEFAULT_ERROR_FAILED_SHARE}); an error. Malformed manifest lines are not videos: they are counted "
+          "apart (metadata malformed_lines)."),
+]
+
 CHECK_SPECS = [
     _spec(QUALITY_KEY, QUALITY_RANGE, "Every quality score and per-frame score lies in [0, 1]."),
     _spec(QUALITY_KEY, ROW_COUNT, _ROW_COUNT_DESCRIPTION, additional_deps=[MANIFEST_KEY]),
@@ -198,8 +209,9 @@ def evaluate(asset: dg.AssetKey, table: pd.DataFrame | None, manifest: Callable[
              partition_key: str) -> Iterator[dg.AssetCheckResult]:
     """The results of ``asset``'s checks that are in ``selected`` (a step yields only its selected checks).
     ``table``: the asset's table for the partition, None when it does not exist; ``manifest``: returns the
-    manifest table (called only when a selected check needs it), None when it does not exist."""
-    for spec in CHECK_SPECS:
+    manifest table (called only when a selected check needs it), None when it does not exist. For
+    video_manifest ``table`` is its videos (:func:`unique_rows`: no duplicates, no malformed lines)."""
+    for spec in (*MANIFEST_CHECK_SPECS, *CHECK_SPECS):
         if spec.asset_key != asset or spec.key not in selected:
             continue
         if table is None:

@@ -3,7 +3,9 @@
 A settings group of the core (:mod:`video_assets.fields`) gives each of its fields a type, a default and a
 one-line doc; :func:`config_fields` turns them into pydantic fields (``Field(default, description=doc)``) and
 :func:`config_class` into a ``dg.Config`` / ``dg.ConfigurableResource`` subclass (pydantic ``create_model``).
-So a setting added to the core appears in the Launchpad, with its default and description, by itself.
+So a setting added to the core appears in the Launchpad, with its default and description, by itself. A
+setting with ``choices`` (``sample_mode``, ``reduce_mode``, ...) becomes a ``Literal``, which Dagster turns into an
+enum: the Launchpad offers those values and refuses others before a run starts.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, create_model
 
@@ -51,7 +53,11 @@ def config_fields(settings_cls: type, *, exclude: Iterable[str] = (), rename: Ma
         default = dflt[name]
         if isinstance(default, tuple):
             default = list(default)
-        out[key] = (_config_type(hints[name]), Field(default=default, description=text))
+        tp = _config_type(hints[name])
+        allowed = settings_fields.choices(settings_cls, name)
+        if allowed and tp is str:  # an enum in Dagster's config: the Launchpad refuses other values
+            tp = Literal[allowed]
+        out[key] = (tp, Field(default=default, description=text))
     return out
 
 

@@ -4,6 +4,12 @@ Stale means: the latest materialisation of the partition was made by another cod
 ``code_version`` follows the default settings, the default model and the pipeline version), or an upstream
 asset of the partition was materialised after it. Only the missing/stale assets (plus what depends on them)
 are requested.
+
+Backoff: a partition whose last ``VIDEO_ASSETS_SCHEDULE_MAX_FAILURES`` (3) runs failed with the current code
+versions and the schedule's (default) run config is held back, and the tick says which and why: re-running a
+partition that fails every day fixes nothing and costs a GPU step. A run that succeeds (e.g. launched by hand
+after fixing the manifest) or a new code version releases it. The runs are the instance's run records of the
+partition (tag ``dagster/partition``); every run of ``video_assets_job`` carries its code versions as a tag.
 """
 
 import os
@@ -11,13 +17,16 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from video_assets.orchestration.assets import CODE_VERSIONS
+from video_assets.orchestration.assets import CODE_VERSIONS, CODE_VERSIONS_TAG, code_versions_fingerprint
 from video_assets.orchestration.jobs import video_assets_job
 from video_assets.orchestration.partitions import PARTITIONS_NAME
 from video_assets.pipeline.tables import EMBEDDINGS_ASSET, KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET
 
 SCHEDULE_CRON_ENV = "VIDEO_ASSETS_SCHEDULE_CRON"
 SCHEDULE_MAX_RUNS_ENV = "VIDEO_ASSETS_SCHEDULE_MAX_RUNS"
+SCHEDULE_MAX_FAILURES_ENV = "VIDEO_ASSETS_SCHEDULE_MAX_FAILURES"
+DEFAULT_MAX_FAILURES = 3  # three days of the same failure: not a transient one
+PARTITION_TAG = "dagster/partition"
 DEFAULT_CRON = "0 3 * * *"  # daily, 03:00
 CODE_VERSION_TAG = "dagster/code_version"
 
@@ -54,23 +63,72 @@ def stale_assets(instance: dg.DagsterInstance, partition: str,
     return out
 
 
-def _max_runs() -> int:
+def _int_setting(env: str, default: int) -> int:
     try:
-        return int(os.environ.get(SCHEDULE_MAX_RUNS_ENV, "100"))
+        return int(os.environ.get(env, default))
     except ValueError:
-        return 100
+        return default
+
+
+def _max_runs() -> int:
+    return _int_setting(SCHEDULE_MAX_RUNS_ENV, 100)
+
+
+def max_failures() -> int:
+    return _int_setting(SCHEDULE_MAX_FAILURES_ENV, DEFAULT_MAX_FAILURES)
+
+
+def held_back(instance: dg.DagsterInstance, partition: str, limit: int | None = None,
+              code_versions: Mapping[dg.AssetKey, str] = CODE_VERSIONS) -> str | None:
+    """Why the schedule does not re-run ``partition`` now, or None. Held back: its ``limit`` latest finished
+    runs (newest first, back to the latest success) all failed with the current code versions and the default
+    run config. A success, or a failure under other code versions, ends the count; runs in progress, cancelled
+    ones and runs with other config (Launchpad overrides, or another job's runs, which carry no code versions)
+    say nothing about what the schedule would launch and are passed over. ``limit`` <= 0: never held back."""
+    limit = max_failures() if limit is None else limit
+    if limit <= 0:
+        return None
+    current = code_versions_fingerprint(dict(code_versions))
+    failed: list[dg.RunRecord] = []
+    records = instance.get_run_records(dg.RunsFilter(tags={PARTITION_TAG: partition}), limit=limit * 10)
+    for rec in records:  # newest first
+        run = rec.dagster_run
+        if run.status == dg.DagsterRunStatus.SUCCESS:
+            break
+        if run.status != dg.DagsterRunStatus.FAILURE or (run.run_config or {}).get("ops"):
+            continue
+        version = run.tags.get(CODE_VERSIONS_TAG)
+        if version is None:
+            continue
+        if version != current:
+            break
+        failed.append(rec)
+        if len(failed) == limit:
+            ids = ", ".join(r.dagster_run.run_id[:8] for r in failed)
+            since = failed[-1].create_timestamp.strftime("%Y-%m-%d %H:%M UTC")
+            return (f"its last {limit} runs failed with the current code versions ({current}) since {since} "
+                    f"(runs {ids}); ${SCHEDULE_MAX_FAILURES_ENV}={limit}. A run that succeeds (fix the "
+                    "manifest or videos and launch it by hand) or a code change releases it")
+    return None
 
 
 @dg.schedule(job=video_assets_job, cron_schedule=os.environ.get(SCHEDULE_CRON_ENV) or DEFAULT_CRON,
              default_status=dg.DefaultScheduleStatus.RUNNING,
-             description="Re-run partitions whose assets are missing or stale (code version changed).")
+             description="Re-run partitions whose assets are missing or stale (code version changed); a "
+                         "partition that failed its last runs with this code is held back.")
 def refresh_stale_partitions(context: dg.ScheduleEvaluationContext):
     partitions = sorted(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
     requests = []
+    held: dict[str, str] = {}
     tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
     for p in partitions:
         stale = stale_assets(context.instance, p)
         if not stale:
+            continue
+        why_held = held_back(context.instance, p)
+        if why_held:
+            held[p] = why_held
+            context.log.warning(f"partition {p!r} held back: {why_held}")
             continue
         reasons = ", ".join(f"{k.to_user_string()} {why}" for k, why in stale.items())
         context.log.info(f"partition {p!r}: {reasons}")
@@ -80,7 +138,11 @@ def refresh_stale_partitions(context: dg.ScheduleEvaluationContext):
         if len(requests) >= _max_runs():
             break
     if not requests:
-        return dg.SkipReason(f"all {len(partitions)} partitions are up to date")
+        if not held:
+            return dg.SkipReason(f"all {len(partitions)} partitions are up to date")
+        return dg.SkipReason(f"{len(partitions) - len(held)} of {len(partitions)} partitions are up to date; "
+                             f"held back after repeated failures: "
+                             + "; ".join(f"{p!r}: {why}" for p, why in held.items()))
     return requests
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from video_assets.compute.settings import DecodeSettings
 from video_assets.fields import composite, names, setting
-from video_assets.keyframes.settings import KeyframeExport, KeyframeSelection
+from video_assets.keyframes.settings import SRC_TYPES, KeyframeExport, KeyframeSelection, check_src_type
 from video_assets.models.defaults import (
     DEFAULT_KEYFRAMES_MODEL,
     DEFAULT_QUALITY_MODEL,
@@ -24,6 +24,8 @@ from video_assets.models.defaults import (
     default_model_path,
 )
 from video_assets.models.settings import ClipSettings
+from video_assets.scoring.prompts import parse_prompts
+from video_assets.scoring.reduce import REDUCE_MODES, check_reduce_mode
 from video_assets.video.plan import SamplePlan
 
 if TYPE_CHECKING:
@@ -105,6 +107,15 @@ class ManifestSettings:
 
 
 class _QualityMethods:
+    prompt: str
+    reduce_mode: str
+
+    def check(self) -> None:
+        # the operator's own checks of these two fields, so a wrong value fails where the settings are built
+        # (the Launchpad config, before a run writes anything), not when the operator is constructed
+        parse_prompts(self.prompt)
+        check_reduce_mode(self.reduce_mode)
+
     def sample_settings(self) -> dict[str, Any]:
         return {n: getattr(self, n) for n in names(SamplePlan)}
 
@@ -120,7 +131,7 @@ QualitySettings = composite("QualitySettings", [
         "A named antonym pair (quality, sharpness, brightness, noisiness, contrast, colorfullness, ...) or "
         "'positive text|negative text'."))),
     SamplePlan,
-    ("reduce_mode", str, setting("avg", "avg | max | min | median over frames.")),
+    ("reduce_mode", str, setting("avg", "avg | max | min | median over frames.", choices=REDUCE_MODES)),
     ("default_video_format", str, setting("mp4", "Container hint.")),
 ], bases=(_QualityMethods,), module=__name__, doc_text=(
     """The VideoQualityScore parameters that change scores (see :class:`VideoQualityScore`): the prompt, the
@@ -128,6 +139,11 @@ QualitySettings = composite("QualitySettings", [
 
 
 class _KeyframeMethods:
+    video_src_type: str
+
+    def check(self) -> None:
+        check_src_type(self.video_src_type)  # the operator's check, where the settings are built
+
     def operator_kwargs(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -139,7 +155,7 @@ KeyframeSettings = composite("KeyframeSettings", [
     ("text", str, setting("", "The query; empty: spread keyframes over the video.")),
     KeyframeSelection,
     KeyframeExport,
-    ("video_src_type", str, setting("video_url", "video_url (manifests hold URIs).")),
+    ("video_src_type", str, setting("video_url", "video_url (manifests hold URIs).", choices=SRC_TYPES)),
     ("video_format", str, setting("mp4", "Container hint.")),
 ], exclude=("output_tos_dir", "return_keyframes"), bases=(_KeyframeMethods,), module=__name__, doc_text=(
     """The VideoAdaptiveKeyframesSampling parameters that change the selection or the images: the query, the

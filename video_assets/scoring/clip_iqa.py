@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-REDUCE_MODES = ("avg", "max", "min", "median")
+from video_assets.scoring.reduce import REDUCE_MODES, reduce_scores  # noqa: F401 - re-exported
 
 
 def clip_iqa_probs(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: float) -> torch.Tensor:
@@ -17,11 +16,3 @@ def clip_iqa_probs(image_features: torch.Tensor, text_features: torch.Tensor, lo
     cos = image_features.float() @ text_features.float().T  # (n, 2p)
     logits = logit_scale * cos.view(cos.shape[0], -1, 2)
     return torch.softmax(logits, dim=-1)[..., 0]
-
-
-def reduce_scores(frame_scores: np.ndarray, reduce_mode: str) -> np.ndarray:
-    """Reduce (frames, prompts) scores over frames with avg/max/min/median."""
-    if reduce_mode not in REDUCE_MODES:
-        raise ValueError(f"reduce_mode must be one of {', '.join(REDUCE_MODES)}; got {reduce_mode!r}")
-    fn = {"avg": np.mean, "max": np.max, "min": np.min, "median": np.median}[reduce_mode]
-    return fn(frame_scores, axis=0)

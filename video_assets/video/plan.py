@@ -58,7 +58,7 @@ class SamplePlan:
     pipeline's ``QualitySettings`` and the Launchpad's quality config are derived from its fields.
     """
 
-    sample_mode: str = setting("by_count_uniform", " | ".join(SAMPLE_MODES))
+    sample_mode: str = setting("by_count_uniform", " | ".join(SAMPLE_MODES), choices=SAMPLE_MODES)
     start_time_sec: float = setting(0.0, "Window start (seconds).")
     end_time_sec: float | None = setting(None, "Window end; empty: the end.")
     count_k: int | None = setting(8, "by_count_uniform: frames per video.")

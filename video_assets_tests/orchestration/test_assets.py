@@ -81,7 +81,10 @@ def _check_tables(warehouse: WarehouseResource, key: str):
 def _check_results(result):
     assert result.success
     checks = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
-    assert len(checks) == 8
+    assert len(checks) == 10
+    # the manifest's own checks: 1 of its 4 videos fails to probe (above 10 %, not above 50 %)
+    assert not checks[("video_manifest", "failed_share_below_threshold")].passed
+    assert checks[("video_manifest", "failed_share_below_error_threshold")].passed
     for name in ("quality_scores_in_range", "row_count_matches_manifest"):
         assert checks[("video_quality_scores", name)].passed
     assert checks[("video_keyframes", "keyframe_files_exist")].passed
@@ -200,14 +203,21 @@ def test_materialize_s3_warehouse(s3_endpoint, s3_bucket, tiny_videos, tmp_path)
 def test_bad_settings_and_unknown_partition_fail_fast_without_retries(tmp_path, tiny_videos):
     warehouse, manifest = _demo_warehouse(tmp_path, tiny_videos)
     with dg.instance_for_test() as instance:
-        _, result = _materialize(warehouse, str(manifest), instance,
-                                 run_config={"ops": {MODEL_STEP: {"config": {"quality": {
-                                     "sample_mode": "nope"}}}}})
+        bad = {"ops": {MODEL_STEP: {"config": {"quality": {"sample_mode": "by_count_uniform", "count_k": 0}}}}}
+        _, result = _materialize(warehouse, str(manifest), instance, run_config=bad)
         assert not result.success
         failures = [e for e in result.all_events if e.is_step_failure]
-        assert [e.step_key for e in failures] == [MODEL_STEP]
-        assert "sample_mode" in failures[0].event_specific_data.error.message
+        assert [e.step_key for e in failures] == [MANIFEST_ASSET]  # the run's first step refuses it
+        assert "count_k" in failures[0].event_specific_data.error.message
         assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+        # the model step alone: its config is refused when the step starts, without a retry
+        _, result = _materialize(warehouse, str(manifest), instance, selection=[dg.AssetKey(QUALITY_ASSET)],
+                                 run_config=bad)
+        failures = [e for e in result.all_events if e.is_step_failure]
+        assert [e.step_key for e in failures] == [MODEL_STEP]
+        assert "count_k" in str(failures[0].event_specific_data.error.to_string())
+        assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+        assert not result.get_asset_materialization_events()
 
         instance.add_dynamic_partitions(PARTITIONS_NAME, ["ghost"])
         result = dg.materialize(ASSETS, partition_key="ghost", instance=instance, raise_on_error=False,
@@ -239,3 +249,47 @@ def test_transient_storage_error_is_retried_and_progress_is_logged(tmp_path, tin
         assert len(retries) == 1 and err.cls_name == "ConnectionError" and "connection reset" in err.message
         logs = [e.user_message for e in instance.all_logs(result.run_id)]
         assert any("probe: 4/4 videos" in m and "videos/s" in m and "ETA" in m for m in logs)
+
+
+def test_manifest_counts_videos_as_the_model_step_does_and_its_checks_fail_when_most_fail(tmp_path, tiny_videos):
+    """A malformed line is not a video: video_manifest counts 3 failed of 4 videos (and 1 malformed line), as
+    the model step does, not 4 of 5; its failed-share checks fail instead of staying green."""
+    folder = tiny_videos["a.mp4"].parent
+    manifest = folder.parent / "mostly_bad.jsonl"
+    manifest.write_text('{"uri": "videos/a.mp4"}\n{"uri": "videos/broken.mp4"}\n{"uri": "videos/gone1.mp4"}\n'
+                        '{"uri": "videos/gone2.mp4"}\n{"uri": "videos/c.mp4"\n')
+    warehouse = WarehouseResource(warehouse=str(tmp_path / "wh"), inbox=str(tmp_path / "inbox"))
+    with dg.instance_for_test() as instance:
+        _, result = _materialize(warehouse, str(manifest), instance)
+    assert not result.success  # 75 % failed: above the error threshold, the model step fails the partition
+    (m,) = [e.event_specific_data.materialization.metadata for e in result.get_asset_materialization_events()
+            if e.asset_key == dg.AssetKey(MANIFEST_ASSET)]
+    assert m["videos"].value == 4 and m["malformed_lines"].value == 1 and m["dagster/row_count"].value == 5
+    assert m["failed"].value == 3 and m["failed_share"].value == 0.75
+    evals = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
+    model = evals[(QUALITY_ASSET, "failed_share_below_error_threshold")]
+    assert model.metadata["failed"].value == 3 and model.metadata["failed_share"].value == 0.75
+    mostly = evals[(MANIFEST_ASSET, "failed_share_below_error_threshold")]
+    assert not mostly.passed and mostly.severity == dg.AssetCheckSeverity.ERROR
+    assert mostly.metadata["failed_share"].value == 0.75 and mostly.description.startswith("3 of 4 videos failed")
+    share = evals[(MANIFEST_ASSET, "failed_share_below_threshold")]
+    assert not share.passed and share.severity == dg.AssetCheckSeverity.WARN
+
+
+def test_throughput_leaves_out_the_model_load(tmp_path, tiny_videos):
+    """The model step loads its models first and reports that time apart (model_load_s); the throughput is
+    over the rest (processing_s), the time the videos took."""
+    from video_assets.models.clip import clear_clip_cache
+
+    clear_clip_cache()  # this process may have loaded the model already: then the load would take no time
+    warehouse, manifest = _demo_warehouse(tmp_path, tiny_videos)
+    with dg.instance_for_test() as instance:
+        _, result = _materialize(warehouse, str(manifest), instance,
+                                 selection=[dg.AssetKey(MANIFEST_ASSET), dg.AssetKey(QUALITY_ASSET)])
+    assert result.success
+    (q,) = [e.event_specific_data.materialization.metadata for e in result.get_asset_materialization_events()
+            if e.asset_key == dg.AssetKey(QUALITY_ASSET)]
+    elapsed, load, processing = (q[k].value for k in ("elapsed_s", "model_load_s", "processing_s"))
+    assert load > 0 and processing > 0
+    assert processing == pytest.approx(elapsed - load, abs=0.002)
+    assert q["throughput_videos_per_s"].value == pytest.approx(4 / processing, rel=0.01)
