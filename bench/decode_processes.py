@@ -91,7 +91,8 @@ def _segment(op, paths: list[str], seconds: float, cursor: list[int], batch_size
 
 def _row_of(s: dict, operator: str, m: int, op, args, corpus: dict) -> dict:
     gpu, nvdec = s["gpu"].means()
-    return {"operator": operator, "model": _model_name(args.model), "device": args.device,
+    # the operator's own device: a CUDA request on a machine without one runs on the CPU
+    return {"operator": operator, "model": _model_name(args.model), "device": str(op.device),
             "mode": "threads" if m == 0 else "processes", "decode_processes": m,
             "decode_workers": op.decode_workers if m == 0 else m, "videos": s["videos"],
             "seconds": round(s["wall"], 1), "videos_per_s": round(s["videos"] / s["wall"], 2),
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     w, h = (int(x) for x in args.size.lower().split("x"))
     t0 = time.perf_counter()
     paths = corpus(size=(w, h), n=args.corpus_videos, seconds=args.corpus_seconds,
-                   workers=max(1, (os.cpu_count() or 1) // 2))
+                   workers=max(2, (os.cpu_count() or 1) // 2))
     if args.prepare:
         _model_args(args.model)  # random weights saved once (bench/random_models.py)
         print(f"corpus of {len(paths)} x {args.size} and model {args.model} ready in "
@@ -215,8 +216,10 @@ def main(argv: list[str] | None = None) -> int:
             ops[m].close()
             done.append(_row_of(stats[m], operator, m, ops[m], args, corpus_note))
     out.update(rows=done, complete=True)
-    print(json.dumps(out, indent=1))
-    _write(args.json, out)
+    if args.json:
+        _write(args.json, out)
+    else:
+        print(json.dumps(out, indent=1))
     return 0
 
 
