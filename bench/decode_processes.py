@@ -93,6 +93,7 @@ def _row_of(s: dict, operator: str, m: int, op, args, corpus: dict) -> dict:
     gpu, nvdec = s["gpu"].means()
     # the operator's own device: a CUDA request on a machine without one runs on the CPU
     return {"operator": operator, "model": _model_name(args.model), "device": str(op.device),
+            "dtype": str(op.dtype),
             "mode": "threads" if m == 0 else "processes", "decode_processes": m,
             "decode_workers": op.decode_workers if m == 0 else m, "videos": s["videos"],
             "seconds": round(s["wall"], 1), "videos_per_s": round(s["videos"] / s["wall"], 2),
