@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: setup lint test demo bench dev clean
+.PHONY: setup lint test demo bench dev clean device-wheels device-dry-run
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,3 +43,22 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# A GPU device session (BENCHMARKS.md "GPU", bench/README.md): the wheels the device image lacks, into .whl/,
+# and bench/gpu_session.sh run here on the CPU (tiny model, tiny sizes) against only what the device will have:
+# a stand-in for its image's packages (links into DEVICE_PY's site-packages, python -S) plus .whl/.
+# DEVICE_PY=/path/to/python skips make setup.
+DEVICE_PY ?= $(PY)
+DRY       := build/device-dry-run
+device-wheels: $(if $(filter $(PY),$(DEVICE_PY)),setup)
+	$(DEVICE_PY) -m bench.device_wheels
+
+device-dry-run: device-wheels
+	rm -rf $(DRY) && mkdir -p $(DRY)/bin
+	$(DEVICE_PY) -m bench.device_wheels image-site $(DRY)/image-site \
+		--from "$$($(DEVICE_PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+	printf '#!/bin/sh\nexec %s -S "$$@"\n' "$(abspath $(DEVICE_PY))" >$(DRY)/bin/python3 && chmod +x $(DRY)/bin/python3
+	env -u VIRTUAL_ENV -u PYTHONHOME PATH="$(CURDIR)/$(DRY)/bin:$$PATH" PYTHONPATH="$(CURDIR)/$(DRY)/image-site" \
+		GPU_SESSION_SMOKE=1 GPU_SESSION_SITE="$(CURDIR)/$(DRY)/site" OUT="$(CURDIR)/$(DRY)/out" \
+		BENCH_CORPUS_DIR="$(CURDIR)/$(DRY)/corpus" \
+		bash bench/gpu_session.sh

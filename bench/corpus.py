@@ -34,7 +34,8 @@ import av
 import numpy as np
 from PIL import Image
 
-CORPUS_DIR = Path(__file__).resolve().parent / ".corpus"
+# BENCH_CORPUS_DIR: elsewhere (make device-dry-run keeps its tiny corpus in its own folder)
+CORPUS_DIR = Path(os.environ.get("BENCH_CORPUS_DIR") or Path(__file__).resolve().parent / ".corpus")
 _GEN_VERSION = 3  # bump when the content generator changes, so cached files are rebuilt
 
 

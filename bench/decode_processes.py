@@ -1,17 +1,25 @@
 """Decode threads vs decode processes (``decode_processes``), in steady state.
 
     python -m bench.decode_processes [--seconds 30] [--segments 3] [--processes 1,2] [--operators quality,keyframes]
-                                     [--model tiny] [--device cpu] [--json PATH]
+                                     [--model tiny] [--device cpu] [--size 640x360] [--corpus-videos 12]
+                                     [--corpus-seconds 20] [--batch 24] [--json PATH]
+    python -m bench.decode_processes --prepare [--size ...] [--model l14]   # corpus and model only
+    python -m bench.decode_processes --summary A.json B.json ...            # one table of earlier results
 
-On bench/operators.py's corpus (12 synthetic 640x360 30 fps 20 s H.264 videos, cycled), for each operator
-(quality: count_k=8; keyframes: 1 fps candidates, no export) and each mode (threads with the default
-decode_workers, then decode_processes=N for each N), it runs ``details`` over batches of videos until each
-figure has at least ``--seconds`` of work. The figures are measured in ``--segments`` interleaved slices
-(threads, P1, P2, threads, ...) so that a change in the machine's load hits every mode alike. The first call
-of each operator is a warm-up (model load, process start-up) and is reported apart as ``startup_s``.
+On bench/operators.py's corpus (by default 12 synthetic 640x360 30 fps 20 s H.264 videos; ``--size``,
+``--corpus-videos`` and ``--corpus-seconds`` make another, e.g. 1920x1080; the distinct videos are cycled), for
+each operator (quality: count_k=8; keyframes: 1 fps candidates, no export) and each mode (threads with the
+default decode_workers, then decode_processes=N for each N), it runs ``details`` over batches of ``--batch``
+videos until each figure has at least ``--seconds`` of work. The figures are measured in ``--segments``
+interleaved slices (threads, P1, P2, threads, ...) so that a change in the machine's load hits every mode alike.
+The first call of each operator is a warm-up (model load, process start-up) and is reported apart as
+``startup_s``. The JSON is rewritten after every round of slices (``complete`` false until the last), so a run
+stopped early keeps what it measured.
 
 Per row: ``videos_per_s`` (all segments together), ``segment_videos_per_s`` (each slice), ``cpu_s_per_video``
-(this process plus its decode processes), the decode processes' resident memory and the videos run.
+(this process plus its decode processes), ``cpu_cores_busy`` (the whole machine's busy cores, /proc/stat),
+``gpu_busy_pct`` and ``nvdec_busy_pct`` (nvidia-smi's utilization.gpu and .decoder, sampled every 200 ms during
+the slices, on a CUDA device; None elsewhere), the decode processes' resident memory and the videos run.
 """
 
 from __future__ import annotations
@@ -61,14 +69,15 @@ def _make(operator: str, processes: int, model: str, device: str):
     return VideoAdaptiveKeyframesSampling(text="a person", return_keyframes=False, **kw)
 
 
-def _segment(op, paths: list[str], seconds: float, cursor: list[int]) -> tuple[int, float, float]:
+def _segment(op, paths: list[str], seconds: float, cursor: list[int], batch_size: int = BATCH
+             ) -> tuple[int, float, float]:
     """Run details() on batches of the cycled corpus for at least ``seconds``: (videos, wall s, CPU s)."""
     n, t0 = 0, time.perf_counter()
     cpu0 = time.process_time() + _cpu_of(op.decode_pids())
     pids = set(op.decode_pids())
     while time.perf_counter() - t0 < seconds:
-        batch = [paths[(cursor[0] + i) % len(paths)] for i in range(BATCH)]
-        cursor[0] += BATCH
+        batch = [paths[(cursor[0] + i) % len(paths)] for i in range(batch_size)]
+        cursor[0] += batch_size
         rows = op.details(batch)
         bad = [r["error"] for r in rows if r["error"]]
         if bad:
@@ -80,60 +89,138 @@ def _segment(op, paths: list[str], seconds: float, cursor: list[int]) -> tuple[i
     return n, wall, cpu
 
 
-def main(argv: list[str] | None = None) -> int:
-    # Imported here, not at the top: spawned decode processes import this module as their __main__, and
-    # should not pay for (or hold the memory of) the model libraries bench.operators brings in.
-    from bench.operators import MODELS, corpus
+def _row_of(s: dict, operator: str, m: int, op, args, corpus: dict) -> dict:
+    gpu, nvdec = s["gpu"].means()
+    # the operator's own device: a CUDA request on a machine without one runs on the CPU
+    return {"operator": operator, "model": _model_name(args.model), "device": str(op.device),
+            "dtype": str(op.dtype),
+            "mode": "threads" if m == 0 else "processes", "decode_processes": m,
+            "decode_workers": op.decode_workers if m == 0 else m, "videos": s["videos"],
+            "seconds": round(s["wall"], 1), "videos_per_s": round(s["videos"] / s["wall"], 2),
+            "segment_videos_per_s": s["segments"], "cpu_s_per_video": round(s["cpu"] / s["videos"], 4),
+            "cpu_cores_busy": round(s["busy"] / s["wall"], 2) if s["busy"] is not None else None,
+            "gpu_busy_pct": gpu, "nvdec_busy_pct": nvdec, "gpu_busy_samples": len(s["gpu"].samples),
+            "startup_s": round(s["startup_s"], 2), "decode_process_rss_mb": s.get("rss"), **corpus}
 
+
+def _model_name(key: str) -> str:
+    from bench.operators import MODELS
+
+    return MODELS[key][0]
+
+
+def _write(path: Path | None, out: dict) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(out, indent=1) + "\n")
+        tmp.replace(path)
+
+
+def summary(paths: list[Path]) -> None:
+    """One table of the rows of earlier ``--json`` files (missing or unreadable ones are named)."""
+    print(f"{'file':<26} {'operator':<9} {'size':>9} {'mode':<9} {'P':>2} {'videos':>6} {'videos/s':>8} "
+          f"{'CPU s/v':>7} {'cores':>5} {'GPU %':>5} {'NVDEC %':>7}")
+    for p in paths:
+        try:
+            data = json.loads(Path(p).read_text())
+        except (OSError, ValueError) as e:
+            print(f"{Path(p).name:<26} no result ({type(e).__name__})")
+            continue
+        for r in data["rows"]:
+            print(f"{Path(p).name:<26} {r['operator']:<9} {r.get('size', '-'):>9} {r['mode']:<9} "
+                  f"{r['decode_processes']:>2} {r['videos']:>6} {r['videos_per_s']:>8.2f} {r['cpu_s_per_video']:>7.3f} "
+                  f"{_fmt(r.get('cpu_cores_busy')):>5} {_fmt(r.get('gpu_busy_pct')):>5} "
+                  f"{_fmt(r.get('nvdec_busy_pct')):>7}")
+        if not data.get("complete", True):
+            print(f"{Path(p).name:<26} (incomplete: stopped after {data.get('rounds_done')} of {data.get('rounds')} "
+                  f"rounds)")
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=30.0, help="work per figure (all segments together)")
     ap.add_argument("--segments", type=int, default=3)
     ap.add_argument("--processes", default="1,2", help="decode_processes values to compare with threads")
     ap.add_argument("--operators", default="quality,keyframes")
-    ap.add_argument("--model", default="tiny", choices=sorted(MODELS))
+    ap.add_argument("--model", default="tiny", help="a key of bench/operators.py's MODELS: tiny, b32, l14")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--size", default="640x360", help="WIDTHxHEIGHT of the corpus videos")
+    ap.add_argument("--corpus-videos", type=int, default=12, help="distinct videos, cycled")
+    ap.add_argument("--corpus-seconds", type=float, default=20.0, help="length of each video")
+    ap.add_argument("--batch", type=int, default=BATCH, help="videos per details() call")
+    ap.add_argument("--prepare", action="store_true", help="only build the corpus and the model, then exit")
+    ap.add_argument("--summary", nargs="+", type=Path, metavar="JSON", help="print earlier results and exit")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    if args.summary:
+        summary(args.summary)
+        return 0
+    # Imported here, not at the top: spawned decode processes import this module as their __main__, and
+    # should not pay for (or hold the memory of) the model libraries bench.operators brings in.
+    from bench.operators import _model_args, corpus
+    from bench.timing import busy_cpu_seconds
+    from video_assets.compute.gpu_busy import GpuBusy
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    paths = corpus(quick=False)
+    w, h = (int(x) for x in args.size.lower().split("x"))
+    t0 = time.perf_counter()
+    paths = corpus(size=(w, h), n=args.corpus_videos, seconds=args.corpus_seconds,
+                   workers=max(2, (os.cpu_count() or 1) // 2))
+    if args.prepare:
+        _model_args(args.model)  # random weights saved once (bench/random_models.py)
+        print(f"corpus of {len(paths)} x {args.size} and model {args.model} ready in "
+              f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        return 0
+    corpus_note = {"size": args.size, "corpus_videos": len(paths), "corpus_seconds": args.corpus_seconds}
     modes = [0] + [int(x) for x in args.processes.split(",") if x]
-    rows = []
+    out = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                       "python": platform.python_version()},
+           "corpus": f"bench/operators.py corpus: {len(paths)} distinct x {args.size} 30 fps {args.corpus_seconds:g} s "
+                     f"H.264 GOP 60, cycled to reach each figure's videos",
+           "seconds_per_figure": args.seconds, "batch": args.batch, "rows": [], "complete": False,
+           "rounds": args.segments, "rounds_done": 0}
+    done: list[dict] = []
     for operator in args.operators.split(","):
         ops, stats = {}, {}
         for m in modes:
             op = _make(operator, m, args.model, args.device)
             t0 = time.perf_counter()
             op.details(paths[:4])  # warm-up: model load and, for processes, their start-up
-            stats[m] = {"startup_s": time.perf_counter() - t0, "segments": [], "videos": 0, "wall": 0.0, "cpu": 0.0}
+            stats[m] = {"startup_s": time.perf_counter() - t0, "segments": [], "videos": 0, "wall": 0.0,
+                        "cpu": 0.0, "busy": 0.0, "gpu": GpuBusy(op.device)}
             ops[m] = op
         cursor = [0]
-        for _ in range(args.segments):
+        for round_ in range(args.segments):
             for m in modes:
-                n, wall, cpu = _segment(ops[m], paths, args.seconds / args.segments, cursor)
                 s = stats[m]
+                b0 = busy_cpu_seconds()
+                with s["gpu"]:
+                    n, wall, cpu = _segment(ops[m], paths, args.seconds / args.segments, cursor, args.batch)
+                b1 = busy_cpu_seconds()
                 s["segments"].append(round(n / wall, 2))
                 s["videos"] += n
                 s["wall"] += wall
                 s["cpu"] += cpu
+                s["busy"] = None if b0 is None or b1 is None or s["busy"] is None else s["busy"] + b1 - b0
                 print(f"{operator:9s} {'threads' if m == 0 else f'P={m}':8s} {n / wall:6.2f} videos/s "
                       f"({n} in {wall:.1f} s)", file=sys.stderr, flush=True)
+            out.update(rows=done + [_row_of(stats[m], operator, m, ops[m], args, corpus_note) for m in modes],
+                       rounds_done=round_ + 1)
+            _write(args.json, out)
         for m in modes:
-            s = stats[m]
-            s["rss"] = _rss_mb(ops[m].decode_pids())
+            stats[m]["rss"] = _rss_mb(ops[m].decode_pids())
             ops[m].close()
-            rows.append({"operator": operator, "model": MODELS[args.model][0], "device": args.device,
-                         "mode": "threads" if m == 0 else "processes", "decode_processes": m,
-                         "decode_workers": ops[m].decode_workers if m == 0 else m, "videos": s["videos"],
-                         "seconds": round(s["wall"], 1), "videos_per_s": round(s["videos"] / s["wall"], 2),
-                         "segment_videos_per_s": s["segments"],
-                         "cpu_s_per_video": round(s["cpu"] / s["videos"], 4),
-                         "startup_s": round(s["startup_s"], 2), "decode_process_rss_mb": s["rss"]})
-    out = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-           "corpus": "bench/operators.py corpus: 12 x 640x360 30 fps 20 s H.264, cycled", "rows": rows}
-    print(json.dumps(out, indent=1))
+            done.append(_row_of(stats[m], operator, m, ops[m], args, corpus_note))
+    out.update(rows=done, complete=True)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
+        _write(args.json, out)
+    else:
+        print(json.dumps(out, indent=1))
     return 0
 
 

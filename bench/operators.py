@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -44,15 +46,24 @@ MODELS = {"tiny": ("video-assets/tiny-clip", None), "b32": ("openai/clip-vit-bas
           "l14": ("openai/clip-vit-large-patch14", "random")}
 
 
-def corpus(quick: bool) -> list[str]:
-    n, seconds = (4, 10) if quick else (12, 20)
-    paths = []
-    for i in range(n):
-        p = CORPUS_DIR / f"ops_640x360_30fps_{seconds}s_gop60_s{i}.mp4"
-        if not p.exists():
-            encode_video(p, 640, 360, 30, seconds, gop=60, seed=i)
-        paths.append(str(p))
-    return paths
+def corpus(quick: bool = False, size: tuple[int, int] = (640, 360), n: int | None = None,
+           seconds: float | None = None, workers: int = 1) -> list[str]:
+    """``n`` distinct synthetic ``size`` 30 fps H.264 videos (GOP 60) of ``seconds`` each (default 12 x 20 s,
+    ``quick`` 4 x 10 s), cached; missing ones are encoded by ``workers`` processes (a many-core host builds a
+    corpus in seconds)."""
+    n, seconds = n or (4 if quick else 12), seconds or (10 if quick else 20)
+    (w, h) = size
+    paths = [CORPUS_DIR / f"ops_{w}x{h}_30fps_{seconds:g}s_gop60_s{i}.mp4" for i in range(n)]
+    missing = [(i, p) for i, p in enumerate(paths) if not p.exists()]
+    if workers > 1 and len(missing) > 1:
+        # spawn: this process may hold torch's threads, which a fork would copy in an undefined state
+        with ProcessPoolExecutor(min(workers, len(missing)), mp_context=multiprocessing.get_context("spawn")) as ex:
+            for f in [ex.submit(encode_video, p, w, h, 30, seconds, gop=60, seed=i) for i, p in missing]:
+                f.result()
+    else:
+        for i, p in missing:
+            encode_video(p, w, h, 30, seconds, gop=60, seed=i)
+    return [str(p) for p in paths]
 
 
 def _model_args(key: str) -> dict:

@@ -25,5 +25,7 @@ def random_model_path(hf_name: str, root: Path = ROOT) -> str:
         target.parent.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(0)
         model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=True)
-        torch.save(model.state_dict(), target)
+        tmp = target.with_name(target.name + ".tmp")
+        torch.save(model.state_dict(), tmp)
+        tmp.replace(target)  # a run stopped mid-save (a time-boxed device step) leaves no truncated model
     return str(root)

@@ -1,5 +1,6 @@
 """The one timing helper of the benchmarks."""
 
+import os
 import statistics
 import time
 
@@ -29,3 +30,14 @@ def interleaved(fns: dict, repeat: int, after=None) -> tuple[dict[str, list[floa
                 after()
             times[k].append(time.perf_counter() - t0)
     return times, last
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy since boot (/proc/stat: all but idle and iowait), so that
+    the difference over a block of work divided by its wall time is the cores it kept busy; None without it."""
+    try:
+        with open("/proc/stat") as f:
+            vals = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(vals[:8]) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
