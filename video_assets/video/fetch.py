@@ -96,6 +96,7 @@ class FrameFetch:
         self.before_first_frame = kf is not None
         if kf is not None:
             self.reader.seek_to(kf)
+            self.cc = self.reader.stream.codec_context  # a counted stream is reached by opening it again
             self.demux = self.reader.container.demux(self.reader.stream)
             self.fed_pos = kf - 1
             self.counted = kf

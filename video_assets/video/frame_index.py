@@ -89,15 +89,14 @@ class Scan:
     (AVI stamps packets in decode order), and why the stream looks cut short (empty when it does not).
 
     ``counted``: the index counts frames in the decoder's output order from the start (its pts are the
-    positions): fetches must count decoded frames instead of matching their timestamps, and cannot seek.
-    ``untimed``: the stream has no timestamps at all (a raw elementary stream), so the start can only be
-    reached by byte offset. ``notes``: what the caller should be told (not a truncation)."""
+    positions): fetches must count decoded frames instead of matching their timestamps, and cannot seek (not
+    even to the start: the reader opens the stream again). ``notes``: what the caller should be told (not a
+    truncation)."""
 
     index: FrameIndex
     decode_order_pts: bool = False
     truncation: list[str] = field(default_factory=list)
     counted: bool = False
-    untimed: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -217,8 +216,7 @@ def _untimed_scan(stream, n: int, lead: int, durations: set, description: str, t
     times = np.arange(n, dtype=np.float64) * float(step)
     notes = [f"{lead} packet(s) before the first keyframe were left out (the stream starts mid-GOP; they "
              "cannot be decoded)"] if lead else []
-    return Scan(_counted_index(times, Fraction(step)), truncation=truncation, counted=True, untimed=True,
-                notes=notes)
+    return Scan(_counted_index(times, Fraction(step)), truncation=truncation, counted=True, notes=notes)
 
 
 def _restarted_scan(stream, pts_a: np.ndarray, key_a: np.ndarray, sorted_pts: np.ndarray, earliest: int | None,

@@ -94,6 +94,8 @@ class VideoReader:
         if cut:
             self.truncated = True
             self.warnings.append(cut)
+        self._opened = opened  # a counted stream's start is reached by opening it again (see seek_to)
+        self._threads = (thread_type, thread_count)
         self.container = self._open(opened)
         try:
             self._check_is_video()
@@ -101,14 +103,13 @@ class VideoReader:
             if self.stream.codec_context is None:  # PyAV's sign that FFmpeg has no decoder for this codec
                 raise VideoDecodeError(f"{self.description}: unsupported video codec (no decoder available)")
             self._check_header()
-            self.stream.thread_type = thread_type  # FFmpeg frame + slice threading
-            self.stream.thread_count = thread_count
+            self._set_threads()
             # How fetches decode this stream (read by video.fetch; they last as long as the reader):
             self.skip_nonref = self.stream.codec_context.name in PER_PACKET_SKIP_DECODERS
             self.seeks_trusted = True  # until a seek lands where the scan's timestamps do not match
             # A remote file would be read whole by the scan; MP4/MOV headers index it without the media data.
             self._decode_order_pts = False  # set by the scan
-            self._counted = self._untimed = False  # set by the scan (see frame_index.Scan)
+            self._counted = False  # set by the scan (see frame_index.Scan)
             self.index = (opened.remote and self._index_from_header()) or self._scan()
             if stream_index is not None and _is_cover(self.stream, len(self.index)):
                 raise _cover_error(self.description, self.stream)  # a one-frame picture, now that it is counted
@@ -154,6 +155,20 @@ class VideoReader:
             except (av.error.FFmpegError, UnicodeDecodeError, OSError, ValueError) as e:
                 error = e if error is None else error
         raise VideoDecodeError(f"{self.description}: not a readable video container ({ffmpeg_reason(error)})")
+
+    def _set_threads(self) -> None:
+        self.stream.thread_type, self.stream.thread_count = self._threads  # FFmpeg frame + slice threading
+
+    def _reopen(self) -> None:
+        """Open the source again, at its first byte, with the same stream: how a counted stream is decoded from
+        its start. No seek can be trusted to get there: after any seek (to 0, below the earliest timestamp, or to
+        byte 0) FFmpeg's Matroska demuxer ends at the end of the first Segment, so a ``cat a.mkv b.mkv``, whose
+        scan (from the open, without a seek) counted both, lost the second one's frames."""
+        index = self.stream.index
+        self.container.close()
+        self.container = self._open(self._opened)
+        self.stream = self.container.streams[index]
+        self._set_threads()
 
     # -- metadata -------------------------------------------------------------------------------------------
     def _check_is_video(self) -> None:
@@ -261,7 +276,7 @@ class VideoReader:
             self.truncated = True
             self.warnings.extend(scan.truncation)
         self._decode_order_pts = scan.decode_order_pts
-        self._counted, self._untimed = scan.counted, scan.untimed
+        self._counted = scan.counted
         self.warnings.extend(scan.notes)
         return scan.index
 
@@ -334,9 +349,9 @@ class VideoReader:
         """Decode the first frame to read its display matrix (the stream header's side data is not exposed by
         PyAV; FFmpeg copies it onto every decoded frame). Only callers that ask for the size before any frame
         was fetched pay for this (the probe)."""
-        cc = self.stream.codec_context
         try:
             self.seek_to(0)
+            cc = self.stream.codec_context  # after the seek: a counted stream's is a new one
             for packet in self.container.demux(self.stream):
                 self.deadline.check()
                 try:
@@ -350,17 +365,19 @@ class VideoReader:
         except (av.error.FFmpegError, VideoDecodeError):
             pass
         finally:
-            cc.flush_buffers()
+            self.stream.codec_context.flush_buffers()
         return IDENTITY
 
     def seek_to(self, position: int) -> None:
         self.stats.seeks += 1
         target = int(self.index.pts[position])
         try:
-            if position == 0 and self._untimed:
-                # A raw elementary stream has no timestamps to seek by (FFmpeg refuses); its start is byte 0.
-                self.container.seek(0, unsupported_byte_offset=True)
-            elif position == 0:
+            if self._counted:
+                # A counted index (no timestamps to seek by, or ones that restart) is decoded from the start,
+                # its only keyframe, without a seek (see _reopen).
+                self._reopen()
+                return
+            if position == 0:
                 # Not to the first frame's timestamp: timestamp seeks can land one GOP late (MPEG-TS).
                 seek_to_start(self.container, self.stream, self.index.earliest_ts)
             else:
