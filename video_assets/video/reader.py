@@ -34,6 +34,7 @@ from video_assets.video.fetch import FrameFetch
 from video_assets.video.fetch import missing_frames_warning as missing_frames_warning  # operators import it here
 from video_assets.video.frame_index import (
     FrameIndex,
+    Scan,
     ffmpeg_reason,
     index_from_header,
     scan_stream,
@@ -99,20 +100,11 @@ class VideoReader:
         self.container = self._open(opened)
         try:
             self._check_is_video()
-            self.stream = self._choose_stream(stream_index)
-            if self.stream.codec_context is None:  # PyAV's sign that FFmpeg has no decoder for this codec
-                raise VideoDecodeError(f"{self.description}: unsupported video codec (no decoder available)")
-            self._check_header()
+            self.index = self._index_stream(stream_index, opened.remote)
             self._set_threads()
             # How fetches decode this stream (read by video.fetch; they last as long as the reader):
             self.skip_nonref = self.stream.codec_context.name in PER_PACKET_SKIP_DECODERS
             self.seeks_trusted = True  # until a seek lands where the scan's timestamps do not match
-            # A remote file would be read whole by the scan; MP4/MOV headers index it without the media data.
-            self._decode_order_pts = False  # set by the scan
-            self._counted = False  # set by the scan (see frame_index.Scan)
-            self.index = (opened.remote and self._index_from_header()) or self._scan()
-            if stream_index is not None and _is_cover(self.stream, len(self.index)):
-                raise _cover_error(self.description, self.stream)  # a one-frame picture, now that it is counted
             self.stream.codec_context.flush_buffers()
             # AVI stores no presentation times: for H.264/HEVC FFmpeg stamps packets in decode order (pts =
             # dts + 1), so with B-frames the decoder's frames carry another frame's time (a count_k=4 plan got
@@ -179,8 +171,37 @@ class VideoReader:
             kinds = sorted({s.type for s in self.container.streams}) or ["no streams"]
             raise VideoDecodeError(f"{self.description}: no video stream (contains: {', '.join(kinds)})")
 
-    def _choose_stream(self, stream_index: int | None):
-        """The stream FFmpeg would play (``av_find_best_stream``), never a cover; or ``stream_index``."""
+    def _index_stream(self, stream_index: int | None, remote: bool) -> FrameIndex:
+        """Choose the stream (:meth:`_choose_stream`) and index it. Whether a track is a cover picture is known
+        once its frames are counted (:func:`_is_cover`): a stream chosen by default that turns out to be one is
+        passed over for the next (the file opened again: its scan read to the end); ``stream_index`` naming one
+        is an error. Only what the chosen stream's scan found is kept."""
+        covers: set[int] = set()
+        while True:
+            self.stream = self._choose_stream(stream_index, covers)
+            if self.stream.codec_context is None:  # PyAV's sign that FFmpeg has no decoder for this codec
+                raise VideoDecodeError(f"{self.description}: unsupported video codec (no decoder available)")
+            self._check_header()
+            # A remote file would be read whole by the scan; MP4/MOV headers index it without the media data.
+            scan = (remote and self._header_scan()) or scan_stream(self.container, self.stream, self.limits,
+                                                                   self.deadline, self.description)
+            if not _is_cover(self.stream, len(scan.index)):
+                break
+            if stream_index is not None:
+                raise _cover_error(self.description, self.stream)
+            covers.add(self.stream.index)
+            self._reopen()
+        if scan.truncation:
+            self.truncated = True
+            self.warnings.extend(scan.truncation)
+        self._decode_order_pts = scan.decode_order_pts
+        self._counted = scan.counted  # see frame_index.Scan
+        self.warnings.extend(scan.notes)
+        return scan.index
+
+    def _choose_stream(self, stream_index: int | None, covers: set[int]):
+        """The stream FFmpeg would play (``av_find_best_stream``), never a cover (nor one of ``covers``, found
+        to be covers by their scan); or ``stream_index``."""
         streams = self.container.streams
         if stream_index is not None:
             if stream_index >= len(streams):
@@ -193,13 +214,13 @@ class VideoReader:
             if _is_cover(stream):
                 raise _cover_error(self.description, stream)
             return stream
-        videos = [st for st in streams.video if not _is_cover(st)]
+        videos = [st for st in streams.video if not _is_cover(st) and st.index not in covers]
         if not videos:
             raise VideoDecodeError(f"{self.description}: no video stream, only a cover picture "
-                                   f"(streams: {_describe_streams(streams)})")
+                                   f"(streams: {_describe_streams(streams, covers)})")
         best = streams.best("video")
         # av_find_best_stream ranks the default disposition first, so a cover flagged default could still win
-        return best if best is not None and not _is_cover(best) else videos[0]
+        return next((st for st in videos if best is not None and st.index == best.index), videos[0])
 
     def _check_header(self) -> None:
         """Limits that the stream header alone decides, before any packet is decoded or any frame buffer
@@ -270,21 +291,12 @@ class VideoReader:
             return float(rate) if rate else 0.0
         return len(self.index) / self.duration if self.duration > 0 else 0.0
 
-    def _scan(self) -> FrameIndex:
-        scan = scan_stream(self.container, self.stream, self.limits, self.deadline, self.description)
-        if scan.truncation:
-            self.truncated = True
-            self.warnings.extend(scan.truncation)
-        self._decode_order_pts = scan.decode_order_pts
-        self._counted = scan.counted
-        self.warnings.extend(scan.notes)
-        return scan.index
-
-    def _index_from_header(self) -> FrameIndex | None:
+    def _header_scan(self) -> Scan | None:
         index = index_from_header(self.container, self.stream)
-        if index is not None:
-            self.stats.indexed_from_header = True
-        return index
+        if index is None:
+            return None
+        self.stats.indexed_from_header = True
+        return Scan(index)
 
     def _duration(self) -> float:
         """Span of the stream in seconds: last frame's time plus one frame duration."""
@@ -410,8 +422,9 @@ _COVER_CODECS = frozenset({"mjpeg", "png"})
 
 def _is_cover(stream, frames: int | None = None) -> bool:
     """A cover picture, not a video: flagged ``attached_pic``, or, once its ``frames`` are counted, a one-frame
-    MJPEG/PNG track in a file that has another video stream (Matroska has no cover flag for tracks; FFmpeg's
-    own choice passes it over for the stream with more frames)."""
+    MJPEG/PNG track in a file that has another video stream (Matroska has no cover flag for tracks, and
+    FFmpeg's own choice can prefer it: a PNG track flagged default). The one rule for both the default choice
+    and ``stream_index`` (see VideoReader._index_stream)."""
     if stream.disposition & av.stream.Disposition.attached_pic:
         return True
     return (frames == 1 and stream.codec_context is not None and stream.codec_context.name in _COVER_CODECS
@@ -421,13 +434,13 @@ def _is_cover(stream, frames: int | None = None) -> bool:
 def _cover_error(description: str, stream) -> VideoDecodeError:
     kind = "attached_pic" if _is_cover(stream) else f"a one-frame {stream.codec_context.name} track"
     return VideoDecodeError(f"{description}: stream {stream.index} is a cover picture ({kind}), not a video "
-                            f"(streams: {_describe_streams(stream.container.streams, stream.index)})")
+                            f"(streams: {_describe_streams(stream.container.streams, {stream.index})})")
 
 
-def _describe_streams(streams, cover: int | None = None) -> str:
-    """``0: audio, 1: video, ...``; ``cover``: a stream known to be a cover picture besides the flagged ones."""
+def _describe_streams(streams, covers: set[int] = frozenset()) -> str:
+    """``0: audio, 1: video, ...``; ``covers``: streams known to be cover pictures besides the flagged ones."""
     return ", ".join(f"{st.index}: "
-                     f"{'cover picture' if st.type == 'video' and (st.index == cover or _is_cover(st)) else st.type}"
+                     f"{'cover picture' if st.type == 'video' and (st.index in covers or _is_cover(st)) else st.type}"
                      for st in streams) or "none"
 
 

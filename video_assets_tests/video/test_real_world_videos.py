@@ -25,6 +25,7 @@ from video_assets_tests.videos import (
     cover_image,
     displayed_picture,
     encode_cover_only,
+    encode_pictures_only,
     encode_video,
     read_index,
 )
@@ -76,6 +77,8 @@ CORPUS = {
     "portrait_hevc.mp4": dict(codec="libx265", display_rotation=-90, width=HEIGHT, height=WIDTH, cw=90),
     # other streams
     "cover_first.mkv": dict(cover_track_first=True, stream=1),  # stream 0: a one-frame 64x64 MJPEG picture
+    # stream 0: a one-frame PNG picture, which FFmpeg's own choice (av_find_best_stream) prefers
+    "png_cover_first.mov": dict(cover_track_first="png", stream=1),
     "cover_attached.mkv": dict(cover_attached=True),
     "cover_attached.mp4": dict(cover_attached=True),
     "audio_first.mp4": dict(audio_first=True, stream=1),
@@ -110,6 +113,7 @@ def corpus(tmp_path_factory):
     for name, spec in CORPUS.items():
         encode_video(d / name, **{k: v for k, v in spec.items() if k not in _META})
     encode_cover_only(d / "cover_only.mp4")
+    encode_pictures_only(d / "two_pictures.mkv")
     return d
 
 
@@ -256,6 +260,32 @@ def test_stream_index_picks_a_stream_and_names_the_problem(corpus):
 def test_cover_only_file_is_not_a_video(corpus):
     with pytest.raises(VideoDecodeError, match=r"cover_only\.mp4: no video stream, only a cover picture"):
         sample_frames(corpus / "cover_only.mp4")
+    # two one-frame MJPEG tracks: each is a cover by the rule that refuses it by number, so neither is read
+    path = corpus / "two_pictures.mkv"
+    with av.open(str(path)) as c:
+        assert [st.codec_context.name for st in c.streams] == ["mjpeg", "mjpeg"]
+        assert sorted(p.stream.index for p in c.demux() if p.size) == [0, 1]  # one picture each
+    with pytest.raises(VideoDecodeError, match=r"two_pictures\.mkv: no video stream, only a cover picture "
+                                               r"\(streams: 0: cover picture, 1: cover picture\)"):
+        sample_frames(path)
+    for index in (0, 1):
+        with pytest.raises(VideoDecodeError, match=rf"two_pictures\.mkv: stream {index} is a cover picture"):
+            sample_frames(path, stream_index=index)
+
+
+def test_cover_rule_is_one_for_the_default_choice_and_stream_index(corpus):
+    """A one-frame PNG track before the H.264 video: FFmpeg's own choice is the picture (it is first and
+    flagged default); the default choice passes over it by the rule that refuses it by number."""
+    path = corpus / "png_cover_first.mov"
+    with av.open(str(path)) as c:
+        assert c.streams.best("video").index == 0 and c.streams[0].codec_context.name == "png"
+        assert len(list(c.decode(c.streams[0]))) == 1
+    with open_source(path) as opened, VideoReader(opened) as reader:
+        assert reader.stream_index == 1 and reader.codec == "h264" and len(reader.index) == 60
+        assert reader.warnings == [] and not reader.truncated
+    with pytest.raises(VideoDecodeError, match=r"png_cover_first\.mov: stream 0 is a cover picture \(a one-frame "
+                                               r"png track\)"):
+        sample_frames(path, stream_index=0)
 
 
 # ---- Matroska/WebM cut short -------------------------------------------------------------------------------
@@ -409,8 +439,8 @@ def test_keyframes_operator_exports_upright_images(corpus, tmp_path):
 def test_pipeline_probe_reports_displayed_size_rotation_and_stream(corpus, tmp_path):
     from video_assets.pipeline.runner import build_manifest_table
 
-    names = ["portrait_cw90.mp4", "rot180.mp4", "cover_first.mkv", "audio_first.mp4", "cover_only.mp4",
-             "av1.mp4"]
+    names = ["portrait_cw90.mp4", "rot180.mp4", "cover_first.mkv", "png_cover_first.mov", "audio_first.mp4",
+             "cover_only.mp4", "av1.mp4"]
     manifest = tmp_path / "videos.txt"
     manifest.write_text("".join(f"{corpus / n}\n" for n in names))
     table, _ = build_manifest_table(str(manifest), "p1")
@@ -421,6 +451,7 @@ def test_pipeline_probe_reports_displayed_size_rotation_and_stream(corpus, tmp_p
     assert got == {"portrait_cw90.mp4": (HEIGHT, WIDTH, 90, 0, 60, True),
                    "rot180.mp4": (WIDTH, HEIGHT, 180, 0, 60, True),
                    "cover_first.mkv": (WIDTH, HEIGHT, 0, 1, 60, True),
+                   "png_cover_first.mov": (WIDTH, HEIGHT, 0, 1, 60, True),
                    "audio_first.mp4": (WIDTH, HEIGHT, 0, 1, 60, True),
                    "cover_only.mp4": (None, None, None, None, None, False),
                    "av1.mp4": (WIDTH, HEIGHT, 0, 0, 60, True)}
