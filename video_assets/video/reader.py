@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import av
 import numpy as np
@@ -282,13 +283,19 @@ class VideoReader:
     def codec(self) -> str:
         return self.stream.codec_context.name
 
-    @property
+    @cached_property
     def fps(self) -> float:
-        """Average frame rate measured from the index: frames over the duration (so a 30 fps Matroska video,
-        whose 1 ms timestamps put the last of 60 frames at 1.967 s, is 30 fps, not 59 / 1.967 = 29.995)."""
-        if len(self.index) < 2:
-            rate = self.stream.average_rate or self.stream.guessed_rate
-            return float(rate) if rate else 0.0
+        """The frame rate: the stream's declared rate when the index's timestamps keep to it (see
+        :func:`_keeps_rate`; a 30 fps Matroska video, whose 1 ms timestamps put 10 frames at 0, 33, 67, ..., 300
+        ms, is 30 fps, not 10 frames / 0.333 s = 30.03), else the average measured from the index, frames over
+        the duration (VFR; a declared rate that the timestamps contradict)."""
+        rates = [r for r in (self.stream.average_rate, self.stream.guessed_rate) if r]
+        tick = float(self.stream.time_base or 0)
+        rate = next((r for r in rates if _keeps_rate(self.index.times, float(r), tick)), None)
+        if rate is not None:
+            return float(rate)
+        if len(self.index) < 2:  # one frame keeps any rate: none is declared
+            return 0.0
         return len(self.index) / self.duration if self.duration > 0 else 0.0
 
     def _header_scan(self) -> Scan | None:
@@ -442,6 +449,22 @@ def _describe_streams(streams, covers: set[int] = frozenset()) -> str:
     return ", ".join(f"{st.index}: "
                      f"{'cover picture' if st.type == 'video' and (st.index in covers or _is_cover(st)) else st.type}"
                      for st in streams) or "none"
+
+
+# Timestamps are rounded to the time base, or to a coarser one they were remuxed from: Matroska's, FLV's 1 ms.
+_ROUNDED_TO_SEC = 0.001
+
+
+def _keeps_rate(times: np.ndarray, rate: float, tick: float) -> bool:
+    """Every frame's time is a whole number of frames at ``rate`` from the first, to within their rounding (one
+    ``tick`` of the time base, at least 1 ms), and most frames follow the previous one by one frame (a dropped
+    frame keeps the rate; a rate that merely divides every time does not: 1 ms timestamps are all whole
+    frames at 1000 fps)."""
+    frames = np.asarray(times, dtype=np.float64) * rate
+    whole = np.round(frames)
+    if not np.all(np.abs(frames - whole) <= max(tick, _ROUNDED_TO_SEC) * rate + 1e-6):
+        return False
+    return len(whole) < 2 or float(np.median(np.diff(whole))) == 1.0
 
 
 def rgb_view(rgb: av.VideoFrame) -> np.ndarray:
