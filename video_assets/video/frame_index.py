@@ -91,13 +91,16 @@ class Scan:
     ``counted``: the index counts frames in the decoder's output order from the start (its pts are the
     positions): fetches must count decoded frames instead of matching their timestamps, and cannot seek (not
     even to the start: the reader opens the stream again). ``notes``: what the caller should be told (not a
-    truncation)."""
+    truncation). ``starts_untimed``: the first packets have no timestamp (a Matroska written with negative
+    timestamps, ``avoid_negative_ts=disabled``, stores none for them): a seek to the start lands at the first
+    timestamp, after them, mid-GOP, so the start too is reached by opening the stream again."""
 
     index: FrameIndex
     decode_order_pts: bool = False
     truncation: list[str] = field(default_factory=list)
     counted: bool = False
     notes: list[str] = field(default_factory=list)
+    starts_untimed: bool = False
 
 
 def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, description: str) -> Scan:
@@ -114,6 +117,7 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
         max_ts = limits.max_duration_sec / float(stream.time_base)
     first = None
     earliest = None  # FrameIndex.earliest_ts; a packet's decode time is at or before its presentation time
+    starts_untimed = False  # see Scan
     try:
         for packet in container.demux(stream):
             if packet.size == 0:
@@ -125,6 +129,7 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
                 continue  # a frame an edit list hides
             ts = packet.pts if packet.pts is not None else packet.dts
             if ts is None:
+                starts_untimed = starts_untimed or not pts
                 if not untimed and not packet.is_keyframe:
                     untimed_lead += 1  # see _untimed_scan
                     continue
@@ -177,7 +182,7 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
     if not key_a[0]:
         key_a[0] = True  # decoding must start somewhere; FFmpeg recovers from the first packet
     return Scan(FrameIndex(pts_a, key_a, stream.time_base, earliest_ts=earliest), decode_order_pts, truncation,
-                notes=notes)
+                notes=notes, starts_untimed=starts_untimed)
 
 
 def _counted_index(times: np.ndarray, time_base: Fraction, earliest_ts: int | None = None) -> FrameIndex:

@@ -197,6 +197,7 @@ class VideoReader:
             self.warnings.extend(scan.truncation)
         self._decode_order_pts = scan.decode_order_pts
         self._counted = scan.counted  # see frame_index.Scan
+        self._starts_untimed = scan.starts_untimed
         self.warnings.extend(scan.notes)
         return scan.index
 
@@ -391,9 +392,10 @@ class VideoReader:
         self.stats.seeks += 1
         target = int(self.index.pts[position])
         try:
-            if self._counted:
+            if self._counted or (position == 0 and self._starts_untimed):
                 # A counted index (no timestamps to seek by, or ones that restart) is decoded from the start,
-                # its only keyframe, without a seek (see _reopen).
+                # its only keyframe, without a seek (see _reopen); so is a stream whose first packets have no
+                # timestamp to seek to.
                 self._reopen()
                 return
             if position == 0:

@@ -75,6 +75,8 @@ def clips(tmp_path_factory):
     encode_video(d / "a.mkv", n_frames=60, bframes=2)
     encode_video(d / "b.mkv", n_frames=60, bframes=2, first_pattern=60)
     (d / "joined.mkv").write_bytes((d / "a.mkv").read_bytes() + (d / "b.mkv").read_bytes())
+    # Matroska written with negative timestamps: it stores none for the 15 frames before 0
+    encode_video(d / "negative_ts.mkv", start_seconds=-0.5, container_options={"avoid_negative_ts": "disabled"})
     # MJPEG remuxed into Matroska with frame 10 stamped like frame 9
     encode_video(d / "mjpeg.mkv", n_frames=30, codec="mjpeg", pix_fmt="yuvj420p", bframes=None)
     _remux(d / "mjpeg.mkv", d / "repeated_pts.mkv", "matroska", repeat_pts_of=9)
@@ -162,6 +164,28 @@ def test_joined_matroska_is_decoded_into_its_second_segment(clips, mode, kw, sta
         for i, frame in zip(want, s.frames):
             np.testing.assert_array_equal(frame, frames[i])
         assert any("restart(s) of the timestamps" in w for w in s.warnings)
+
+
+def test_matroska_whose_first_packets_have_no_timestamp_is_not_truncated(clips):
+    """The frames before 0 of a Matroska written with negative timestamps come without any: they are left out,
+    as frames without a timestamp are. The start used to be sought at the first timestamp, which lands after
+    the GOP's keyframe: 9 frames could not be decoded and the row said truncated."""
+    path = clips / "negative_ts.mkv"
+    frames, own_pts = decoder_output(path)
+    assert len(frames) == 60 and own_pts[:15] == [None] * 15 and None not in own_pts[15:]
+    times = [p / 1000 for p in own_pts[15:]]
+    for mode, kw in PLANS + [("by_interval_frames", dict(interval_frames=1)), ("by_fps", dict(target_fps=4))]:
+        want = expected_positions(times, times[-1] + 0.033, mode, **kw)  # the median step of 1 ms timestamps
+        for source in (str(path), path.read_bytes()):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # nothing is truncated
+                s = sample_frames(source, mode, video_format="mkv", **kw)
+            assert s.indices == want and s.num_frames == 45 and not s.truncated, (mode, s.warnings)
+            assert s.warnings == ["15 frame(s) without a timestamp were left out"]
+            assert s.timestamps == pytest.approx([times[i] for i in want], abs=1e-6)
+            for i, frame in zip(want, s.frames):
+                np.testing.assert_array_equal(frame, frames[15 + i])
+            assert [read_index(f) for f in s.frames] == [15 + i for i in want]
 
 
 def test_repeated_frame_is_reachable_by_count(clips):
