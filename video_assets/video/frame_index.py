@@ -33,6 +33,12 @@ _SCAN_CHECK_EVERY = 256
 # position (H.264/HEVC hold at most 16 pictures for reordering); a packet displaced further, or one whose
 # timestamp lies further before the newest one seen, belongs to a recording whose timestamps restarted.
 _MAX_REORDER = 16
+# FFmpeg unwraps the timestamp wraps a demuxer declares, but not one a muxer made: FFmpeg's FLV muxer writes
+# timestamps in 31 bits, so the frames before 0 of a stream with negative timestamps are read 2^31 ms later
+# than those after 0 (a 2-second clip lasted 2,147,484 s and failed the duration limit). A forward jump this
+# close to 2^31, 2^32 or 2^33 ticks is a wrap, not a pause (FFmpeg's own unwrapping allows the same 60 s).
+_WRAP_BITS = (31, 32, 33)
+_WRAP_SLACK_SEC = 60
 
 
 @dataclass
@@ -47,6 +53,9 @@ class FrameIndex:
     # The earliest timestamp, decode or presentation, of any of the stream's packets (for seek_to_start);
     # None: the first frame's.
     earliest_ts: int | None = None
+    # (newest timestamp before a wrap, its size): demuxed timestamps beyond the wrap are ``size`` larger than
+    # the index's (see _WRAP_BITS); None: no wrap
+    wrap: tuple[int, int] | None = None
 
     def __post_init__(self):
         first = int(self.pts[0]) if len(self.pts) else 0
@@ -74,6 +83,20 @@ class FrameIndex:
         return self._last_keyframe[min(position, len(self._last_keyframe) - 1)]
 
 
+
+    def unwrapped(self, ts: int | None) -> int | None:
+        """A demuxed timestamp in the index's terms (the same unless the stream's timestamps wrap)."""
+        if self.wrap is None or ts is None:
+            return ts
+        before, size = self.wrap
+        return ts - size if ts > before + size // 2 else ts
+
+    def demuxed(self, pts: int) -> int:
+        """The demuxer's timestamp of the index's ``pts`` (to seek to)."""
+        if self.wrap is None:
+            return pts
+        before, size = self.wrap
+        return pts + size if pts > before else pts
 
     def has_frame_at(self, pts: int, keyframe: bool = False) -> bool:
         """A frame of the index has timestamp ``pts`` (with ``keyframe``: and it is a keyframe)."""
@@ -118,16 +141,26 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
     first = None
     earliest = None  # FrameIndex.earliest_ts; a packet's decode time is at or before its presentation time
     starts_untimed = False  # see Scan
+    newest = None  # the latest timestamp so far
+    wrap = None  # FrameIndex.wrap
+    slack = _WRAP_SLACK_SEC / float(stream.time_base) if stream.time_base else 0
     try:
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue  # flush packet at EOF
             t = packet.dts if packet.dts is not None else packet.pts
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is not None and wrap is None and newest is not None:
+                size = next((1 << b for b in _WRAP_BITS if abs(ts - newest - (1 << b)) <= slack), None)
+                wrap = (newest, size) if size else None
+            if wrap is not None:  # every packet after the wrap is beyond it (decode times only increase)
+                t, ts = (None if v is None else v - wrap[1] for v in (t, ts))
+            if ts is not None:
+                newest = ts if newest is None else max(newest, ts)
             if t is not None and (earliest is None or t < earliest):
                 earliest = t
             if packet.is_discard:
                 continue  # a frame an edit list hides
-            ts = packet.pts if packet.pts is not None else packet.dts
             if ts is None:
                 starts_untimed = starts_untimed or not pts
                 if not untimed and not packet.is_keyframe:
@@ -181,8 +214,8 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
     pts_a, key_a = sorted_pts, key_a[order]
     if not key_a[0]:
         key_a[0] = True  # decoding must start somewhere; FFmpeg recovers from the first packet
-    return Scan(FrameIndex(pts_a, key_a, stream.time_base, earliest_ts=earliest), decode_order_pts, truncation,
-                notes=notes, starts_untimed=starts_untimed)
+    return Scan(FrameIndex(pts_a, key_a, stream.time_base, earliest_ts=earliest, wrap=wrap), decode_order_pts,
+                truncation, notes=notes, starts_untimed=starts_untimed)
 
 
 def _counted_index(times: np.ndarray, time_base: Fraction, earliest_ts: int | None = None) -> FrameIndex:

@@ -390,7 +390,7 @@ class VideoReader:
 
     def seek_to(self, position: int) -> None:
         self.stats.seeks += 1
-        target = int(self.index.pts[position])
+        target = self.index.demuxed(int(self.index.pts[position]))
         try:
             if self._counted or (position == 0 and self._starts_untimed):
                 # A counted index (no timestamps to seek by, or ones that restart) is decoded from the start,

@@ -207,6 +207,34 @@ def test_ts_clips_really_start_before_zero(corpus):
         assert (pts[-1] < 0) == (name == "ts_before_pts_wrap.ts"), name
 
 
+def test_flv_with_negative_timestamps_is_read_whole(tmp_path):
+    """FFmpeg's FLV muxer writes timestamps in 31 bits: the frames before 0 of a stream with negative timestamps
+    are read 2^31 ms (24.9 days) before those after 0, so a 2 s clip lasted 2,147,484 s and failed the duration
+    limit. The jump is a wrap: every frame is there, at its own time, by seeks too."""
+    path = encode_video(tmp_path / "negative.flv", start_seconds=-0.5,
+                        container_options={"avoid_negative_ts": "disabled"})
+    with av.open(str(path)) as c:
+        pts = sorted(p.pts for p in c.demux(video=0) if p.size)
+        jumps = [b - a for a, b in zip(pts, pts[1:]) if b - a > 1000]
+        assert len(jumps) == 1 and 0 < jumps[0] - (1 << 31) < 100  # what FFmpeg reads: one jump of 2^31 ms
+    with av.open(str(path)) as c:  # the decoder's output order is the presentation order
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert [read_index(f) for f in frames] == list(range(60))
+    times = [(round((i - 15) * 100 / 3) + 500) / 1000 for i in range(60)]  # 1 ms timestamps from -0.5 s
+    for mode, kw in PLANS + [("by_fps", dict(target_fps=3.0))]:
+        want = expected_positions(times, 2.0, mode, **kw)
+        for source in (str(path), path.read_bytes()):
+            s = _sample(source, mode, kw, video_format="flv")
+            assert s.indices == want and s.num_frames == 60 and not s.truncated and s.warnings == [], (mode, kw)
+            assert s.duration == pytest.approx(2.0) and s.fps == 30.0
+            assert s.timestamps == pytest.approx([times[i] for i in want], abs=1e-6)
+            for i, frame in zip(want, s.frames):
+                np.testing.assert_array_equal(frame, frames[i])
+    with open_source(path) as opened, VideoReader(opened) as reader:
+        assert [read_index(f) for _, f in reader.fetch(np.array([2, 40, 55]))] == [2, 40, 55]
+        assert reader.stats.seeks >= 2 and not reader.truncated  # sought past the wrap
+
+
 def test_rotation_off_gives_the_stored_picture(corpus):
     path = corpus / "portrait_cw90.mp4"
     s = _sample(path, "by_interval_frames", dict(interval_frames=20), apply_rotation=False)
