@@ -35,10 +35,12 @@ _SCAN_CHECK_EVERY = 256
 _MAX_REORDER = 16
 # FFmpeg unwraps the timestamp wraps a demuxer declares, but not one a muxer made: FFmpeg's FLV muxer writes
 # timestamps in 31 bits, so the frames before 0 of a stream with negative timestamps are read 2^31 ms later
-# than those after 0 (a 2-second clip lasted 2,147,484 s and failed the duration limit). A forward jump this
-# close to 2^31, 2^32 or 2^33 ticks is a wrap, not a pause (FFmpeg's own unwrapping allows the same 60 s).
+# than those after 0 (a 2-second clip lasted 2,147,484 s and failed the duration limit). A forward jump within
+# 60 s (FFmpeg's own unwrapping allows the same) of 2^31, 2^32 or 2^33 ticks, when that is over a day (1 ms:
+# 24.9 days; MPEG-TS's 90 kHz: 2^33 is 26.5 h), is a wrap, not a pause.
 _WRAP_BITS = (31, 32, 33)
 _WRAP_SLACK_SEC = 60
+_WRAP_MIN_SEC = 86400
 
 
 @dataclass
@@ -143,7 +145,9 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
     starts_untimed = False  # see Scan
     newest = None  # the latest timestamp so far
     wrap = None  # FrameIndex.wrap
-    slack = _WRAP_SLACK_SEC / float(stream.time_base) if stream.time_base else 0
+    tb = float(stream.time_base or 0)
+    wraps = [1 << b for b in _WRAP_BITS if (1 << b) * tb >= _WRAP_MIN_SEC]
+    slack = _WRAP_SLACK_SEC / tb if tb else 0
     try:
         for packet in container.demux(stream):
             if packet.size == 0:
@@ -151,7 +155,7 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
             t = packet.dts if packet.dts is not None else packet.pts
             ts = packet.pts if packet.pts is not None else packet.dts
             if ts is not None and wrap is None and newest is not None:
-                size = next((1 << b for b in _WRAP_BITS if abs(ts - newest - (1 << b)) <= slack), None)
+                size = next((w for w in wraps if abs(ts - newest - w) <= slack), None)
                 wrap = (newest, size) if size else None
             if wrap is not None:  # every packet after the wrap is beyond it (decode times only increase)
                 t, ts = (None if v is None else v - wrap[1] for v in (t, ts))
