@@ -45,22 +45,24 @@ def encode_video(path: Path, n_frames: int = 60, fps: int = 30, codec: str = "li
                  width: int = WIDTH, height: int = HEIGHT, options: dict | None = None,
                  container_options: dict | None = None, pix_fmt: str = "yuv420p",
                  display_rotation: int | None = None, hflip: bool = False, vflip: bool = False,
-                 audio_first: bool = False, cover_track_first: bool = False, cover_attached: bool = False,
+                 audio_first: bool = False, cover_track_first: bool | str = False, cover_attached: bool = False,
                  first_frame: int = 0, time_base: Fraction | None = None, first_pattern: int = 0) -> Path:
     """Encode ``n_frames`` pattern frames. ``pts_seconds`` gives explicit (variable) frame times.
 
     Recorded-video traits: ``display_rotation`` (counter-clockwise degrees, PyAV's convention; a phone's
     portrait video is -90) with ``hflip``/``vflip`` writes a display matrix (MP4/MOV ``tkhd``, Matroska
     projection); ``audio_first`` puts an AAC stream before the video; ``cover_track_first`` a one-frame 64x64
-    MJPEG track before it (stream 0); ``cover_attached`` a cover picture with the ``attached_pic`` disposition
-    (MP4 ``covr``, Matroska attachment); ``first_frame`` < 0 encodes that many extra frames before time 0
-    (pattern index ``first_frame``...), which the MP4 muxer hides behind an edit list. ``time_base``: the
-    encoder's (default 1/fps, or 1 ms with ``pts_seconds``). ``first_pattern``: the pattern index of the first
-    frame (a second recording that continues a first one's count).
+    MJPEG track before it (stream 0; a codec name instead of True: of that codec, e.g. ``"png"``);
+    ``cover_attached`` a cover picture with the ``attached_pic`` disposition (MP4 ``covr``, Matroska
+    attachment); ``first_frame`` < 0 encodes that many extra frames before time 0 (pattern index
+    ``first_frame``...), which the MP4 muxer hides behind an edit list. ``time_base``: the encoder's (default
+    1/fps, or 1 ms with ``pts_seconds``). ``first_pattern``: the pattern index of the first frame (a second
+    recording that continues a first one's count).
     """
     out = av.open(str(path), "w", format=container_format, options=container_options or {})
     audio = _add_audio(out) if audio_first else None
-    cover = _add_cover_track(out) if cover_track_first else None
+    cover = _add_cover_track(out, "mjpeg" if cover_track_first is True else cover_track_first) if cover_track_first \
+        else None
     attached = _add_attached_cover(out) if cover_attached else None
     stream = out.add_stream(codec, rate=fps)
     rotated = display_rotation is not None or hflip or vflip
@@ -153,10 +155,10 @@ def cover_image() -> np.ndarray:
     return np.full((COVER_SIZE, COVER_SIZE, 3), 200, np.uint8)
 
 
-def _add_cover_track(out):
-    stream = out.add_stream("mjpeg", rate=1)
+def _add_cover_track(out, codec: str = "mjpeg"):
+    stream = out.add_stream(codec, rate=1)
     stream.width = stream.height = COVER_SIZE
-    stream.pix_fmt = "yuvj420p"
+    stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "rgb24"
     return stream
 
 
@@ -190,6 +192,15 @@ def encode_cover_only(path: Path) -> Path:
     _mux_audio_until(out, audio, 1.0)
     for packet in audio[0].encode():
         out.mux(packet)
+    out.close()
+    return Path(path)
+
+
+def encode_pictures_only(path: Path, codecs: Sequence[str] = ("mjpeg", "mjpeg")) -> Path:
+    """A file of one-frame picture tracks without any video (two cover images in a Matroska)."""
+    out = av.open(str(path), "w")
+    for stream in [_add_cover_track(out, codec) for codec in codecs]:
+        _mux_cover(out, stream)
     out.close()
     return Path(path)
 

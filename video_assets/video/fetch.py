@@ -96,6 +96,7 @@ class FrameFetch:
         self.before_first_frame = kf is not None
         if kf is not None:
             self.reader.seek_to(kf)
+            self.cc = self.reader.stream.codec_context  # a counted stream is reached by opening it again
             self.demux = self.reader.container.demux(self.reader.stream)
             self.fed_pos = kf - 1
             self.counted = kf
@@ -111,7 +112,7 @@ class FrameFetch:
                 reader.deadline.check()
                 # Packets an edit list hides (is_discard) are decoded all the same: the first shown frames
                 # reference them (the keyframe before an MP4 edit list's start); FFmpeg drops their frames.
-                ts = packet.pts if packet.pts is not None else packet.dts
+                ts = self.index.unwrapped(packet.pts if packet.pts is not None else packet.dts)
                 if self.landing and ts is not None and not packet.is_discard:
                     if not self._lands_as_scanned(ts, packet.is_keyframe):
                         # MPEG-PS: a seek lands mid-GOP, and the parser then interpolates the timestamps of
@@ -186,7 +187,7 @@ class FrameFetch:
         for frame in frames:
             reader.stats.frames_decoded += 1
             reader.limits.check_decoded_frames(reader.description, reader.stats.frames_decoded)
-            fpts = frame.pts
+            fpts = self.index.unwrapped(frame.pts)
             if reader.output_order:
                 fpts = int(self.index.pts[self.counted]) if self.counted < len(self.index) else None
                 self.counted += 1

@@ -33,6 +33,14 @@ _SCAN_CHECK_EVERY = 256
 # position (H.264/HEVC hold at most 16 pictures for reordering); a packet displaced further, or one whose
 # timestamp lies further before the newest one seen, belongs to a recording whose timestamps restarted.
 _MAX_REORDER = 16
+# FFmpeg unwraps the timestamp wraps a demuxer declares, but not one a muxer made: FFmpeg's FLV muxer writes
+# timestamps in 31 bits, so the frames before 0 of a stream with negative timestamps are read 2^31 ms later
+# than those after 0 (a 2-second clip lasted 2,147,484 s and failed the duration limit). A forward jump within
+# 60 s (FFmpeg's own unwrapping allows the same) of 2^31, 2^32 or 2^33 ticks, when that is over a day (1 ms:
+# 24.9 days; MPEG-TS's 90 kHz: 2^33 is 26.5 h), is a wrap, not a pause.
+_WRAP_BITS = (31, 32, 33)
+_WRAP_SLACK_SEC = 60
+_WRAP_MIN_SEC = 86400
 
 
 @dataclass
@@ -47,6 +55,9 @@ class FrameIndex:
     # The earliest timestamp, decode or presentation, of any of the stream's packets (for seek_to_start);
     # None: the first frame's.
     earliest_ts: int | None = None
+    # (newest timestamp before a wrap, its size): demuxed timestamps beyond the wrap are ``size`` larger than
+    # the index's (see _WRAP_BITS); None: no wrap
+    wrap: tuple[int, int] | None = None
 
     def __post_init__(self):
         first = int(self.pts[0]) if len(self.pts) else 0
@@ -75,6 +86,20 @@ class FrameIndex:
 
 
 
+    def unwrapped(self, ts: int | None) -> int | None:
+        """A demuxed timestamp in the index's terms (the same unless the stream's timestamps wrap)."""
+        if self.wrap is None or ts is None:
+            return ts
+        before, size = self.wrap
+        return ts - size if ts > before + size // 2 else ts
+
+    def demuxed(self, pts: int) -> int:
+        """The demuxer's timestamp of the index's ``pts`` (to seek to)."""
+        if self.wrap is None:
+            return pts
+        before, size = self.wrap
+        return pts + size if pts > before else pts
+
     def has_frame_at(self, pts: int, keyframe: bool = False) -> bool:
         """A frame of the index has timestamp ``pts`` (with ``keyframe``: and it is a keyframe)."""
         pos = self.position_of(pts)
@@ -89,16 +114,18 @@ class Scan:
     (AVI stamps packets in decode order), and why the stream looks cut short (empty when it does not).
 
     ``counted``: the index counts frames in the decoder's output order from the start (its pts are the
-    positions): fetches must count decoded frames instead of matching their timestamps, and cannot seek.
-    ``untimed``: the stream has no timestamps at all (a raw elementary stream), so the start can only be
-    reached by byte offset. ``notes``: what the caller should be told (not a truncation)."""
+    positions): fetches must count decoded frames instead of matching their timestamps, and cannot seek (not
+    even to the start: the reader opens the stream again). ``notes``: what the caller should be told (not a
+    truncation). ``starts_untimed``: the first packets have no timestamp (a Matroska written with negative
+    timestamps, ``avoid_negative_ts=disabled``, stores none for them): a seek to the start lands at the first
+    timestamp, after them, mid-GOP, so the start too is reached by opening the stream again."""
 
     index: FrameIndex
     decode_order_pts: bool = False
     truncation: list[str] = field(default_factory=list)
     counted: bool = False
-    untimed: bool = False
     notes: list[str] = field(default_factory=list)
+    starts_untimed: bool = False
 
 
 def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, description: str) -> Scan:
@@ -115,17 +142,31 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
         max_ts = limits.max_duration_sec / float(stream.time_base)
     first = None
     earliest = None  # FrameIndex.earliest_ts; a packet's decode time is at or before its presentation time
+    starts_untimed = False  # see Scan
+    newest = None  # the latest timestamp so far
+    wrap = None  # FrameIndex.wrap
+    tb = float(stream.time_base or 0)
+    wraps = [1 << b for b in _WRAP_BITS if (1 << b) * tb >= _WRAP_MIN_SEC]
+    slack = _WRAP_SLACK_SEC / tb if tb else 0
     try:
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue  # flush packet at EOF
             t = packet.dts if packet.dts is not None else packet.pts
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is not None and wrap is None and newest is not None:
+                size = next((w for w in wraps if abs(ts - newest - w) <= slack), None)
+                wrap = (newest, size) if size else None
+            if wrap is not None:  # every packet after the wrap is beyond it (decode times only increase)
+                t, ts = (None if v is None else v - wrap[1] for v in (t, ts))
+            if ts is not None:
+                newest = ts if newest is None else max(newest, ts)
             if t is not None and (earliest is None or t < earliest):
                 earliest = t
             if packet.is_discard:
                 continue  # a frame an edit list hides
-            ts = packet.pts if packet.pts is not None else packet.dts
             if ts is None:
+                starts_untimed = starts_untimed or not pts
                 if not untimed and not packet.is_keyframe:
                     untimed_lead += 1  # see _untimed_scan
                     continue
@@ -177,8 +218,8 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
     pts_a, key_a = sorted_pts, key_a[order]
     if not key_a[0]:
         key_a[0] = True  # decoding must start somewhere; FFmpeg recovers from the first packet
-    return Scan(FrameIndex(pts_a, key_a, stream.time_base, earliest_ts=earliest), decode_order_pts, truncation,
-                notes=notes)
+    return Scan(FrameIndex(pts_a, key_a, stream.time_base, earliest_ts=earliest, wrap=wrap), decode_order_pts,
+                truncation, notes=notes, starts_untimed=starts_untimed)
 
 
 def _counted_index(times: np.ndarray, time_base: Fraction, earliest_ts: int | None = None) -> FrameIndex:
@@ -217,8 +258,7 @@ def _untimed_scan(stream, n: int, lead: int, durations: set, description: str, t
     times = np.arange(n, dtype=np.float64) * float(step)
     notes = [f"{lead} packet(s) before the first keyframe were left out (the stream starts mid-GOP; they "
              "cannot be decoded)"] if lead else []
-    return Scan(_counted_index(times, Fraction(step)), truncation=truncation, counted=True, untimed=True,
-                notes=notes)
+    return Scan(_counted_index(times, Fraction(step)), truncation=truncation, counted=True, notes=notes)
 
 
 def _restarted_scan(stream, pts_a: np.ndarray, key_a: np.ndarray, sorted_pts: np.ndarray, earliest: int | None,

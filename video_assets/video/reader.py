@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import av
 import numpy as np
@@ -34,6 +35,7 @@ from video_assets.video.fetch import FrameFetch
 from video_assets.video.fetch import missing_frames_warning as missing_frames_warning  # operators import it here
 from video_assets.video.frame_index import (
     FrameIndex,
+    Scan,
     ffmpeg_reason,
     index_from_header,
     scan_stream,
@@ -94,24 +96,16 @@ class VideoReader:
         if cut:
             self.truncated = True
             self.warnings.append(cut)
+        self._opened = opened  # a counted stream's start is reached by opening it again (see seek_to)
+        self._threads = (thread_type, thread_count)
         self.container = self._open(opened)
         try:
             self._check_is_video()
-            self.stream = self._choose_stream(stream_index)
-            if self.stream.codec_context is None:  # PyAV's sign that FFmpeg has no decoder for this codec
-                raise VideoDecodeError(f"{self.description}: unsupported video codec (no decoder available)")
-            self._check_header()
-            self.stream.thread_type = thread_type  # FFmpeg frame + slice threading
-            self.stream.thread_count = thread_count
+            self.index = self._index_stream(stream_index, opened.remote)
+            self._set_threads()
             # How fetches decode this stream (read by video.fetch; they last as long as the reader):
             self.skip_nonref = self.stream.codec_context.name in PER_PACKET_SKIP_DECODERS
             self.seeks_trusted = True  # until a seek lands where the scan's timestamps do not match
-            # A remote file would be read whole by the scan; MP4/MOV headers index it without the media data.
-            self._decode_order_pts = False  # set by the scan
-            self._counted = self._untimed = False  # set by the scan (see frame_index.Scan)
-            self.index = (opened.remote and self._index_from_header()) or self._scan()
-            if stream_index is not None and _is_cover(self.stream, len(self.index)):
-                raise _cover_error(self.description, self.stream)  # a one-frame picture, now that it is counted
             self.stream.codec_context.flush_buffers()
             # AVI stores no presentation times: for H.264/HEVC FFmpeg stamps packets in decode order (pts =
             # dts + 1), so with B-frames the decoder's frames carry another frame's time (a count_k=4 plan got
@@ -155,6 +149,20 @@ class VideoReader:
                 error = e if error is None else error
         raise VideoDecodeError(f"{self.description}: not a readable video container ({ffmpeg_reason(error)})")
 
+    def _set_threads(self) -> None:
+        self.stream.thread_type, self.stream.thread_count = self._threads  # FFmpeg frame + slice threading
+
+    def _reopen(self) -> None:
+        """Open the source again, at its first byte, with the same stream: how a counted stream is decoded from
+        its start. No seek can be trusted to get there: after any seek (to 0, below the earliest timestamp, or to
+        byte 0) FFmpeg's Matroska demuxer ends at the end of the first Segment, so a ``cat a.mkv b.mkv``, whose
+        scan (from the open, without a seek) counted both, lost the second one's frames."""
+        index = self.stream.index
+        self.container.close()
+        self.container = self._open(self._opened)
+        self.stream = self.container.streams[index]
+        self._set_threads()
+
     # -- metadata -------------------------------------------------------------------------------------------
     def _check_is_video(self) -> None:
         fmt = self.container.format.name or ""
@@ -164,8 +172,38 @@ class VideoReader:
             kinds = sorted({s.type for s in self.container.streams}) or ["no streams"]
             raise VideoDecodeError(f"{self.description}: no video stream (contains: {', '.join(kinds)})")
 
-    def _choose_stream(self, stream_index: int | None):
-        """The stream FFmpeg would play (``av_find_best_stream``), never a cover; or ``stream_index``."""
+    def _index_stream(self, stream_index: int | None, remote: bool) -> FrameIndex:
+        """Choose the stream (:meth:`_choose_stream`) and index it. Whether a track is a cover picture is known
+        once its frames are counted (:func:`_is_cover`): a stream chosen by default that turns out to be one is
+        passed over for the next (the file opened again: its scan read to the end); ``stream_index`` naming one
+        is an error. Only what the chosen stream's scan found is kept."""
+        covers: set[int] = set()
+        while True:
+            self.stream = self._choose_stream(stream_index, covers)
+            if self.stream.codec_context is None:  # PyAV's sign that FFmpeg has no decoder for this codec
+                raise VideoDecodeError(f"{self.description}: unsupported video codec (no decoder available)")
+            self._check_header()
+            # A remote file would be read whole by the scan; MP4/MOV headers index it without the media data.
+            scan = (remote and self._header_scan()) or scan_stream(self.container, self.stream, self.limits,
+                                                                   self.deadline, self.description)
+            if not _is_cover(self.stream, len(scan.index)):
+                break
+            if stream_index is not None:
+                raise _cover_error(self.description, self.stream)
+            covers.add(self.stream.index)
+            self._reopen()
+        if scan.truncation:
+            self.truncated = True
+            self.warnings.extend(scan.truncation)
+        self._decode_order_pts = scan.decode_order_pts
+        self._counted = scan.counted  # see frame_index.Scan
+        self._starts_untimed = scan.starts_untimed
+        self.warnings.extend(scan.notes)
+        return scan.index
+
+    def _choose_stream(self, stream_index: int | None, covers: set[int]):
+        """The stream FFmpeg would play (``av_find_best_stream``), never a cover (nor one of ``covers``, found
+        to be covers by their scan); or ``stream_index``."""
         streams = self.container.streams
         if stream_index is not None:
             if stream_index >= len(streams):
@@ -178,13 +216,13 @@ class VideoReader:
             if _is_cover(stream):
                 raise _cover_error(self.description, stream)
             return stream
-        videos = [st for st in streams.video if not _is_cover(st)]
+        videos = [st for st in streams.video if not _is_cover(st) and st.index not in covers]
         if not videos:
             raise VideoDecodeError(f"{self.description}: no video stream, only a cover picture "
-                                   f"(streams: {_describe_streams(streams)})")
+                                   f"(streams: {_describe_streams(streams, covers)})")
         best = streams.best("video")
         # av_find_best_stream ranks the default disposition first, so a cover flagged default could still win
-        return best if best is not None and not _is_cover(best) else videos[0]
+        return next((st for st in videos if best is not None and st.index == best.index), videos[0])
 
     def _check_header(self) -> None:
         """Limits that the stream header alone decides, before any packet is decoded or any frame buffer
@@ -246,30 +284,27 @@ class VideoReader:
     def codec(self) -> str:
         return self.stream.codec_context.name
 
-    @property
+    @cached_property
     def fps(self) -> float:
-        """Average frame rate measured from the index: frames over the duration (so a 30 fps Matroska video,
-        whose 1 ms timestamps put the last of 60 frames at 1.967 s, is 30 fps, not 59 / 1.967 = 29.995)."""
-        if len(self.index) < 2:
-            rate = self.stream.average_rate or self.stream.guessed_rate
-            return float(rate) if rate else 0.0
+        """The frame rate: the stream's declared rate when the index's timestamps keep to it (see
+        :func:`_keeps_rate`; a 30 fps Matroska video, whose 1 ms timestamps put 10 frames at 0, 33, 67, ..., 300
+        ms, is 30 fps, not 10 frames / 0.333 s = 30.03), else the average measured from the index, frames over
+        the duration (VFR; a declared rate that the timestamps contradict)."""
+        rates = [r for r in (self.stream.average_rate, self.stream.guessed_rate) if r]
+        tick = float(self.stream.time_base or 0)
+        rate = next((r for r in rates if _keeps_rate(self.index.times, float(r), tick)), None)
+        if rate is not None:
+            return float(rate)
+        if len(self.index) < 2:  # one frame keeps any rate: none is declared
+            return 0.0
         return len(self.index) / self.duration if self.duration > 0 else 0.0
 
-    def _scan(self) -> FrameIndex:
-        scan = scan_stream(self.container, self.stream, self.limits, self.deadline, self.description)
-        if scan.truncation:
-            self.truncated = True
-            self.warnings.extend(scan.truncation)
-        self._decode_order_pts = scan.decode_order_pts
-        self._counted, self._untimed = scan.counted, scan.untimed
-        self.warnings.extend(scan.notes)
-        return scan.index
-
-    def _index_from_header(self) -> FrameIndex | None:
+    def _header_scan(self) -> Scan | None:
         index = index_from_header(self.container, self.stream)
-        if index is not None:
-            self.stats.indexed_from_header = True
-        return index
+        if index is None:
+            return None
+        self.stats.indexed_from_header = True
+        return Scan(index)
 
     def _duration(self) -> float:
         """Span of the stream in seconds: last frame's time plus one frame duration."""
@@ -334,9 +369,9 @@ class VideoReader:
         """Decode the first frame to read its display matrix (the stream header's side data is not exposed by
         PyAV; FFmpeg copies it onto every decoded frame). Only callers that ask for the size before any frame
         was fetched pay for this (the probe)."""
-        cc = self.stream.codec_context
         try:
             self.seek_to(0)
+            cc = self.stream.codec_context  # after the seek: a counted stream's is a new one
             for packet in self.container.demux(self.stream):
                 self.deadline.check()
                 try:
@@ -350,17 +385,20 @@ class VideoReader:
         except (av.error.FFmpegError, VideoDecodeError):
             pass
         finally:
-            cc.flush_buffers()
+            self.stream.codec_context.flush_buffers()
         return IDENTITY
 
     def seek_to(self, position: int) -> None:
         self.stats.seeks += 1
-        target = int(self.index.pts[position])
+        target = self.index.demuxed(int(self.index.pts[position]))
         try:
-            if position == 0 and self._untimed:
-                # A raw elementary stream has no timestamps to seek by (FFmpeg refuses); its start is byte 0.
-                self.container.seek(0, unsupported_byte_offset=True)
-            elif position == 0:
+            if self._counted or (position == 0 and self._starts_untimed):
+                # A counted index (no timestamps to seek by, or ones that restart) is decoded from the start,
+                # its only keyframe, without a seek (see _reopen); so is a stream whose first packets have no
+                # timestamp to seek to.
+                self._reopen()
+                return
+            if position == 0:
                 # Not to the first frame's timestamp: timestamp seeks can land one GOP late (MPEG-TS).
                 seek_to_start(self.container, self.stream, self.index.earliest_ts)
             else:
@@ -393,8 +431,9 @@ _COVER_CODECS = frozenset({"mjpeg", "png"})
 
 def _is_cover(stream, frames: int | None = None) -> bool:
     """A cover picture, not a video: flagged ``attached_pic``, or, once its ``frames`` are counted, a one-frame
-    MJPEG/PNG track in a file that has another video stream (Matroska has no cover flag for tracks; FFmpeg's
-    own choice passes it over for the stream with more frames)."""
+    MJPEG/PNG track in a file that has another video stream (Matroska has no cover flag for tracks, and
+    FFmpeg's own choice can prefer it: a PNG track flagged default). The one rule for both the default choice
+    and ``stream_index`` (see VideoReader._index_stream)."""
     if stream.disposition & av.stream.Disposition.attached_pic:
         return True
     return (frames == 1 and stream.codec_context is not None and stream.codec_context.name in _COVER_CODECS
@@ -404,14 +443,30 @@ def _is_cover(stream, frames: int | None = None) -> bool:
 def _cover_error(description: str, stream) -> VideoDecodeError:
     kind = "attached_pic" if _is_cover(stream) else f"a one-frame {stream.codec_context.name} track"
     return VideoDecodeError(f"{description}: stream {stream.index} is a cover picture ({kind}), not a video "
-                            f"(streams: {_describe_streams(stream.container.streams, stream.index)})")
+                            f"(streams: {_describe_streams(stream.container.streams, {stream.index})})")
 
 
-def _describe_streams(streams, cover: int | None = None) -> str:
-    """``0: audio, 1: video, ...``; ``cover``: a stream known to be a cover picture besides the flagged ones."""
+def _describe_streams(streams, covers: set[int] = frozenset()) -> str:
+    """``0: audio, 1: video, ...``; ``covers``: streams known to be cover pictures besides the flagged ones."""
     return ", ".join(f"{st.index}: "
-                     f"{'cover picture' if st.type == 'video' and (st.index == cover or _is_cover(st)) else st.type}"
+                     f"{'cover picture' if st.type == 'video' and (st.index in covers or _is_cover(st)) else st.type}"
                      for st in streams) or "none"
+
+
+# Timestamps are rounded to the time base, or to a coarser one they were remuxed from: Matroska's, FLV's 1 ms.
+_ROUNDED_TO_SEC = 0.001
+
+
+def _keeps_rate(times: np.ndarray, rate: float, tick: float) -> bool:
+    """Every frame's time is a whole number of frames at ``rate`` from the first, to within their rounding (one
+    ``tick`` of the time base, at least 1 ms), and most frames follow the previous one by one frame (a dropped
+    frame keeps the rate; a rate that merely divides every time does not: 1 ms timestamps are all whole
+    frames at 1000 fps)."""
+    frames = np.asarray(times, dtype=np.float64) * rate
+    whole = np.round(frames)
+    if not np.all(np.abs(frames - whole) <= max(tick, _ROUNDED_TO_SEC) * rate + 1e-6):
+        return False
+    return len(whole) < 2 or float(np.median(np.diff(whole))) == 1.0
 
 
 def rgb_view(rgb: av.VideoFrame) -> np.ndarray:

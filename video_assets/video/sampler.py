@@ -104,10 +104,10 @@ def sample_frames(source: VideoSource, sample_mode: str = DEFAULT_PLAN.sample_mo
     (:class:`~video_assets.video.limits.ReadLimits`, default limits): bytes, duration, frame size, decoded
     frames, wall-clock time, HTTP timeouts and retries; exceeding one raises LimitExceededError.
 
-    Stream: the one FFmpeg plays (``av_find_best_stream``; a cover picture, ``attached_pic``, is never chosen,
-    and a file with only a cover picture is a VideoDecodeError), or ``stream_index`` (the container's stream
-    number; VideoDecodeError when it is out of range, not a video, or a cover: ``attached_pic``, or a
-    one-frame MJPEG/PNG track beside another video). Frames are returned as displayed: the
+    Stream: the one FFmpeg plays (``av_find_best_stream``), never a cover picture (``attached_pic``, or a
+    one-frame MJPEG/PNG track beside another video; a file with only cover pictures is a VideoDecodeError), or
+    ``stream_index`` (the container's stream number; VideoDecodeError when it is out of range, not a video, or
+    a cover by the same rule). Frames are returned as displayed: the
     stream's display matrix (portrait phone video: 90/270 degrees; 180; mirrored) is applied, and ``width`` /
     ``height`` are the displayed size. ``apply_rotation=False`` returns the stored picture.
     """

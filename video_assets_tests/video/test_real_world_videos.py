@@ -25,6 +25,7 @@ from video_assets_tests.videos import (
     cover_image,
     displayed_picture,
     encode_cover_only,
+    encode_pictures_only,
     encode_video,
     read_index,
 )
@@ -76,6 +77,8 @@ CORPUS = {
     "portrait_hevc.mp4": dict(codec="libx265", display_rotation=-90, width=HEIGHT, height=WIDTH, cw=90),
     # other streams
     "cover_first.mkv": dict(cover_track_first=True, stream=1),  # stream 0: a one-frame 64x64 MJPEG picture
+    # stream 0: a one-frame PNG picture, which FFmpeg's own choice (av_find_best_stream) prefers
+    "png_cover_first.mov": dict(cover_track_first="png", stream=1),
     "cover_attached.mkv": dict(cover_attached=True),
     "cover_attached.mp4": dict(cover_attached=True),
     "audio_first.mp4": dict(audio_first=True, stream=1),
@@ -110,6 +113,7 @@ def corpus(tmp_path_factory):
     for name, spec in CORPUS.items():
         encode_video(d / name, **{k: v for k, v in spec.items() if k not in _META})
     encode_cover_only(d / "cover_only.mp4")
+    encode_pictures_only(d / "two_pictures.mkv")
     return d
 
 
@@ -203,6 +207,34 @@ def test_ts_clips_really_start_before_zero(corpus):
         assert (pts[-1] < 0) == (name == "ts_before_pts_wrap.ts"), name
 
 
+def test_flv_with_negative_timestamps_is_read_whole(tmp_path):
+    """FFmpeg's FLV muxer writes timestamps in 31 bits: the frames before 0 of a stream with negative timestamps
+    are read 2^31 ms (24.9 days) before those after 0, so a 2 s clip lasted 2,147,484 s and failed the duration
+    limit. The jump is a wrap: every frame is there, at its own time, by seeks too."""
+    path = encode_video(tmp_path / "negative.flv", start_seconds=-0.5,
+                        container_options={"avoid_negative_ts": "disabled"})
+    with av.open(str(path)) as c:
+        pts = sorted(p.pts for p in c.demux(video=0) if p.size)
+        jumps = [b - a for a, b in zip(pts, pts[1:]) if b - a > 1000]
+        assert len(jumps) == 1 and 0 < jumps[0] - (1 << 31) < 100  # what FFmpeg reads: one jump of 2^31 ms
+    with av.open(str(path)) as c:  # the decoder's output order is the presentation order
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert [read_index(f) for f in frames] == list(range(60))
+    times = [(round((i - 15) * 100 / 3) + 500) / 1000 for i in range(60)]  # 1 ms timestamps from -0.5 s
+    for mode, kw in PLANS + [("by_fps", dict(target_fps=3.0))]:
+        want = expected_positions(times, 2.0, mode, **kw)
+        for source in (str(path), path.read_bytes()):
+            s = _sample(source, mode, kw, video_format="flv")
+            assert s.indices == want and s.num_frames == 60 and not s.truncated and s.warnings == [], (mode, kw)
+            assert s.duration == pytest.approx(2.0) and s.fps == 30.0
+            assert s.timestamps == pytest.approx([times[i] for i in want], abs=1e-6)
+            for i, frame in zip(want, s.frames):
+                np.testing.assert_array_equal(frame, frames[i])
+    with open_source(path) as opened, VideoReader(opened) as reader:
+        assert [read_index(f) for _, f in reader.fetch(np.array([2, 40, 55]))] == [2, 40, 55]
+        assert reader.stats.seeks >= 2 and not reader.truncated  # sought past the wrap
+
+
 def test_rotation_off_gives_the_stored_picture(corpus):
     path = corpus / "portrait_cw90.mp4"
     s = _sample(path, "by_interval_frames", dict(interval_frames=20), apply_rotation=False)
@@ -256,6 +288,32 @@ def test_stream_index_picks_a_stream_and_names_the_problem(corpus):
 def test_cover_only_file_is_not_a_video(corpus):
     with pytest.raises(VideoDecodeError, match=r"cover_only\.mp4: no video stream, only a cover picture"):
         sample_frames(corpus / "cover_only.mp4")
+    # two one-frame MJPEG tracks: each is a cover by the rule that refuses it by number, so neither is read
+    path = corpus / "two_pictures.mkv"
+    with av.open(str(path)) as c:
+        assert [st.codec_context.name for st in c.streams] == ["mjpeg", "mjpeg"]
+        assert sorted(p.stream.index for p in c.demux() if p.size) == [0, 1]  # one picture each
+    with pytest.raises(VideoDecodeError, match=r"two_pictures\.mkv: no video stream, only a cover picture "
+                                               r"\(streams: 0: cover picture, 1: cover picture\)"):
+        sample_frames(path)
+    for index in (0, 1):
+        with pytest.raises(VideoDecodeError, match=rf"two_pictures\.mkv: stream {index} is a cover picture"):
+            sample_frames(path, stream_index=index)
+
+
+def test_cover_rule_is_one_for_the_default_choice_and_stream_index(corpus):
+    """A one-frame PNG track before the H.264 video: FFmpeg's own choice is the picture (it is first and
+    flagged default); the default choice passes over it by the rule that refuses it by number."""
+    path = corpus / "png_cover_first.mov"
+    with av.open(str(path)) as c:
+        assert c.streams.best("video").index == 0 and c.streams[0].codec_context.name == "png"
+        assert len(list(c.decode(c.streams[0]))) == 1
+    with open_source(path) as opened, VideoReader(opened) as reader:
+        assert reader.stream_index == 1 and reader.codec == "h264" and len(reader.index) == 60
+        assert reader.warnings == [] and not reader.truncated
+    with pytest.raises(VideoDecodeError, match=r"png_cover_first\.mov: stream 0 is a cover picture \(a one-frame "
+                                               r"png track\)"):
+        sample_frames(path, stream_index=0)
 
 
 # ---- Matroska/WebM cut short -------------------------------------------------------------------------------
@@ -409,8 +467,8 @@ def test_keyframes_operator_exports_upright_images(corpus, tmp_path):
 def test_pipeline_probe_reports_displayed_size_rotation_and_stream(corpus, tmp_path):
     from video_assets.pipeline.runner import build_manifest_table
 
-    names = ["portrait_cw90.mp4", "rot180.mp4", "cover_first.mkv", "audio_first.mp4", "cover_only.mp4",
-             "av1.mp4"]
+    names = ["portrait_cw90.mp4", "rot180.mp4", "cover_first.mkv", "png_cover_first.mov", "audio_first.mp4",
+             "cover_only.mp4", "av1.mp4"]
     manifest = tmp_path / "videos.txt"
     manifest.write_text("".join(f"{corpus / n}\n" for n in names))
     table, _ = build_manifest_table(str(manifest), "p1")
@@ -421,6 +479,7 @@ def test_pipeline_probe_reports_displayed_size_rotation_and_stream(corpus, tmp_p
     assert got == {"portrait_cw90.mp4": (HEIGHT, WIDTH, 90, 0, 60, True),
                    "rot180.mp4": (WIDTH, HEIGHT, 180, 0, 60, True),
                    "cover_first.mkv": (WIDTH, HEIGHT, 0, 1, 60, True),
+                   "png_cover_first.mov": (WIDTH, HEIGHT, 0, 1, 60, True),
                    "audio_first.mp4": (WIDTH, HEIGHT, 0, 1, 60, True),
                    "cover_only.mp4": (None, None, None, None, None, False),
                    "av1.mp4": (WIDTH, HEIGHT, 0, 0, 60, True)}

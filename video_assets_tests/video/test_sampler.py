@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 
@@ -313,6 +314,33 @@ def test_whole_seconds_of_matroska_give_one_frame_per_second(tmp_path, seconds):
     assert sample_frames(path, "by_fps", target_fps=1.0).indices == list(range(0, 30 * seconds, 30))
     assert len(sample_frames(path, "by_interval_time", interval_sec=0.5).indices) == 2 * seconds
     assert sample_frames(path, count_k=1).fps == pytest.approx(30.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("n_frames, fps", [(10, 30), (10, 60), (11, 30), (7, 30), (2, 30), (10, 30000 / 1001)])
+def test_matroska_frame_rate_is_exact_for_any_length(tmp_path, n_frames, fps):
+    """1 ms timestamps are rounded: 10 frames at 30 fps end at 300 ms, so frames over duration (10 / 0.333 s)
+    said 30.03, and 59.88 for 10 frames at 60 fps. The declared rate, which every timestamp keeps, is exact."""
+    rate = Fraction(30000, 1001) if fps != int(fps) else int(fps)
+    path = encode_video(tmp_path / "clip.mkv", n_frames=n_frames, fps=rate, bframes=0)
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].time_base == Fraction(1, 1000)
+    assert sample_frames(path, count_k=1).fps == pytest.approx(fps, abs=1e-9)
+    from video_assets.pipeline.probe import probe_video  # the manifest's fps column
+
+    assert probe_video(str(path))["fps"] == pytest.approx(fps, abs=1e-9)
+
+
+@pytest.mark.parametrize("pts_seconds, fps", [
+    ([i * 0.04 if i < 20 else 0.8 + (i - 20) * 0.1 for i in range(60)], 60 / 4.8),  # 25 fps, then 10 fps
+    ([i / 25 for i in range(30)], 25.0),  # declared 30 fps, stamped at 25 fps
+    ([round(i / 30, 3) for i in range(40) if i not in (10, 11, 25)], 30.0),  # 30 fps, three frames dropped
+])
+def test_frame_rate_of_variable_or_misdeclared_timing(tmp_path, pts_seconds, fps):
+    """Timestamps that do not keep the declared rate give the average (frames over the duration); a dropped
+    frame keeps it."""
+    for name in ("vfr.mkv", "vfr.mp4"):
+        path = encode_video(tmp_path / name, n_frames=len(pts_seconds), pts_seconds=pts_seconds, bframes=0)
+        assert sample_frames(path, count_k=1).fps == pytest.approx(fps, rel=1e-9), name
 
 
 # ---- remote MP4: indexed from the header, read in parts ------------------------------------------------

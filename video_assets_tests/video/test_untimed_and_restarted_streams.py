@@ -71,6 +71,12 @@ def clips(tmp_path_factory):
     # ... the first one cut mid-GOP (its first 5 packets lost: 7 undecodable ones before the next keyframe)
     _remux(d / "a.ts", d / "a_cut.ts", "mpegts", slice(5, None))
     (d / "joined_cut.ts").write_bytes((d / "a_cut.ts").read_bytes() + (d / "b.ts").read_bytes())
+    # two Matroska files joined with cat: two Segments, the second one's timestamps start again at 0
+    encode_video(d / "a.mkv", n_frames=60, bframes=2)
+    encode_video(d / "b.mkv", n_frames=60, bframes=2, first_pattern=60)
+    (d / "joined.mkv").write_bytes((d / "a.mkv").read_bytes() + (d / "b.mkv").read_bytes())
+    # Matroska written with negative timestamps: it stores none for the 15 frames before 0
+    encode_video(d / "negative_ts.mkv", start_seconds=-0.5, container_options={"avoid_negative_ts": "disabled"})
     # MJPEG remuxed into Matroska with frame 10 stamped like frame 9
     encode_video(d / "mjpeg.mkv", n_frames=30, codec="mjpeg", pix_fmt="yuvj420p", bframes=None)
     _remux(d / "mjpeg.mkv", d / "repeated_pts.mkv", "matroska", repeat_pts_of=9)
@@ -94,6 +100,8 @@ CASES = {
                   ["30 frame(s) after 1 restart(s) of the timestamps (joined recordings?) kept"]),
     "joined_cut.ts": (48, 12, [i / 30 for i in range(48)],
                       ["7 packet(s) before the first keyframe were left out", "30 frame(s) after 1 restart"]),
+    "joined.mkv": (120, 0, [round(i / 30, 3) for i in range(120)],
+                   ["60 frame(s) after 1 restart(s) of the timestamps (joined recordings?) kept"]),
     "repeated_pts.mkv": (30, 0, [round(i / 30, 3) if i != 10 else 0.3 for i in range(30)],
                          ["1 frame(s) with a repeated timestamp kept"]),
 }
@@ -109,7 +117,8 @@ def test_frames_are_the_decoders_in_its_output_order(clips, name):
     if name.endswith((".h264", ".hevc")):
         assert set(own_pts) == {None}  # nothing to order or match them by
     elif name.startswith("joined"):
-        assert own_pts[29 - (60 - n)] > own_pts[30 - (60 - n)]  # the second recording's timestamps start again
+        restart = n - 30 if name.endswith(".ts") else 60
+        assert own_pts[restart - 1] > own_pts[restart]  # the second recording's timestamps start again
     else:
         assert own_pts[10] == own_pts[9]
     duration = times[-1] + 1 / 30
@@ -131,6 +140,54 @@ def test_frames_are_the_decoders_in_its_output_order(clips, name):
                 assert any(note in w for w in s.warnings), (where, s.warnings)
 
 
+@pytest.mark.parametrize("mode, kw, start", [
+    ("by_timestamps", dict(timestamps_sec=[0.05, 1.9, 1.99, 2.0, 2.05, 3.5, 3.99]), 0.0),
+    ("by_count_uniform", dict(count_k=10), 0.0),
+    ("by_interval_frames", dict(interval_frames=7), 1.5),
+    ("by_fps", dict(target_fps=3.0), 0.0),
+])
+def test_joined_matroska_is_decoded_into_its_second_segment(clips, mode, kw, start):
+    """``cat a.mkv b.mkv``: the scan counts both Segments' frames, and so must the decode. After any seek
+    (even to the start) FFmpeg's Matroska demuxer stopped at the end of the first Segment: the frames of the
+    second were missing and the row said truncated."""
+    path = clips / "joined.mkv"
+    frames, _ = decoder_output(path)
+    times = CASES["joined.mkv"][2]
+    want = expected_positions(times, 4.0, mode, start=start, **kw)
+    assert want[0] < 60 <= want[-1]  # the plan spans both Segments
+    for source in (str(path), path.read_bytes()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # nothing is truncated
+            s = sample_frames(source, mode, video_format="mkv", start_time_sec=start, **kw)
+        assert s.indices == want and not s.truncated and s.num_frames == 120, s.warnings
+        assert [read_index(f) for f in s.frames] == want
+        for i, frame in zip(want, s.frames):
+            np.testing.assert_array_equal(frame, frames[i])
+        assert any("restart(s) of the timestamps" in w for w in s.warnings)
+
+
+def test_matroska_whose_first_packets_have_no_timestamp_is_not_truncated(clips):
+    """The frames before 0 of a Matroska written with negative timestamps come without any: they are left out,
+    as frames without a timestamp are. The start used to be sought at the first timestamp, which lands after
+    the GOP's keyframe: 9 frames could not be decoded and the row said truncated."""
+    path = clips / "negative_ts.mkv"
+    frames, own_pts = decoder_output(path)
+    assert len(frames) == 60 and own_pts[:15] == [None] * 15 and None not in own_pts[15:]
+    times = [p / 1000 for p in own_pts[15:]]
+    for mode, kw in PLANS + [("by_interval_frames", dict(interval_frames=1)), ("by_fps", dict(target_fps=4))]:
+        want = expected_positions(times, times[-1] + 0.033, mode, **kw)  # the median step of 1 ms timestamps
+        for source in (str(path), path.read_bytes()):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # nothing is truncated
+                s = sample_frames(source, mode, video_format="mkv", **kw)
+            assert s.indices == want and s.num_frames == 45 and not s.truncated, (mode, s.warnings)
+            assert s.warnings == ["15 frame(s) without a timestamp were left out"]
+            assert s.timestamps == pytest.approx([times[i] for i in want], abs=1e-6)
+            for i, frame in zip(want, s.frames):
+                np.testing.assert_array_equal(frame, frames[15 + i])
+            assert [read_index(f) for f in s.frames] == [15 + i for i in want]
+
+
 def test_repeated_frame_is_reachable_by_count(clips):
     """Both frames stamped 0.3 s are in the index (the scan used to collapse them into one)."""
     s = sample_frames(clips / "repeated_pts.mkv", "by_interval_frames", interval_frames=1, start_time_sec=0.29,
@@ -146,6 +203,11 @@ def test_reader_counts_and_never_seeks_into_a_counted_stream(clips):
         assert got == [(5, 5), (33, 33), (50, 50)]
         again = [(pos, read_index(rgb)) for pos, rgb in reader.fetch(np.array([2]))]  # a second fetch: from 0
         assert again == [(2, 2)] and not reader.truncated
+    with open_source(clips / "joined.mkv") as opened, VideoReader(opened) as reader:
+        assert reader.rotation == 0 and len(reader.index) == 120  # the first frame decoded, then from the start
+        for wanted in ([119], [3, 61, 118], [60]):  # each fetch goes back to the start, into both Segments
+            assert [read_index(rgb) for _, rgb in reader.fetch(np.array(wanted))] == wanted
+        assert not reader.truncated
     with open_source(clips / "bframes.h264") as opened, VideoReader(opened) as reader:
         assert reader.rotation == 0  # the first frame was decoded to read it: the start is reached again
         assert [read_index(rgb) for _, rgb in reader.fetch(np.array([0, 59]))] == [0, 59]
@@ -176,12 +238,15 @@ def test_quality_operator_rows_for_a_raw_stream_and_joined_recordings(clips):
     from video_assets.operators import VideoQualityScore
 
     op = VideoQualityScore(clip_model_name=TINY, device="cpu", count_k=4)
-    raw, joined = op.score_details(video_paths=[str(clips / "bframes.h264"), str(clips / "joined.ts")])
-    for row in (raw, joined):
-        assert row["error"] is None and row["frame_indices"] == [7, 22, 37, 52] and not row["truncated"]
-        assert len(row["frame_scores"]) == 4
+    raw, joined, mkv = op.score_details(video_paths=[str(clips / n) for n in ("bframes.h264", "joined.ts",
+                                                                             "joined.mkv")])
+    for row in (raw, joined, mkv):
+        assert row["error"] is None and not row["truncated"] and len(row["frame_scores"]) == 4
+    assert raw["frame_indices"] == joined["frame_indices"] == [7, 22, 37, 52]
+    assert mkv["frame_indices"] == [15, 45, 75, 105]
     assert raw["warnings"] == []
     assert any("30 frame(s) after 1 restart(s) of the timestamps" in w for w in joined["warnings"])
+    assert len(mkv["warnings"]) == 1 and "60 frame(s) after 1 restart(s) of the timestamps" in mkv["warnings"][0]
     # the same rows from the bytes
     raw_b, = op.score_details(video_binaries=[(clips / "bframes.h264").read_bytes()], video_formats=["h264"])
     assert raw_b["frame_indices"] == raw["frame_indices"]
