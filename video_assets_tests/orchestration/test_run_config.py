@@ -36,6 +36,8 @@ STEP_REFUSED = {
     "img_type": (_step(keyframes={"img_type": ".gif"}), {}, ("keyframes: img_type", "got '.gif'")),
     "prompt": (_step(quality={"prompt": "nope"}), {}, ("quality: prompt", "'nope'")),
     "device": (None, {"device": "tpu"}, ("device", "'tpu'")),
+    # the compute resource set in the Launchpad: the model step's too
+    "compute": ({"resources": {"compute": {"config": {"num_workers": 0}}}}, {}, ("num_workers", "got 0")),
 }
 
 
