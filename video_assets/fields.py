@@ -24,8 +24,9 @@ MISSING = dataclasses.MISSING
 def setting(default: Any = MISSING, doc: str = "", *, default_factory: Callable[[], Any] | Any = MISSING,
             choices: Iterable[Any] | None = None) -> Any:
     """A dataclass field with its documentation (``metadata["doc"]``), read by :func:`doc`. ``choices``: the
-    only values the field takes (its class still checks them); the Launchpad offers exactly these, and refuses
-    another value before a run starts (:func:`choices`)."""
+    only values the field takes, exactly (its class still checks them); the Launchpad offers exactly these, and
+    refuses another value before a run starts (:func:`choices`). A field whose class normalises its value
+    (``img_type`` in any case) has none: the Launchpad must not refuse what the operators accept."""
     if not doc:
         raise ValueError("a setting needs its doc")
     metadata = {"doc": doc, **({"choices": tuple(choices)} if choices is not None else {})}

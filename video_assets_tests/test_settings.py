@@ -99,8 +99,10 @@ def test_launchpad_values_become_validated_settings():
     assert s.group(SamplePlan) == SamplePlan(sample_mode="by_timestamps", timestamps_sec=(2.0, 0.5))
     with pytest.raises(ValueError, match="target_fps is required"):
         QualityConfig(sample_mode="by_fps").to_settings()
-    with pytest.raises(ValueError, match="img_type\n  Input should be '.jpg', '.jpeg' or '.png'"):
-        KeyframesConfig(img_type=".gif")  # a setting with choices is an enum in the Launchpad
+    with pytest.raises(ValueError, match="budget\n  Input should be 'exact' or 'reference'"):
+        KeyframesConfig(budget="nope")  # a setting with choices is an enum in the Launchpad
+    with pytest.raises(ValueError, match="img_type must be one of .jpg, .jpeg, .png; got '.gif'"):
+        KeyframesConfig(img_type=".gif")  # any case is taken (.JPG): the core's check, not an enum
     with pytest.raises(ValueError, match="fps must be a finite number > 0"):  # the others: the core's checks
         KeyframesConfig(fps=0)
     with pytest.raises(ValueError, match="quality_batch_size must be a positive int"):

@@ -55,7 +55,8 @@ class KeyframeSelection:
 class KeyframeExport:
     """How the selected frames leave the operator: images under ``output_tos_dir``, arrays in the result."""
 
-    img_type: str = setting(".jpg", ".jpg or .png", choices=tuple(IMG_TYPES))
+    # no choices (not an enum in the Launchpad): any case is taken (".JPG", as LAS did) and lower-cased here
+    img_type: str = setting(".jpg", ".jpg, .jpeg or .png (any case).")
     jpeg_quality: int = setting(95, "JPEG quality of the exported keyframes.")
     output_tos_dir: str = setting("", (
         "Where images are written ({output_tos_dir}/{video_id}/{frame_id:06d}-{hash}{img_type}): a local folder, "
@@ -64,7 +65,7 @@ class KeyframeExport:
 
     def __post_init__(self):
         if not isinstance(self.img_type, str) or self.img_type.lower() not in IMG_TYPES:
-            raise ValueError(f"img_type must be one of .jpg, .png; got {self.img_type!r}")
+            raise ValueError(f"img_type must be one of {', '.join(IMG_TYPES)}; got {self.img_type!r}")
         object.__setattr__(self, "img_type", self.img_type.lower())
         q = self.jpeg_quality
         if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q <= 100:

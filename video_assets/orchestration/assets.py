@@ -105,13 +105,16 @@ def _read_if_exists(uri: str) -> pd.DataFrame | None:
     return read_frame(uri) if table_exists(uri) else None
 
 
-def _check_run_config(context: dg.AssetExecutionContext, clip: ClipModelResource) -> None:
+def _check_run_config(context: dg.AssetExecutionContext, clip: ClipModelResource,
+                      compute: ComputeResource) -> None:
     """The whole run's settings, built (and so validated) by the run's first step before it writes anything:
-    a wrong value for the model step (``reduce_mode: mean``, ``device: tpu``) fails the run here instead of
-    after video_manifest was rebuilt, which would turn a healthy partition red and its downstream stale."""
+    a wrong value for the model step (``reduce_mode: mean``, ``device: tpu``, compute ``num_workers: 0``) fails
+    the run here instead of after video_manifest was rebuilt, which would turn a healthy partition red and its
+    downstream stale."""
     try:
         check_step_config(QualityKeyframesConfig, context.run.run_config, MODEL_STEP)
         clip.settings()
+        compute.settings()
     except ValueError as e:
         raise dg.Failure(description=f"run config refused, nothing written: {e}", allow_retries=False) from e
 
@@ -127,11 +130,12 @@ def _check_run_config(context: dg.AssetExecutionContext, clip: ClipModelResource
                 "with probed metadata: duration, fps, width, height, frames, codec, size, readable, warnings, error.",
 )
 def video_manifest(context: dg.AssetExecutionContext, config: ManifestConfig,
-                   warehouse: WarehouseResource, clip: ClipModelResource) -> dg.MaterializeResult:
+                   warehouse: WarehouseResource, clip: ClipModelResource,
+                   compute: ComputeResource) -> dg.MaterializeResult:
     key = context.partition_key
     t0 = time.monotonic()
     with fail_fast():
-        _check_run_config(context, clip)
+        _check_run_config(context, clip, compute)
         manifest_uri = warehouse.registry().manifest_uri_for(key, warehouse.manifests_uri)
         context.log.info(f"partition {key!r}: manifest {describe_uri(manifest_uri)}")
         table, manifest = build_manifest_table(manifest_uri, key, config.to_settings(),

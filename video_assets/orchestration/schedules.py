@@ -78,13 +78,21 @@ def max_failures() -> int:
     return _int_setting(SCHEDULE_MAX_FAILURES_ENV, DEFAULT_MAX_FAILURES)
 
 
+def _overridden(run: dg.DagsterRun) -> bool:
+    """Whether the run set step or resource config (a Launchpad override: another device, other limits): the
+    schedule's runs set neither. Loggers and the executor do not change what a run does to the videos."""
+    config = run.run_config or {}
+    return bool(config.get("ops") or config.get("resources"))
+
+
 def held_back(instance: dg.DagsterInstance, partition: str, limit: int | None = None,
               code_versions: Mapping[dg.AssetKey, str] = CODE_VERSIONS) -> str | None:
     """Why the schedule does not re-run ``partition`` now, or None. Held back: its ``limit`` latest finished
     runs (newest first, back to the latest success) all failed with the current code versions and the default
     run config. A success, or a failure under other code versions, ends the count; runs in progress, cancelled
-    ones and runs with other config (Launchpad overrides, or another job's runs, which carry no code versions)
-    say nothing about what the schedule would launch and are passed over. ``limit`` <= 0: never held back."""
+    ones and runs with other config (Launchpad overrides of ops or resources, or another job's runs, which
+    carry no code versions) say nothing about what the schedule would launch and are passed over. ``limit``
+    <= 0: never held back."""
     limit = max_failures() if limit is None else limit
     if limit <= 0:
         return None
@@ -95,7 +103,7 @@ def held_back(instance: dg.DagsterInstance, partition: str, limit: int | None = 
         run = rec.dagster_run
         if run.status == dg.DagsterRunStatus.SUCCESS:
             break
-        if run.status != dg.DagsterRunStatus.FAILURE or (run.run_config or {}).get("ops"):
+        if run.status != dg.DagsterRunStatus.FAILURE or _overridden(run):
             continue
         version = run.tags.get(CODE_VERSIONS_TAG)
         if version is None:

@@ -1,16 +1,18 @@
 """A run config with the right types but a wrong value never writes anything: a value outside a setting's
-choices (sample_mode, reduce_mode, img_type) is refused by Dagster's config validation before the run starts
-(what the Launchpad does), and any other wrong value (fps 0, clip device tpu, an unknown prompt) by the run's
-first step before it writes. Either way video_manifest's earlier materialisation stays the latest one (and its
-table the same file)."""
+choices (sample_mode, reduce_mode, budget, video_src_type) is refused by Dagster's config validation before the
+run starts (what the Launchpad does), and any other wrong value (fps 0, img_type .gif, clip device tpu, an
+unknown prompt) by the run's first step before it writes. Either way video_manifest's earlier materialisation
+stays the latest one (and its table the same file)."""
 
 import dagster as dg
 import pytest
 from pydantic import ValidationError
 
+from video_assets import fields
 from video_assets.orchestration.assets import ASSETS, MODEL_STEP
-from video_assets.orchestration.config import QualityKeyframesConfig
+from video_assets.orchestration.config import KeyframesConfig, QualityKeyframesConfig
 from video_assets.orchestration.resources import ClipModelResource, WarehouseResource, default_resources
+from video_assets.pipeline.settings import KeyframeSettings, QualitySettings
 from video_assets.pipeline.tables import MANIFEST_ASSET
 from video_assets_tests.pipeline_helpers import make_videos, materialize_partition
 
@@ -25,14 +27,17 @@ def _step(**config) -> dict:
 LAUNCH_REFUSED = {
     "sample_mode": (_step(quality={"sample_mode": "by_magic"}), ("quality:sample_mode", "got by_magic")),
     "reduce_mode": (_step(quality={"reduce_mode": "mean"}), ("quality:reduce_mode", "got mean")),
-    "img_type": (_step(keyframes={"img_type": ".gif"}), ("keyframes:img_type", "got .gif")),
     "video_src_type": (_step(keyframes={"video_src_type": "video_magic"}),
                        ("keyframes:video_src_type", "got video_magic")),
 }
 STEP_REFUSED = {
     "fps": (_step(keyframes={"fps": 0}), {}, ("keyframes: fps", "got 0")),
+    # not an enum: the core takes it in any case (.JPG), so only the core can refuse it
+    "img_type": (_step(keyframes={"img_type": ".gif"}), {}, ("keyframes: img_type", "got '.gif'")),
     "prompt": (_step(quality={"prompt": "nope"}), {}, ("quality: prompt", "'nope'")),
     "device": (None, {"device": "tpu"}, ("device", "'tpu'")),
+    # the compute resource set in the Launchpad: the model step's too
+    "compute": ({"resources": {"compute": {"config": {"num_workers": 0}}}}, {}, ("num_workers", "got 0")),
 }
 
 
@@ -99,3 +104,26 @@ def test_the_generated_config_rejects_a_wrong_value_itself():
     with pytest.raises(ValidationError, match="reduce_mode"):
         QualityKeyframesConfig(quality={"reduce_mode": "mean"})
     assert QualityKeyframesConfig().quality.to_settings().reduce_mode == "avg"
+
+
+def test_the_launchpad_accepts_what_the_operators_accept():
+    """The operators take img_type in any case (".JPG", as cameras name files; LAS did too): the Launchpad takes
+    it as well and it becomes the same settings as ".jpg" (normalised once, by the core), and the same for
+    every setting the core normalises. An enum (a setting with choices) is only for exact values: the core
+    refuses another spelling of each of them, so the Launchpad refuses nothing the operators accept."""
+    from dagster._config import process_config
+
+    from video_assets.definitions import defs
+
+    schema = defs.resolve_job_def("video_assets_job").run_config_schema.config_type
+    for value in (".JPG", ".Png", ".jpeg"):
+        launched = process_config(schema, _step(keyframes={"img_type": value}))
+        assert launched.success, launched.errors
+        assert KeyframesConfig(img_type=value).to_settings() == KeyframeSettings(img_type=value.lower())
+    assert KeyframesConfig(img_type=".JPG").to_settings() == KeyframeSettings()
+    for cls in (QualitySettings, KeyframeSettings):
+        for name in fields.names(cls):
+            for choice in fields.choices(cls, name) or ():
+                for other in {choice.upper(), choice.capitalize()} - {choice}:
+                    with pytest.raises(ValueError):  # the core refuses it too: the enum is exact
+                        cls(**{name: other})

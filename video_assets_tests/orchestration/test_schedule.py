@@ -94,6 +94,10 @@ def test_schedule_holds_back_a_partition_that_keeps_failing(tmp_path, monkeypatc
         other_config = job.execute_in_process(instance=instance, partition_key="ghost", raise_on_error=False,
                                               run_config={"ops": {"video_manifest": {"config": {"probe": False}}}})
         assert not other_config.success and held_back(instance, "ghost") == why
+        # nor does one with a resource override from the Launchpad (another device, other limits)
+        other_resources = job.execute_in_process(instance=instance, partition_key="ghost", raise_on_error=False,
+                                                 run_config={"resources": {"clip": {"config": {"device": "tpu"}}}})
+        assert not other_resources.success and held_back(instance, "ghost") == why
 
         # a code change may fix it: requested again
         deployed = CODE_VERSIONS[M]
