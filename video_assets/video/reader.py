@@ -38,6 +38,7 @@ from video_assets.video.frame_index import (
     Scan,
     ffmpeg_reason,
     index_from_header,
+    listed_frames,
     scan_stream,
     seek_to_start,
 )
@@ -183,15 +184,19 @@ class VideoReader:
             if self.stream.codec_context is None:  # PyAV's sign that FFmpeg has no decoder for this codec
                 raise VideoDecodeError(f"{self.description}: unsupported video codec (no decoder available)")
             self._check_header()
-            # A remote file would be read whole by the scan; MP4/MOV headers index it without the media data.
-            scan = (remote and self._header_scan()) or scan_stream(self.container, self.stream, self.limits,
-                                                                   self.deadline, self.description)
-            if not _is_cover(self.stream, len(scan.index)):
+            # A one-sample picture track of an MP4/MOV is a cover by its sample table: scanning it would read
+            # the whole file (a remote one over the network) for one frame.
+            scan = None if _is_cover(self.stream, listed_frames(self.container, self.stream)) else (
+                # A remote file would be read whole by the scan; MP4/MOV headers index it without the media.
+                (remote and self._header_scan())
+                or scan_stream(self.container, self.stream, self.limits, self.deadline, self.description))
+            if scan is not None and not _is_cover(self.stream, len(scan.index)):
                 break
             if stream_index is not None:
                 raise _cover_error(self.description, self.stream)
             covers.add(self.stream.index)
-            self._reopen()
+            if scan is not None:
+                self._reopen()  # the scan read to the end
         if scan.truncation:
             self.truncated = True
             self.warnings.extend(scan.truncation)
