@@ -291,11 +291,13 @@ class VideoReader:
 
     @cached_property
     def fps(self) -> float:
-        """The frame rate: the stream's declared rate when the index's timestamps keep to it (see
+        """The frame rate: the stream's declared rate (FFmpeg's ``guessed_rate`` first: an MP4's ``average_rate``
+        is measured over rounded sample durations, 29.9694 for 90 frames of 29.97 fps at 1/15360, where the
+        guessed 30000/1001 is exact), when the index's timestamps keep to it (see
         :func:`_keeps_rate`; a 30 fps Matroska video, whose 1 ms timestamps put 10 frames at 0, 33, 67, ..., 300
         ms, is 30 fps, not 10 frames / 0.333 s = 30.03), else the average measured from the index, frames over
         the duration (VFR; a declared rate that the timestamps contradict)."""
-        rates = [r for r in (self.stream.average_rate, self.stream.guessed_rate) if r]
+        rates = [r for r in (self.stream.guessed_rate, self.stream.average_rate) if r]
         tick = float(self.stream.time_base or 0)
         rate = next((r for r in rates if _keeps_rate(self.index.times, float(r), tick)), None)
         if rate is not None:
