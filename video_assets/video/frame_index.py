@@ -402,6 +402,18 @@ def _header_index(container, stream) -> FrameIndex | None:
 
 
 
+def listed_frames(container, stream) -> int | None:
+    """The frames an MP4/MOV's sample table lists for ``stream``, read at the open without demuxing anything
+    (None: another container, whose index, if any, does not list every frame)."""
+    fmt = container.format.name or ""
+    if "mov" not in fmt and "mp4" not in fmt:
+        return None
+    try:
+        return sum(1 for e in stream.index_entries if not e.is_discard)
+    except Exception:
+        return None
+
+
 def _expected_frame_count(stream) -> int | None:
     """Frames the container's own index promises (MP4/MOV list every sample), if it knows."""
     try:

@@ -38,6 +38,7 @@ from video_assets.video.frame_index import (
     Scan,
     ffmpeg_reason,
     index_from_header,
+    listed_frames,
     scan_stream,
     seek_to_start,
 )
@@ -183,15 +184,19 @@ class VideoReader:
             if self.stream.codec_context is None:  # PyAV's sign that FFmpeg has no decoder for this codec
                 raise VideoDecodeError(f"{self.description}: unsupported video codec (no decoder available)")
             self._check_header()
-            # A remote file would be read whole by the scan; MP4/MOV headers index it without the media data.
-            scan = (remote and self._header_scan()) or scan_stream(self.container, self.stream, self.limits,
-                                                                   self.deadline, self.description)
-            if not _is_cover(self.stream, len(scan.index)):
+            # A one-sample picture track of an MP4/MOV is a cover by its sample table: scanning it would read
+            # the whole file (a remote one over the network) for one frame.
+            scan = None if _is_cover(self.stream, listed_frames(self.container, self.stream)) else (
+                # A remote file would be read whole by the scan; MP4/MOV headers index it without the media.
+                (remote and self._header_scan())
+                or scan_stream(self.container, self.stream, self.limits, self.deadline, self.description))
+            if scan is not None and not _is_cover(self.stream, len(scan.index)):
                 break
             if stream_index is not None:
                 raise _cover_error(self.description, self.stream)
             covers.add(self.stream.index)
-            self._reopen()
+            if scan is not None:
+                self._reopen()  # the scan read to the end
         if scan.truncation:
             self.truncated = True
             self.warnings.extend(scan.truncation)
@@ -286,11 +291,13 @@ class VideoReader:
 
     @cached_property
     def fps(self) -> float:
-        """The frame rate: the stream's declared rate when the index's timestamps keep to it (see
+        """The frame rate: the stream's declared rate (FFmpeg's ``guessed_rate`` first: an MP4's ``average_rate``
+        is measured over rounded sample durations, 29.9694 for 90 frames of 29.97 fps at 1/15360, where the
+        guessed 30000/1001 is exact), when the index's timestamps keep to it (see
         :func:`_keeps_rate`; a 30 fps Matroska video, whose 1 ms timestamps put 10 frames at 0, 33, 67, ..., 300
         ms, is 30 fps, not 10 frames / 0.333 s = 30.03), else the average measured from the index, frames over
         the duration (VFR; a declared rate that the timestamps contradict)."""
-        rates = [r for r in (self.stream.average_rate, self.stream.guessed_rate) if r]
+        rates = [r for r in (self.stream.guessed_rate, self.stream.average_rate) if r]
         tick = float(self.stream.time_base or 0)
         rate = next((r for r in rates if _keeps_rate(self.index.times, float(r), tick)), None)
         if rate is not None:

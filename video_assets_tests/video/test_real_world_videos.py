@@ -316,6 +316,24 @@ def test_cover_rule_is_one_for_the_default_choice_and_stream_index(corpus):
         sample_frames(path, stream_index=0)
 
 
+def test_mov_cover_track_is_known_from_its_sample_table(corpus, corpus_http, monkeypatch):
+    """The PNG track's one frame is listed in the MOV's sample table. Counting it by a scan read the whole file
+    (over HTTP every byte, where the video's own index comes from the header; 1.5 MB read for a 1.5 MB file
+    whose plan needs 0.5 MB) and then opened it a second time."""
+    opens = []
+    real_open = av.open
+
+    def counting_open(*args, **kwargs):
+        opens.append(args[0])
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(av, "open", counting_open)
+    for source in (str(corpus / "png_cover_first.mov"), corpus_http.url("png_cover_first.mov")):
+        opens.clear()
+        with open_source(source) as opened, VideoReader(opened) as reader:
+            assert reader.stream_index == 1 and len(reader.index) == 60 and reader.warnings == []
+        assert len(opens) == 1, source
+
 # ---- Matroska/WebM cut short -------------------------------------------------------------------------------
 
 # The demuxer ends a cut Matroska at its last complete block without an error; the Segment's declared size

@@ -330,6 +330,20 @@ def test_matroska_frame_rate_is_exact_for_any_length(tmp_path, n_frames, fps):
     assert probe_video(str(path))["fps"] == pytest.approx(fps, abs=1e-9)
 
 
+@pytest.mark.parametrize("rate, timescale", [(Fraction(30000, 1001), 15360), (Fraction(24000, 1001), 90000),
+                                             (Fraction(60000, 1001), 30000), (Fraction(30000, 1001), 600)])
+def test_mp4_frame_rate_is_exact_whatever_its_timescale(tmp_path, rate, timescale):
+    """An MP4's average_rate is measured (samples over the rounded sum of their durations), not declared: 90
+    frames of 29.97 fps at 1/15360 gave 29.9694, of 23.976 fps at 1/90000 23.97599, of 59.94 at 1/30000 59.9387,
+    of 29.97 at 1/600 (iPhones) 29.9667. The rate FFmpeg derives from the timestamps, which they keep, is exact."""
+    path = encode_video(tmp_path / "clip.mp4", n_frames=90, fps=rate, bframes=2,
+                        container_options={"video_track_timescale": str(timescale)})
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].time_base == Fraction(1, timescale)
+        assert c.streams.video[0].average_rate != rate  # what the previous choice returned
+    assert sample_frames(path, count_k=1).fps == pytest.approx(float(rate), abs=1e-9)
+
+
 @pytest.mark.parametrize("pts_seconds, fps", [
     ([i * 0.04 if i < 20 else 0.8 + (i - 20) * 0.1 for i in range(60)], 60 / 4.8),  # 25 fps, then 10 fps
     ([i / 25 for i in range(30)], 25.0),  # declared 30 fps, stamped at 25 fps
