@@ -125,13 +125,8 @@ def _demo_warehouse(tmp_path, tiny_videos):
     return WarehouseResource(warehouse=str(tmp_path / "wh"), inbox=str(tmp_path / "inbox")), manifest
 
 
-def test_gpu_busy_reaches_the_metadata_when_the_step_runs_on_a_gpu(tmp_path, tiny_videos, fake_nvidia_smi,
-                                                                   monkeypatch):
-    """The step samples its GPU (compute/gpu_busy.py) while the models run. Here the model runs on the CPU:
-    the sampler is told the step's device is cuda:0, and a stand-in nvidia-smi answers for it."""
-    from video_assets.orchestration import assets
-
-    monkeypatch.setattr(assets, "resolve_device", lambda device: "cuda:0")
+def _quality_metadata(tmp_path, tiny_videos):
+    """Materialise the manifest and the quality table of the demo manifest; the quality table's metadata."""
     warehouse, manifest = _demo_warehouse(tmp_path, tiny_videos)
     with dg.instance_for_test() as instance:
         _, result = _materialize(warehouse, str(manifest), instance,
@@ -139,6 +134,17 @@ def test_gpu_busy_reaches_the_metadata_when_the_step_runs_on_a_gpu(tmp_path, tin
     assert result.success
     (q,) = [e.event_specific_data.materialization.metadata for e in result.get_asset_materialization_events()
             if e.asset_key == dg.AssetKey(QUALITY_ASSET)]
+    return q
+
+
+def test_gpu_busy_reaches_the_metadata_when_the_step_runs_on_a_gpu(tmp_path, tiny_videos, fake_nvidia_smi,
+                                                                   monkeypatch):
+    """The step samples its GPU (compute/gpu_busy.py) while the models run. Here the model runs on the CPU:
+    the sampler is told the step's device is cuda:0, and a stand-in nvidia-smi answers for it."""
+    from video_assets.orchestration import assets
+
+    monkeypatch.setattr(assets, "resolve_device", lambda device: "cuda:0")
+    q = _quality_metadata(tmp_path, tiny_videos)
     assert 80 <= q["gpu_busy_pct"].value <= 90 and 10 <= q["nvdec_busy_pct"].value <= 30
     assert q["gpu_busy_samples"].value >= 1
     assert "--query-gpu=utilization.gpu,utilization.decoder" in fake_nvidia_smi.read_text()
@@ -282,13 +288,7 @@ def test_throughput_leaves_out_the_model_load(tmp_path, tiny_videos):
     from video_assets.models.clip import clear_clip_cache
 
     clear_clip_cache()  # this process may have loaded the model already: then the load would take no time
-    warehouse, manifest = _demo_warehouse(tmp_path, tiny_videos)
-    with dg.instance_for_test() as instance:
-        _, result = _materialize(warehouse, str(manifest), instance,
-                                 selection=[dg.AssetKey(MANIFEST_ASSET), dg.AssetKey(QUALITY_ASSET)])
-    assert result.success
-    (q,) = [e.event_specific_data.materialization.metadata for e in result.get_asset_materialization_events()
-            if e.asset_key == dg.AssetKey(QUALITY_ASSET)]
+    q = _quality_metadata(tmp_path, tiny_videos)
     elapsed, load, processing = (q[k].value for k in ("elapsed_s", "model_load_s", "processing_s"))
     assert load > 0 and processing > 0
     assert processing == pytest.approx(elapsed - load, abs=0.002)
