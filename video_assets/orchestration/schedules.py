@@ -8,18 +8,21 @@ are requested.
 Backoff: a partition whose last ``VIDEO_ASSETS_SCHEDULE_MAX_FAILURES`` (3) runs failed with the current code
 versions and the schedule's (default) run config is held back, and the tick says which and why: re-running a
 partition that fails every day fixes nothing and costs a GPU step. A run that succeeds (e.g. launched by hand
-after fixing the manifest) or a new code version releases it. The runs are the instance's run records of the
-partition (tag ``dagster/partition``); every run of ``video_assets_job`` carries its code versions as a tag.
+after fixing the videos), a new code version or new manifest content (registered by ``manifest_sensor``: only
+runs since then count) releases it. The runs are the instance's run records of the partition (tag
+``dagster/partition``); every run of ``video_assets_job`` carries its code versions as a tag.
 """
 
 import os
 from collections.abc import Mapping
+from datetime import datetime
 
 import dagster as dg
 
 from video_assets.orchestration.assets import CODE_VERSIONS, CODE_VERSIONS_TAG, code_versions_fingerprint
 from video_assets.orchestration.jobs import video_assets_job
 from video_assets.orchestration.partitions import PARTITIONS_NAME
+from video_assets.orchestration.resources import WarehouseResource
 from video_assets.pipeline.tables import EMBEDDINGS_ASSET, KEYFRAMES_ASSET, MANIFEST_ASSET, QUALITY_ASSET
 
 SCHEDULE_CRON_ENV = "VIDEO_ASSETS_SCHEDULE_CRON"
@@ -85,14 +88,22 @@ def _overridden(run: dg.DagsterRun) -> bool:
     return bool(config.get("ops") or config.get("resources"))
 
 
+def content_since(warehouse: WarehouseResource, partition: str) -> datetime | None:
+    """When the partition's current manifest content was registered (the registry's ``updated_at``), or None
+    (not registered: a partition added by hand)."""
+    entry = warehouse.registry().get(partition)
+    return datetime.fromisoformat(entry["updated_at"]) if entry and entry.get("updated_at") else None
+
+
 def held_back(instance: dg.DagsterInstance, partition: str, limit: int | None = None,
-              code_versions: Mapping[dg.AssetKey, str] = CODE_VERSIONS) -> str | None:
+              code_versions: Mapping[dg.AssetKey, str] = CODE_VERSIONS,
+              since: datetime | None = None) -> str | None:
     """Why the schedule does not re-run ``partition`` now, or None. Held back: its ``limit`` latest finished
     runs (newest first, back to the latest success) all failed with the current code versions and the default
-    run config. A success, or a failure under other code versions, ends the count; runs in progress, cancelled
-    ones and runs with other config (Launchpad overrides of ops or resources, or another job's runs, which
-    carry no code versions) say nothing about what the schedule would launch and are passed over. ``limit``
-    <= 0: never held back."""
+    run config. A success, a failure under other code versions, or one started before ``since`` (the current
+    manifest content's registration) ends the count; runs in progress, cancelled ones and runs with other
+    config (Launchpad overrides of ops or resources, or another job's runs, which carry no code versions) say
+    nothing about what the schedule would launch and are passed over. ``limit`` <= 0: never held back."""
     limit = max_failures() if limit is None else limit
     if limit <= 0:
         return None
@@ -108,7 +119,7 @@ def held_back(instance: dg.DagsterInstance, partition: str, limit: int | None = 
         version = run.tags.get(CODE_VERSIONS_TAG)
         if version is None:
             continue
-        if version != current:
+        if version != current or (since is not None and rec.create_timestamp < since):
             break
         failed.append(rec)
         if len(failed) == limit:
@@ -116,7 +127,7 @@ def held_back(instance: dg.DagsterInstance, partition: str, limit: int | None = 
             since = failed[-1].create_timestamp.strftime("%Y-%m-%d %H:%M UTC")
             return (f"its last {limit} runs failed with the current code versions ({current}) since {since} "
                     f"(runs {ids}); ${SCHEDULE_MAX_FAILURES_ENV}={limit}. A run that succeeds (fix the "
-                    "manifest or videos and launch it by hand) or a code change releases it")
+                    "videos and launch it by hand), new manifest content or a code change releases it")
     return None
 
 
@@ -124,7 +135,7 @@ def held_back(instance: dg.DagsterInstance, partition: str, limit: int | None = 
              default_status=dg.DefaultScheduleStatus.RUNNING,
              description="Re-run partitions whose assets are missing or stale (code version changed); a "
                          "partition that failed its last runs with this code is held back.")
-def refresh_stale_partitions(context: dg.ScheduleEvaluationContext):
+def refresh_stale_partitions(context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource):
     partitions = sorted(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
     requests = []
     held: dict[str, str] = {}
@@ -133,7 +144,7 @@ def refresh_stale_partitions(context: dg.ScheduleEvaluationContext):
         stale = stale_assets(context.instance, p)
         if not stale:
             continue
-        why_held = held_back(context.instance, p)
+        why_held = held_back(context.instance, p, since=content_since(warehouse, p))
         if why_held:
             held[p] = why_held
             context.log.warning(f"partition {p!r} held back: {why_held}")

@@ -14,8 +14,9 @@ M, Q, K, E = (dg.AssetKey(n) for n in ("video_manifest", "video_quality_scores",
                                        "video_frame_embeddings"))
 
 
-def _evaluate(instance):
-    ctx = dg.build_schedule_context(instance=instance,
+def _evaluate(instance, warehouse=None):
+    warehouse = warehouse or WarehouseResource(warehouse="/nonexistent/wh")  # an empty registry
+    ctx = dg.build_schedule_context(instance=instance, resources={"warehouse": warehouse},
                                     scheduled_execution_time=datetime(2026, 11, 22, 3, tzinfo=timezone.utc))
     result = refresh_stale_partitions(ctx)
     if isinstance(result, dg.SkipReason):
@@ -52,7 +53,8 @@ def test_schedule_requests_missing_and_stale_partitions(tmp_path, monkeypatch):
 def test_schedule_holds_back_a_partition_that_keeps_failing(tmp_path, monkeypatch):
     """Real failed runs in a temporary instance: a partition without a manifest fails in video_manifest every
     time. After $VIDEO_ASSETS_SCHEDULE_MAX_FAILURES failed runs with the current code versions the schedule
-    stops requesting it and says so; a code change, or a run that succeeds, releases it."""
+    stops requesting it and says so; a code change, new manifest content, or a run that succeeds releases
+    it."""
     from video_assets.orchestration.assets import ASSETS, CODE_VERSIONS_TAG
     from video_assets.orchestration.jobs import video_assets_job
     from video_assets.orchestration.resources import ClipModelResource, default_resources
@@ -64,7 +66,7 @@ def test_schedule_holds_back_a_partition_that_keeps_failing(tmp_path, monkeypatc
                          resources=default_resources(warehouse=wh, clip=ClipModelResource(decode_workers=2))
                          ).resolve_job_def(video_assets_job.name)
     monkeypatch.setenv(SCHEDULE_MAX_FAILURES_ENV, "2")
-    ctx = dict(scheduled_execution_time=datetime(2026, 11, 22, 3, tzinfo=timezone.utc))
+    ctx = dict(scheduled_execution_time=datetime(2026, 11, 22, 3, tzinfo=timezone.utc), resources={"warehouse": wh})
 
     def run(request):  # what the daemon launches for a request (job tags + the request's)
         return job.execute_in_process(instance=instance, partition_key=request.partition_key, tags=request.tags,
@@ -102,12 +104,27 @@ def test_schedule_holds_back_a_partition_that_keeps_failing(tmp_path, monkeypatc
         # a code change may fix it: requested again
         deployed = CODE_VERSIONS[M]
         monkeypatch.setitem(CODE_VERSIONS, M, "changed")
-        assert _evaluate(instance) == {"ghost": {M, Q, K, E}}
+        assert _evaluate(instance, wh) == {"ghost": {M, Q, K, E}}
         monkeypatch.setitem(CODE_VERSIONS, M, deployed)
         assert held_back(instance, "ghost") is not None
+
+        # new manifest content (as manifest_sensor registers it) may fix it: only runs since then count. This
+        # one is registered but not there (deleted after upload), so the next two runs fail and hold it again.
+        from video_assets.orchestration.schedules import content_since
+
+        wh.registry().register(str(tmp_path / "inbox" / "manifests" / "ghost.csv"), "0" * 64, key="ghost")
+        since = content_since(wh, "ghost")
+        assert since is not None and held_back(instance, "ghost", since=since) is None
+        for day in range(2):
+            (ghost,) = refresh_stale_partitions(dg.build_schedule_context(instance=instance, **ctx))
+            assert ghost.partition_key == "ghost", f"day {day}"
+            assert not run(ghost).success
+        assert held_back(instance, "ghost", since=since).startswith("its last 2 runs failed")
+        assert isinstance(refresh_stale_partitions(dg.build_schedule_context(instance=instance, **ctx)),
+                          dg.SkipReason)
 
         # the manifest arrives and a run (by hand) succeeds: released
         (tmp_path / "inbox" / "manifests" / "ghost.csv").write_text("uri\nvideos/a.mp4\n")
         assert wh.registry().register_file(str(tmp_path / "inbox" / "manifests" / "ghost.csv"))[0] == "ghost"
         assert job.execute_in_process(instance=instance, partition_key="ghost").success
-        assert held_back(instance, "ghost") is None and _evaluate(instance) == {}
+        assert held_back(instance, "ghost") is None and _evaluate(instance, wh) == {}
