@@ -144,7 +144,12 @@ def refresh_stale_partitions(context: dg.ScheduleEvaluationContext, warehouse: W
         stale = stale_assets(context.instance, p)
         if not stale:
             continue
-        why_held = held_back(context.instance, p, since=content_since(warehouse, p))
+        try:
+            since = content_since(warehouse, p)
+        except Exception as e:  # the registry unreadable (storage down): count every run, as without one
+            context.log.warning(f"partition {p!r}: manifest registry not read ({type(e).__name__}: {e})")
+            since = None
+        why_held = held_back(context.instance, p, since=since)
         if why_held:
             held[p] = why_held
             context.log.warning(f"partition {p!r} held back: {why_held}")
