@@ -7,7 +7,6 @@ The code versions are re-exported here (``QUALITY_CODE_VERSION``, ``CODE_VERSION
 import functools
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from video_assets.orchestration.config import (
     QualityKeyframesConfig,
     check_step_config,
 )
+from video_assets.orchestration.env import env_number
 from video_assets.orchestration.partitions import video_manifests
 from video_assets.orchestration.resources import ClipModelResource, ComputeResource, WarehouseResource
 from video_assets.pipeline.manifests import ManifestError, unique_rows
@@ -87,10 +87,7 @@ def _progress_logger(context: dg.AssetExecutionContext, label: str):
 
 
 def _progress_every() -> float:
-    try:
-        return float(os.environ.get(PROGRESS_ENV, "10"))
-    except ValueError:
-        return 10.0
+    return env_number(PROGRESS_ENV, 10.0, minimum=0)
 
 
 def _read_manifest_table(warehouse: WarehouseResource, key: str) -> pd.DataFrame:

@@ -9,7 +9,6 @@ warehouse and evaluates them (see ``assets.video_quality_and_keyframes``).
 """
 
 import io
-import os
 import random
 import warnings
 from collections.abc import Callable, Collection, Iterator
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from video_assets.orchestration.env import env_number
 from video_assets.orchestration.partitions import video_manifests
 from video_assets.orchestration.resources import WarehouseResource
 from video_assets.pipeline import report
@@ -47,19 +47,12 @@ FAILED_SHARE, KEYFRAME_FILES = "failed_share_below_threshold", "keyframe_files_e
 MOSTLY_FAILED = "failed_share_below_error_threshold"
 
 
-def _share_setting(env: str, default: float) -> float:
-    try:
-        return float(os.environ.get(env, default))
-    except ValueError:
-        return default
-
-
 def max_failed_share() -> float:
-    return _share_setting(MAX_FAILED_SHARE_ENV, DEFAULT_MAX_FAILED_SHARE)
+    return env_number(MAX_FAILED_SHARE_ENV, DEFAULT_MAX_FAILED_SHARE, minimum=0)
 
 
 def error_failed_share() -> float:
-    return _share_setting(ERROR_FAILED_SHARE_ENV, DEFAULT_ERROR_FAILED_SHARE)
+    return env_number(ERROR_FAILED_SHARE_ENV, DEFAULT_ERROR_FAILED_SHARE, minimum=0)
 
 
 def missing(asset: dg.AssetKey, check_name: str, uri: str) -> dg.AssetCheckResult:

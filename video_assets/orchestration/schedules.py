@@ -20,6 +20,7 @@ from datetime import datetime
 import dagster as dg
 
 from video_assets.orchestration.assets import CODE_VERSIONS, CODE_VERSIONS_TAG, code_versions_fingerprint
+from video_assets.orchestration.env import env_number
 from video_assets.orchestration.jobs import video_assets_job
 from video_assets.orchestration.partitions import PARTITIONS_NAME
 from video_assets.orchestration.resources import WarehouseResource
@@ -66,19 +67,12 @@ def stale_assets(instance: dg.DagsterInstance, partition: str,
     return out
 
 
-def _int_setting(env: str, default: int) -> int:
-    try:
-        return int(os.environ.get(env, default))
-    except ValueError:
-        return default
-
-
 def _max_runs() -> int:
-    return _int_setting(SCHEDULE_MAX_RUNS_ENV, 100)
+    return env_number(SCHEDULE_MAX_RUNS_ENV, 100, int, minimum=1)
 
 
 def max_failures() -> int:
-    return _int_setting(SCHEDULE_MAX_FAILURES_ENV, DEFAULT_MAX_FAILURES)
+    return env_number(SCHEDULE_MAX_FAILURES_ENV, DEFAULT_MAX_FAILURES, int)
 
 
 def _overridden(run: dg.DagsterRun) -> bool:

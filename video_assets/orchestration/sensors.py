@@ -25,12 +25,12 @@ the same objects again, and both sensors are written for that:
 import csv
 import hashlib
 import io
-import os
 import time
 from datetime import datetime, timezone
 
 import dagster as dg
 
+from video_assets.orchestration.env import env_number
 from video_assets.orchestration.jobs import video_assets_job
 from video_assets.orchestration.partitions import PARTITIONS_NAME, video_manifests
 from video_assets.orchestration.resources import WarehouseResource
@@ -47,10 +47,7 @@ RUN_KEY_TAG = "dagster/run_key"  # where Dagster records a run request's run key
 
 
 def sensor_interval() -> int:
-    try:
-        return max(1, int(os.environ.get(SENSOR_INTERVAL_ENV, DEFAULT_SENSOR_INTERVAL)))
-    except ValueError:
-        return DEFAULT_SENSOR_INTERVAL
+    return env_number(SENSOR_INTERVAL_ENV, DEFAULT_SENSOR_INTERVAL, int, minimum=1)
 
 
 def run_key(partition_key: str, sha256: str) -> str:

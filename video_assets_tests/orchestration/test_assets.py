@@ -292,4 +292,5 @@ def test_throughput_leaves_out_the_model_load(tmp_path, tiny_videos):
     elapsed, load, processing = (q[k].value for k in ("elapsed_s", "model_load_s", "processing_s"))
     assert load > 0 and processing > 0
     assert processing == pytest.approx(elapsed - load, abs=0.002)
-    assert q["throughput_videos_per_s"].value == pytest.approx(4 / processing, rel=0.01)
+    # processing_s is rounded to 1 ms, a large share of the few ms four tiny videos take
+    assert 4 / (processing + 0.0005) <= q["throughput_videos_per_s"].value <= 4 / (processing - 0.0005)
