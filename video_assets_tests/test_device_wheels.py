@@ -3,10 +3,12 @@ and what it leaves to the carried wheels), and the slimmed PyNvVideoCodec wheel 
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -137,3 +139,31 @@ def test_the_slim_nvdec_wheel_keeps_every_library_its_modules_need(tmp_path, mon
     monkeypatch.setattr(device_wheels, "HOST_LIBS", HOST_LIBS - {"libz.so.1"})
     with pytest.raises(SystemExit, match="libz.so.1"):
         slim_wheel(full, tmp_path)
+
+
+@pytest.mark.skipif(_full_nvdec_wheel() is None or shutil.which("cc") is None,
+                    reason="no downloaded PyNvVideoCodec wheel (make device-wheels), or no C compiler")
+def test_the_slim_nvdec_modules_load_with_only_the_driver_missing(tmp_path):
+    """Both extension builds, unpacked from the slim wheel, load (lazy binding, no initialisation) with every
+    bundled library they need, given only a stand-in for the driver's libcuda.so.1."""
+    (tmp_path / "cuda.c").write_text("void cuInit(void) {}\n")
+    subprocess.run(["cc", "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", str(tmp_path / "libcuda.so.1"),
+                    str(tmp_path / "cuda.c")], check=True)
+    with zipfile.ZipFile(slim_wheel(_full_nvdec_wheel(), tmp_path)["wheel"]) as z:
+        z.extractall(tmp_path / "site")
+    code = ("import ctypes, os, sys\n"
+            "for m in sys.argv[1:]:\n"
+            "    ctypes.CDLL(m, mode=os.RTLD_LAZY)\n"
+            "print('\\n'.join(line.split()[-1] for line in open('/proc/self/maps')))\n")
+    modules = sorted(str(p) for p in (tmp_path / "site" / "PyNvVideoCodec").glob("PyNvVideoCodec_*.so"))
+    assert len(modules) == 2
+    env = {**os.environ, "LD_LIBRARY_PATH": str(tmp_path)}
+    loaded = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True, env=env,
+                            check=True).stdout.split()
+    names = {Path(p).name for p in loaded if p.startswith(str(tmp_path))}  # what was found in the wheel
+    assert {"libavformat.so.63", "libavutil.so.61", "libcuda.so.1"} <= names
+    assert any(n.startswith("libcudart-") for n in names) and {Path(m).name for m in modules} <= names
+    # and without the stand-in, it is the driver's library that is missing, nothing the wheel should carry
+    env.pop("LD_LIBRARY_PATH")
+    failed = subprocess.run([sys.executable, "-c", code, modules[0]], capture_output=True, text=True, env=env)
+    assert failed.returncode != 0 and "libcuda.so.1" in failed.stderr
