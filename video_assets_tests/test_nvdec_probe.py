@@ -141,3 +141,15 @@ def test_a_failure_anywhere_still_writes_the_json(tmp_path, monkeypatch):
     data = json.loads(out.read_text())
     assert not data["complete"] and data["errors"][0]["error"] == "OSError: disk full"
     assert data["nvdec"] is not None and data["indices"] == []
+
+
+def test_the_decode_processes_summary_passes_over_a_probe_file(tmp_path, capsys):
+    from bench.decode_processes import summary
+
+    (tmp_path / "h200-nvdec.json").write_text(json.dumps({"probe": "nvdec", "throughput": []}))
+    row = {"operator": "quality", "size": "640x360", "mode": "threads", "decode_processes": 0, "videos": 48,
+           "videos_per_s": 20.5, "cpu_s_per_video": 0.25, "cpu_cores_busy": 5.1}
+    (tmp_path / "h200-quality.json").write_text(json.dumps({"rows": [row]}))
+    summary(sorted(tmp_path.glob("h200-*.json")))
+    out = capsys.readouterr().out
+    assert "h200-nvdec.json            not a decode_processes result" in out and "20.50" in out
