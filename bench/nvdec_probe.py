@@ -316,7 +316,8 @@ def run(args, out: dict, path: Path | None) -> None:
                 save()
     from video_assets.compute.gpu_busy import GpuBusy
 
-    for name, size in [(n, s) for n in args.throughput_plans.split(",") for s, _ in corpora]:
+    # by size, then plan: 360p quality and keyframes, then 1080p (the budget cuts 1080p keyframes first)
+    for size, name in [(s, n) for s, _ in corpora for n in args.throughput_plans.split(",")]:
         paths = next(ps for s, ps in corpora if s == size)
         paths = [p for p in paths if (p, name) in idx]
         for threads in (int(x) for x in args.threads.split(",")):

@@ -153,3 +153,28 @@ def test_the_decode_processes_summary_passes_over_a_probe_file(tmp_path, capsys)
     summary(sorted(tmp_path.glob("h200-*.json")))
     out = capsys.readouterr().out
     assert "h200-nvdec.json            not a decode_processes result" in out and "20.50" in out
+
+
+def test_the_whole_probe_with_a_stand_in_decoder_fills_every_part(tmp_path, monkeypatch):
+    """run()'s NVDEC branch end to end (what the one GPU call will run), with the stand-in decoder."""
+    monkeypatch.setattr(bench.operators, "CORPUS_DIR", tmp_path / "corpus")
+    nvc = FakeNvc()
+    monkeypatch.setattr(probe, "nvdec_status", lambda: ({"available": True, "reason": None}, nvc))
+    out = tmp_path / "nvdec.json"
+    base = ["--corpus", "96x64:2:1", "--exact-videos", "1", "--threads", "1,2", "--json", str(out)]
+    assert probe.main([*base, "--seconds", "0.3", "--require-nvdec"]) == 0
+    data = json.loads(out.read_text())
+    assert data["complete"] and data["errors"] == [] and data["skipped"] == []
+    assert [(r["plan"], r["frame_exact"], r["max_abs"]) for r in data["exactness"]] == [("quality", True, 0),
+                                                                                         ("keyframes", True, 0)]
+    rows = [(r["size"], r["plan"], r["threads"]) for r in data["throughput"]]
+    assert rows == [("96x64", "quality", 1), ("96x64", "quality", 2), ("96x64", "keyframes", 1),
+                    ("96x64", "keyframes", 2)]
+    assert all(r["videos"] > 0 and r["error_count"] == 0 for r in data["throughput"])
+    assert data["throughput"][0]["frames"] == 8 * data["throughput"][0]["videos"]
+    assert data["decoders"]["decoders_created"] == 2 and data["decoders"]["reconfigure_errors"] == []
+    # no budget: nothing measured, everything named as skipped, still a complete result
+    assert probe.main([*base, "--budget-s", "0"]) == 0
+    data = json.loads(out.read_text())
+    assert data["exactness"] == [] and data["throughput"] == [] and len(data["skipped"]) == 2 + 4
+    assert data["complete"] and all(s.endswith(": budget") for s in data["skipped"])
