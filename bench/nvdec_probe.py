@@ -134,14 +134,16 @@ class Decoders:
 
     def __init__(self, nvc):
         self.nvc, self.slots, self.current = nvc, {}, {}
+        self.lock = threading.Lock()  # for the counts: each slot is one thread's, the counts are everyone's
         self.created, self.create_s, self.reconfigured, self.reconfigure_s = 0, 0.0, 0, 0.0
         self.reconfigure_errors: list[str] = []
 
     def _new(self, path: str):
         t = time.perf_counter()
         dec = self.nvc.SimpleDecoder(path, use_device_memory=True, output_color_type=self.nvc.OutputColorType.RGB)
-        self.created += 1
-        self.create_s += time.perf_counter() - t
+        with self.lock:
+            self.created += 1
+            self.create_s += time.perf_counter() - t
         return dec
 
     def get(self, slot: int, path: str):
@@ -152,10 +154,12 @@ class Decoders:
             t = time.perf_counter()
             try:
                 dec.reconfigure_decoder(path)
-                self.reconfigured += 1
-                self.reconfigure_s += time.perf_counter() - t
+                with self.lock:
+                    self.reconfigured += 1
+                    self.reconfigure_s += time.perf_counter() - t
             except Exception as e:  # noqa: BLE001 - recorded, and a fresh decoder instead
-                self.reconfigure_errors.append(f"{Path(path).name}: {_error(e)}")
+                with self.lock:
+                    self.reconfigure_errors.append(f"{Path(path).name}: {_error(e)}")
                 dec = self.slots[slot] = self._new(path)
         self.current[slot] = path
         return dec
@@ -244,17 +248,17 @@ def throughput(paths: list[str], indices: dict[str, list[int]], threads: int, se
 
     for slot in range(threads):  # decoders made before the clock starts (first use per slot)
         decoders.get(slot, paths[slot % len(paths)])
-    b0, p0, t0 = busy_cpu_seconds(), time.process_time(), time.perf_counter()
-    stop = t0 + seconds
-    with device_busy() as busy:
+    with device_busy() as busy:  # nvidia-smi started and stopped outside the clock
+        b0, p0, t0 = busy_cpu_seconds(), time.process_time(), time.perf_counter()
+        stop = t0 + seconds
         pool = [threading.Thread(target=work, args=(s,), daemon=True) for s in range(threads)]
         for t in pool:
             t.start()
         for t in pool:
             while t.is_alive():
                 t.join(0.2)
-    wall = time.perf_counter() - t0
-    b1, p1 = busy_cpu_seconds(), time.process_time()
+        wall = time.perf_counter() - t0
+        b1, p1 = busy_cpu_seconds(), time.process_time()
     videos, frames = sum(d[0] for d in done), sum(d[1] for d in done)
     gpu, dec = busy.means()
     return {"threads": threads, "videos": videos, "frames": frames, "seconds": round(wall, 2),

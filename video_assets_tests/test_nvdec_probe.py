@@ -30,7 +30,7 @@ class FakeNvc:
     class OutputColorType:
         RGB = "RGB"
 
-    def __init__(self, shift: int = 0, short: bool = False):
+    def __init__(self, shift: int = 0, short: bool = False, reconfigure_fails: bool = False):
         self.shift, self.short, self.made = shift, short, []
         nvc = self
 
@@ -44,6 +44,8 @@ class FakeNvc:
                 return probe.plan_indices(self.path, probe.PLANS["quality"])[1]
 
             def reconfigure_decoder(self, path):
+                if reconfigure_fails:
+                    raise RuntimeError("no such decoder in the cache")
                 self.path = path
 
             def get_batch_frames_by_index(self, indices):
@@ -178,3 +180,14 @@ def test_the_whole_probe_with_a_stand_in_decoder_fills_every_part(tmp_path, monk
     data = json.loads(out.read_text())
     assert data["exactness"] == [] and data["throughput"] == [] and len(data["skipped"]) == 2 + 4
     assert data["complete"] and all(s.endswith(": budget") for s in data["skipped"])
+
+
+def test_a_failed_reconfigure_is_recorded_and_a_new_decoder_takes_over(videos):
+    nvc = FakeNvc(reconfigure_fails=True)
+    decoders = probe.Decoders(nvc)
+    idx = {p: probe.plan_indices(p, probe.PLANS["quality"])[0] for p in videos}
+    row = probe.throughput(videos, idx, 1, 0.3, decoders, lambda: GpuBusy("cpu"))
+    stats = decoders.stats()
+    assert row["error_count"] == 0 and row["videos"] >= 2 and stats["reconfigured"] == 0
+    assert stats["decoders_created"] == len(nvc.made) >= 2
+    assert stats["reconfigure_errors"][0] == "v1.mp4: RuntimeError: no such decoder in the cache"
