@@ -24,8 +24,10 @@ one decoder, reused across files with ``reconfigure_decoder``.
    decode calls release the GIL), the threads' own CPU, GPU and NVDEC busy (nvidia-smi), errors.
 
 Everything that fails (import, missing driver library, a decode) is recorded in the JSON, never a crash without
-output; the JSON is rewritten after each phase (``complete`` false until the end), also on SIGTERM. Phases stop
-starting new work after ``--budget-s``; what was left is listed in ``skipped``. Exit status 0, or 3 with
+output; the JSON is rewritten after each phase (``complete`` false until the end), also on SIGTERM, and
+``running`` names the work in progress, so a crash in native code (its stacks go to stderr) leaves what it was
+doing. Throughput runs thread count by thread count (all figures of 1 thread first). Phases stop starting new
+work after ``--budget-s``; what was left is listed in ``skipped``. Exit status 0, or 3 with
 ``--require-nvdec`` when NVDEC was not available.
 """
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import dataclasses
+import faulthandler
 import json
 import os
 import platform
@@ -246,8 +249,9 @@ def throughput(paths: list[str], indices: dict[str, list[int]], threads: int, se
             errors.append(_error(e))
         done[slot][2] = time.thread_time() - c0
 
-    for slot in range(threads):  # decoders made before the clock starts (first use per slot)
-        decoders.get(slot, paths[slot % len(paths)])
+    for slot in range(threads):  # before the clock: each slot's decoder made or moved to these videos, one call
+        path = paths[slot % len(paths)]
+        nvdec_frames(decoders.get(slot, path), indices[path])
     with device_busy() as busy:  # nvidia-smi started and stopped outside the clock
         b0, p0, t0 = busy_cpu_seconds(), time.process_time(), time.perf_counter()
         stop = t0 + seconds
@@ -316,31 +320,37 @@ def run(args, out: dict, path: Path | None) -> None:
                 if not left(2.0):
                     out["skipped"].append(f"exactness {name} {size} {Path(p).name}: budget")
                     continue
+                out["running"] = f"exactness {name} {size} {Path(p).name}"
+                save()
                 out["exactness"].append(exactness(p, size, name, idx[p, name], decoders))
+                out["running"] = None
                 save()
     from video_assets.compute.gpu_busy import GpuBusy
 
-    # by size, then plan: 360p quality and keyframes, then 1080p (the budget cuts 1080p keyframes first)
-    for size, name in [(s, n) for s, _ in corpora for n in args.throughput_plans.split(",")]:
-        paths = next(ps for s, ps in corpora if s == size)
-        paths = [p for p in paths if (p, name) in idx]
-        for threads in (int(x) for x in args.threads.split(",")):
-            if not left(args.seconds + 1.0) or not paths:
-                out["skipped"].append(f"throughput {name} {size} threads={threads}: "
-                                      f"{'budget' if paths else 'no indices'}")
-                continue
-            row = {"plan": name, "size": size}
-            try:
-                row.update(throughput(paths, {p: idx[p, name] for p in paths}, threads, args.seconds, decoders,
-                                      lambda: GpuBusy("cuda:0")))
-            except Exception as e:  # noqa: BLE001 - recorded
-                row["error"] = _error(e)
-            out["throughput"].append(row)
-            out["decoders"] = decoders.stats()
-            save()
-            print(f"nvdec {name:9s} {size:>9s} threads={threads:<2d} {row.get('videos_per_s', '-')} videos/s "
-                  f"{row.get('frames_per_s', '-')} frames/s, process cores {row.get('process_cores', '-')}"
-                  f"{' error: ' + row['error'] if 'error' in row else ''}", file=sys.stderr, flush=True)
+    # thread counts outermost: a crash in concurrent decoding (one decoder per thread) still leaves every
+    # figure of fewer threads; within one count, 360p quality and keyframes, then 1080p
+    todo = [(t, s, n) for t in (int(x) for x in args.threads.split(",")) for s, _ in corpora
+            for n in args.throughput_plans.split(",")]
+    for threads, size, name in todo:
+        paths = [p for p in next(ps for s, ps in corpora if s == size) if (p, name) in idx]
+        if not left(args.seconds + 1.0) or not paths:
+            out["skipped"].append(f"throughput {name} {size} threads={threads}: "
+                                  f"{'budget' if paths else 'no indices'}")
+            continue
+        row = {"plan": name, "size": size}
+        out["running"] = f"throughput {name} {size} threads={threads}"  # left in the JSON by a crash
+        save()
+        try:
+            row.update(throughput(paths, {p: idx[p, name] for p in paths}, threads, args.seconds, decoders,
+                                  lambda: GpuBusy("cuda:0")))
+        except Exception as e:  # noqa: BLE001 - recorded
+            row["error"] = _error(e)
+        out["throughput"].append(row)
+        out["decoders"], out["running"] = decoders.stats(), None
+        save()
+        print(f"nvdec {name:9s} {size:>9s} threads={threads:<2d} {row.get('videos_per_s', '-')} videos/s "
+              f"{row.get('frames_per_s', '-')} frames/s, process cores {row.get('process_cores', '-')}"
+              f"{' error: ' + row['error'] if 'error' in row else ''}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,11 +370,13 @@ def main(argv: list[str] | None = None) -> int:
            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
            "plans": {k: dataclasses.asdict(v) for k, v in PLANS.items()},
            "nvdec": None, "corpus": [], "indices": [], "exactness": [], "throughput": [], "decoders": None,
-           "skipped": [], "errors": [], "complete": False}
+           "skipped": [], "errors": [], "running": None, "complete": False}
 
     def term(*_):
         raise Stopped("SIGTERM")
 
+    if not faulthandler.is_enabled():  # a crash in native code prints every thread's stack to the log
+        faulthandler.enable()
     previous = signal.signal(signal.SIGTERM, term)
     try:
         run(args, out, args.json)
