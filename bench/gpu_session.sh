@@ -120,7 +120,8 @@ install_wheels() {
     "${pip[@]}" "${core[@]}" || return 1
     # NVDEC's wheel alone (cp312 only: a dry run on another Python cannot take it); without it the nvdec-probe
     # step records "No module named 'PyNvVideoCodec'", and nothing else needs it
-    "${pip[@]}" .whl/pynvvideocodec-*.whl || echo "PyNvVideoCodec not installed"
+    if "${pip[@]}" .whl/pynvvideocodec-*.whl; then echo "PyNvVideoCodec installed"; else
+        echo "PyNvVideoCodec not installed"; fi
     "$PY" -c "import av, open_clip, video_assets.operators, bench.decode_processes
 print('av', av.__version__, 'open_clip', open_clip.__version__, 'from', av.__file__)"
 }
