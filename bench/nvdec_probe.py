@@ -7,7 +7,7 @@ Benchmark tooling only: nothing in ``video_assets/`` uses NVDEC before this has 
 corpus (``--corpus``: ``WIDTHxHEIGHT:VIDEOS:SECONDS`` per size, the corpora ``bench/gpu_session.sh`` prepares;
 missing videos are encoded), for the plans of the two operators (:data:`PLANS`: quality's 8 frames, keyframes'
 1 fps candidates), the frame indices are the CPU path's own (the reader's frame index and ``select_positions``)
-and the CPU frames are ``sample_frames``'s. NVDEC decodes the same indices with
+and the CPU frames the reader's (``fetch``, the pixels ``sample_frames`` returns). NVDEC decodes the same indices with
 ``SimpleDecoder(path, use_device_memory=True, output_color_type=RGB).get_batch_frames_by_index``; each thread owns
 one decoder, reused across files with ``reconfigure_decoder``.
 
@@ -20,8 +20,10 @@ one decoder, reused across files with ``reconfigure_decoder``.
    CPU's frames at index-2..index+2: abs pixel difference with the same index (max, mean, 99th percentile, share
    over 16), and the offset of the best-matching CPU frame (0 everywhere: frame-exact; +-1: off by one).
 4. ``throughput``: per plan and size, for each thread count, frames/s and videos/s over ``--seconds`` (the corpus
-   cycled), cores busy (the whole machine, /proc/stat), this process's CPU (``process_cores`` > 1 means the
-   decode calls release the GIL), the threads' own CPU, GPU and NVDEC busy (nvidia-smi), errors.
+   cycled), cores busy (the whole machine, /proc/stat), this process's CPU (``process_cores``), the threads' own
+   CPU, GPU and NVDEC busy (nvidia-smi), errors. Videos/s that grows with threads while the threads' CPU share
+   stays high means the decode calls run in parallel, i.e. release the GIL; flat videos/s with ``process_cores``
+   near 1 means they hold it.
 
 Everything that fails (import, missing driver library, a decode) is recorded in the JSON, never a crash without
 output; the JSON is rewritten after each phase (``complete`` false until the end), also on SIGTERM, and
