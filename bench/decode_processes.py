@@ -127,6 +127,9 @@ def summary(paths: list[Path]) -> None:
         except (OSError, ValueError) as e:
             print(f"{Path(p).name:<26} no result ({type(e).__name__})")
             continue
+        if "rows" not in data:  # another benchmark's file in the same glob, e.g. bench/nvdec_probe.py's
+            print(f"{Path(p).name:<26} not a decode_processes result")
+            continue
         for r in data["rows"]:
             print(f"{Path(p).name:<26} {r['operator']:<9} {r.get('size', '-'):>9} {r['mode']:<9} "
                   f"{r['decode_processes']:>2} {r['videos']:>6} {r['videos_per_s']:>8.2f} {r['cpu_s_per_video']:>7.3f} "

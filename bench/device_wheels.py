@@ -11,6 +11,13 @@ downloaded here for CPython 3.12 on manylinux x86_64 into ``.whl/`` (git-ignored
 carried: the image's build matches its driver. The project itself travels as source (the working tree) and is
 found through ``PYTHONPATH``; ``pip install .`` would pull torch 2.14.1 (pyproject.toml's pin).
 
+PyNvVideoCodec (NVDEC, for ``bench/nvdec_probe.py`` only; issue 18) is carried slimmed (:data:`SLIMMED`): its
+27 MB wheel holds the FFmpeg sources it was built from (``.data/``), samples, benchmarks and three identical
+copies of each FFmpeg library (no symbolic links in a wheel). :func:`slim_wheel` downloads the full wheel into
+``build/wheel-cache/`` and writes a copy to ``.whl/`` that keeps every Python file, every extension module and
+only the bundled libraries their ELF ``NEEDED`` entries reach through their ``RPATH``/``RUNPATH`` (read by
+:func:`elf_dynamic`), failing when a ``NEEDED`` library is neither bundled nor one of :data:`HOST_LIBS`.
+
 ``image-site`` builds the dry run's site folder: symbolic links to the distributions of a local
 site-packages that are in :data:`IMAGE_PACKAGES`, plus what they require (the image is a consistent set of its
 own), and never one of :data:`CARRIED`: those come from ``.whl/`` as on the device, so an import the device
@@ -22,17 +29,28 @@ Standard library only: it runs before anything is installed.
 from __future__ import annotations
 
 import argparse
+import posixpath
 import re
+import struct
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "build" / "wheel-cache"  # full wheels of SLIMMED (git-ignored, never carried)
 
 # The versions tested here (and, av and open_clip, in the 2026-12-01 H200 run); one version each, since two
 # copies of a package in the folder stop the whole install.
-CARRIED = {"av": "18.1.0", "open-clip-torch": "3.3.0", "ftfy": "6.3.1", "wcwidth": "0.9.4"}
+CARRIED = {"av": "18.1.0", "open-clip-torch": "3.3.0", "ftfy": "6.3.1", "wcwidth": "0.9.4",
+           "pynvvideocodec": "2.2.4"}
+SLIMMED = {"pynvvideocodec"}  # carried as slim_wheel's copy (bench/nvdec_probe.py; not a product dependency)
+SLIM_DROP_TOPS = ("samples", "benchmarks")  # top-level folders of the wheel that nothing imports
+# Libraries a bundled ELF file may need without the wheel carrying them: glibc and the C++ runtime (the
+# manylinux policy), zlib (in every image with a Python), and the driver's libcuda (NVDEC's own libnvcuvid and
+# libnvidia-encode are opened at run time, never NEEDED).
+HOST_LIBS = frozenset({"libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1",
+                       "ld-linux-x86-64.so.2", "libstdc++.so.6", "libgcc_s.so.1", "libz.so.1", "libcuda.so.1"})
 NEVER_CARRIED = {"torch", "torchvision"}
 MAX_MIB = 55  # the device tool carries 64 MiB in all, the working tree included
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
@@ -80,15 +98,28 @@ def _wheel_name(path: Path) -> str:
     return normalize(path.name.split("-", 1)[0])
 
 
-def download(dest: Path) -> list[Path]:
-    """Download :data:`CARRIED` into ``dest``, drop anything else there, check the set; returns the wheels."""
-    assert not NEVER_CARRIED & set(CARRIED) and not IMAGE_PACKAGES & set(CARRIED)
+def _pip_download(dest: Path, pins: dict[str, str]) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
            "--only-binary=:all:", "--python-version", PYTHON_VERSION, "--implementation", "cp",
            *(a for p in PLATFORMS for a in ("--platform", p)), "-d", str(dest),
-           *(f"{n}=={v}" for n, v in sorted(CARRIED.items()))]
+           *(f"{n}=={v}" for n, v in sorted(pins.items()))]
     subprocess.run(cmd, check=True)
+
+
+def download(dest: Path, cache: Path = CACHE) -> list[Path]:
+    """Download :data:`CARRIED` into ``dest`` (:data:`SLIMMED` ones via ``cache``, slimmed), drop anything else
+    there, check the set; returns the wheels."""
+    assert not NEVER_CARRIED & set(CARRIED) and not IMAGE_PACKAGES & set(CARRIED) and SLIMMED <= set(CARRIED)
+    _pip_download(dest, {n: v for n, v in CARRIED.items() if n not in SLIMMED})
+    slim = {n: v for n, v in CARRIED.items() if n in SLIMMED}
+    _pip_download(cache, slim)
+    for full in sorted(cache.glob("*.whl")):
+        if slim.get(_wheel_name(full)) == full.name.split("-")[1]:
+            report = slim_wheel(full, dest)
+            print(f"slimmed {full.name}: {full.stat().st_size / 2**20:.1f} -> {report['size'] / 2**20:.1f} MiB, "
+                  f"dropped {len(report['dropped'])} files ({', '.join(report['dropped_libs']) or 'no library'})",
+                  file=sys.stderr)
     wheels = []
     for p in sorted(dest.iterdir()):
         name = _wheel_name(p)
@@ -108,6 +139,86 @@ def download(dest: Path) -> list[Path]:
         if lacking:
             raise SystemExit(f"{p.name} needs {lacking}, neither in the device image nor carried")
     return wheels
+
+
+_DT = {1: "NEEDED", 14: "SONAME", 15: "RPATH", 29: "RUNPATH"}
+
+
+def elf_dynamic(data: bytes) -> dict[str, list[str]] | None:
+    """The ``NEEDED``, ``SONAME``, ``RPATH`` and ``RUNPATH`` entries of a little-endian ELF64 file's dynamic
+    section (what ``readelf -d`` lists), each a list; None for a file that is not one, {} without a dynamic
+    section."""
+    if len(data) < 64 or data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return None
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    out: dict[str, list[str]] = {}
+    for _name, kind, _flags, _addr, offset, size, link, _info, _align, _entsize in sections:
+        if kind != 6:  # SHT_DYNAMIC; sh_link is its string table
+            continue
+        strtab = sections[link][4]
+        for at in range(offset, offset + size, 16):
+            tag, val = struct.unpack_from("<qQ", data, at)
+            if tag == 0:
+                break
+            if tag in _DT:
+                end = data.index(b"\0", strtab + val)
+                text = data[strtab + val:end].decode()
+                out.setdefault(_DT[tag], []).extend(text.split(":") if tag in (15, 29) else [text])
+    return out
+
+
+def slim_wheel(src: Path, dest_dir: Path) -> dict:
+    """Write to ``dest_dir`` a copy of the wheel ``src`` (same name) without its ``.data/`` folder, the
+    :data:`SLIM_DROP_TOPS` folders and the bundled shared libraries that no extension module reaches through
+    ``NEEDED`` and ``RPATH``/``RUNPATH`` (``$ORIGIN`` relative). Raises SystemExit when a kept ELF file needs a
+    library that is neither bundled where its search path looks nor in :data:`HOST_LIBS`. RECORD keeps the
+    kept files' lines (their bytes are unchanged). Returns what was kept and dropped, and the new size."""
+    dest = dest_dir / src.name
+    with zipfile.ZipFile(src) as z:
+        infos = [i for i in z.infolist() if not i.is_dir()]
+        names = {i.filename for i in infos}
+        data_dir = "-".join(src.name.split("-")[:2]) + ".data/"
+        dropped = {n for n in names if n.startswith(data_dir) or n.split("/", 1)[0] in SLIM_DROP_TOPS}
+        elf = {}
+        for n in sorted(names - dropped):
+            if ".so" in posixpath.basename(n):
+                dyn = elf_dynamic(z.read(n))
+                if dyn is not None:
+                    elf[n] = dyn
+        modules = [n for n in elf if re.search(r"\.cpython-[^/]*\.so$|\.abi3\.so$", n)]
+        reached, todo, needs = set(modules), list(modules), {}
+        while todo:
+            n = todo.pop()
+            here = posixpath.dirname(n)
+            dirs = [posixpath.normpath(d.replace("$ORIGIN", here).replace("${ORIGIN}", here))
+                    for d in elf[n].get("RPATH", []) + elf[n].get("RUNPATH", [])]
+            for lib in elf[n].get("NEEDED", []):
+                found = next((f for f in (posixpath.join(d, lib) for d in dirs) if f in elf), None)
+                if found is None and lib not in HOST_LIBS:
+                    raise SystemExit(f"{src.name}: {n} needs {lib}, neither bundled on its search path "
+                                     f"{dirs} nor a host library")
+                needs.setdefault(n, []).append(found or lib)
+                if found and found not in reached:
+                    reached.add(found)
+                    todo.append(found)
+        dropped_libs = sorted(set(elf) - reached)
+        dropped |= set(dropped_libs)
+        record = next(n for n in names if n.endswith(".dist-info/RECORD"))
+        lines = [x for x in z.read(record).decode().splitlines() if x and x.split(",", 1)[0] not in dropped]
+        tmp = dest.with_name(dest.name + ".tmp")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as out:
+            for info in infos:
+                if info.filename in dropped:
+                    continue
+                body = "\n".join(lines).encode() + b"\n" if info.filename == record else z.read(info)
+                copy = zipfile.ZipInfo(info.filename, info.date_time)
+                copy.external_attr, copy.compress_type = info.external_attr, zipfile.ZIP_DEFLATED
+                out.writestr(copy, body)
+    tmp.replace(dest)
+    return {"wheel": dest, "size": dest.stat().st_size, "kept_elf": {n: needs.get(n, []) for n in sorted(reached)},
+            "dropped": sorted(dropped), "dropped_libs": [posixpath.basename(n) for n in dropped_libs]}
 
 
 def image_site(target: Path, site_packages: Path) -> list[str]:

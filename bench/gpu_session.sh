@@ -3,11 +3,13 @@
 #   make device-wheels                                   # here, once: .whl/ (git-ignored)
 #   run(command="bash bench/gpu_session.sh", carry=[".whl"], timeout_s=540)
 # Steps: facts (GPU, driver, libnvcuvid for NVDEC, cores, versions) -> install the carried wheels -> the CUDA
-# tests -> corpus and random ViT-L/14 -> bench.decode_processes for quality 360p, quality 1080p and keyframes
-# 1 fps, threads vs decode processes -> a summary table. Each step is time-boxed, all of them end within
+# tests -> corpus and random ViT-L/14 -> the NVDEC probe (bench.nvdec_probe: PyNvVideoCodec against the CPU
+# sampler, frame-exactness and throughput) -> bench.decode_processes for quality 360p, quality 1080p and
+# keyframes 1 fps, threads vs decode processes -> a summary table. Each step is time-boxed, all of them end within
 # 8.5 min, and a failing one is logged and skipped, so the later ones still run. Everything goes to
 # $OUT/gpu_session.log; nvidia-smi samples GPU and NVDEC use every 200 ms into $OUT/nvidia-smi.csv; the
-# results are $OUT/h200-quality.json, $OUT/h200-quality-1080p.json and $OUT/h200-keyframes.json (5 files).
+# results are $OUT/h200-quality.json, $OUT/h200-quality-1080p.json, $OUT/h200-keyframes.json and
+# $OUT/h200-nvdec.json (6 files).
 # GPU_SESSION_SMOKE=1 (make device-dry-run): the same steps on the CPU with ViT-B/32 and tiny sizes.
 # Exit status: the number of failed steps (0: all ran).
 set -u
@@ -31,18 +33,22 @@ if [ "${GPU_SESSION_SMOKE:-0}" = 1 ]; then
     MODEL=b32 DEVICE=cpu FIGURE_S=2 PROCS=1 LIMIT_SCALE=3  # 2 shared cores, not 16
     C360="--corpus-videos 2 --corpus-seconds 2" C1080="--corpus-videos 2 --corpus-seconds 1"
     B360="--batch 4 --segments 1" B1080="--batch 4 --segments 1"
+    # NVDEC is not there: the probe records why, after its CPU side (indices, sample_frames), and passes
+    NVDEC="--corpus 640x360:2:2,1920x1080:2:1 --exact-videos 1 --seconds 1 --budget-s 20"
 else
     # decode processes 8 and 15 of 16 cores (15: what auto picks with a GPU)
     MODEL=${GPU_SESSION_MODEL:-l14} DEVICE=cuda FIGURE_S=30 PROCS=${GPU_SESSION_PROCESSES:-8,15} LIMIT_SCALE=1
     C360="--corpus-videos 12 --corpus-seconds 20" C1080="--corpus-videos 8 --corpus-seconds 10"
     B360="--batch 64 --segments 3" B1080="--batch 32 --segments 2"
+    # the same corpora; 1.5 s per figure x 5 thread counts x 2 plans x 2 sizes, no new work after 50 s
+    NVDEC="--corpus 640x360:12:20,1920x1080:8:10 --exact-videos 2 --seconds 1.5 --budget-s 50 --require-nvdec"
 fi
 # Every step ends by BUDGET_S after the start (the summary gets 10 s more): <= 8.5 min in all. Steps are in
 # order of importance, so a slow one shortens the last (1080p), and a step that ends early leaves its time.
 BUDGET_S=$((${GPU_SESSION_BUDGET_S:-495} * LIMIT_SCALE))
 
 # a shorter second call can run some steps only, e.g. GPU_SESSION_STEPS="install quality summary"
-STEPS=${GPU_SESSION_STEPS:-facts install cuda-tests prepare quality keyframes quality-1080p summary}
+STEPS=${GPU_SESSION_STEPS:-facts install cuda-tests prepare nvdec-probe quality keyframes quality-1080p summary}
 T0=$(date +%s)
 FAILED=0
 SUMMARY=()
@@ -108,8 +114,14 @@ EOF
 install_wheels() {
     rm -rf "$SITE"
     ls .whl/*.whl >/dev/null || { echo "no .whl/: run make device-wheels, and carry [\".whl\"]"; return 1; }
-    "$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-compile --no-cache-dir \
-        --target "$SITE" .whl/*.whl || return 1
+    local w core=() pip=("$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-compile
+                         --no-cache-dir --target "$SITE")
+    for w in .whl/*.whl; do case $w in .whl/pynvvideocodec-*) ;; *) core+=("$w") ;; esac; done
+    "${pip[@]}" "${core[@]}" || return 1
+    # NVDEC's wheel alone (cp312 only: a dry run on another Python cannot take it); without it the nvdec-probe
+    # step records "No module named 'PyNvVideoCodec'", and nothing else needs it
+    if "${pip[@]}" .whl/pynvvideocodec-*.whl; then echo "PyNvVideoCodec installed"; else
+        echo "PyNvVideoCodec not installed"; fi
     "$PY" -c "import av, open_clip, video_assets.operators, bench.decode_processes
 print('av', av.__version__, 'open_clip', open_clip.__version__, 'from', av.__file__)"
 }
@@ -142,6 +154,7 @@ step cuda-tests 40 "$PY" -m pytest -q -p no:cacheprovider -rs --timeout 30 -k "c
     video_assets_tests/models/test_models.py video_assets_tests/operators/test_quality.py \
     video_assets_tests/compute/test_gpu_busy.py
 step prepare 60 bash -c prepare
+step nvdec-probe 60 "$PY" -m bench.nvdec_probe $NVDEC --json "$OUT/$PREFIX-nvdec.json"
 bench quality quality 640x360 "$C360" "$B360"
 bench keyframes keyframes 640x360 "$C360" "$B360"
 bench quality-1080p quality 1920x1080 "$C1080" "$B1080"
