@@ -13,6 +13,7 @@ from typing import Any
 # Re-exported: these lived here before video_assets/ids.py, models/defaults.py and compute/settings.py.
 from video_assets.compute.settings import decoder_threads_for as decoder_threads_for
 from video_assets.compute.settings import default_decode_workers as default_decode_workers
+from video_assets.errors import VideoSourceError
 from video_assets.ids import stable_video_id
 from video_assets.models.defaults import MODEL_ENV as MODEL_ENV
 from video_assets.models.defaults import MODEL_PATH_ENV as MODEL_PATH_ENV
@@ -61,6 +62,13 @@ class VideoInput:
     error: str | None = None  # set when the input is unusable before any I/O (bad base64, None)
 
 
+def _ascii(data: bytes | bytearray | memoryview, desc: str) -> str:
+    try:
+        return bytes(data).decode("ascii")
+    except UnicodeDecodeError:
+        raise VideoSourceError(f"{desc}: not valid base64 (the bytes are not ASCII text)") from None
+
+
 def make_inputs(sources: Sequence[Any], formats: Sequence[str | None] | None, default_format: str,
                 kind: str = "auto", bytes_go: str = "with video_src_type='video_binary'") -> list[VideoInput]:
     """Normalise a list of sources. ``kind`` is "auto", "video_url", "video_base64" or "video_binary";
@@ -76,10 +84,10 @@ def make_inputs(sources: Sequence[Any], formats: Sequence[str | None] | None, de
         if src is None or (isinstance(src, str) and not src.strip()):
             out.append(VideoInput(None, fmt, f"<video #{i}>", "none", f"<video #{i}>: empty source"))
             continue
-        if kind == "video_base64" and isinstance(src, str):
+        if kind == "video_base64" and isinstance(src, (str, bytes, bytearray, memoryview)):
             desc = f"<base64 video #{i}, {len(src)} chars>"
             try:
-                src = decode_base64(src, desc)
+                src = decode_base64(src if isinstance(src, str) else _ascii(src, desc), desc)
             except Exception as e:  # keep the row: it becomes a null result with this error
                 out.append(VideoInput(None, fmt, desc, stable_video_id(src), str(e)))
                 continue

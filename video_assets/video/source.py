@@ -69,6 +69,14 @@ def _looks_like_base64(s: str) -> bool:
     return bool(_BASE64_RE.match(head)) and "/" not in head[:1] and not head.startswith((".", "~"))
 
 
+def looks_like_base64_bytes(data: bytes) -> bool:
+    """Bytes that are base64 text (a column of base64 read as binary), not a video: no container starts with
+    64 bytes of the base64 alphabet (MP4 starts with a box size, Matroska with 0x1A45DFA3, MPEG-TS with 0x47
+    and binary, AVI with RIFF and a binary size)."""
+    head = bytes(data[:4096])
+    return len(data) >= 64 and head.isascii() and bool(_BASE64_RE.match(head.decode("ascii")))
+
+
 def decode_base64(s: str, description: str = "<base64 string>") -> bytes:
     """Decode a base64 (or url-safe base64, or data-URI) string into bytes, with a clear error."""
     body = _DATA_URI_RE.sub("", s.strip(), count=1)
@@ -109,6 +117,11 @@ def open_source(source: VideoSource, video_format: str | None = None, storage_op
         desc = f"<{len(data)} bytes>"
         if not data:
             raise VideoSourceError(f"{desc}: empty input (0 bytes)")
+        if looks_like_base64_bytes(data):  # base64 text given as bytes: decoded as a base64 str would be
+            desc = f"<{len(data)} bytes of base64>"
+            data = decode_base64(data.decode("ascii"), desc)
+            if not data:
+                raise VideoSourceError(f"{desc}: decodes to 0 bytes")
         limits.check_bytes(desc, len(data), "input size")
         yield OpenedSource(io.BytesIO(data), desc, _format_hint(video_format), len(data), limits=limits)
         return

@@ -84,11 +84,11 @@ def test_base64_and_binary_inputs(videos):
     data = videos["mpeg4.avi"].read_bytes()
     ref = op(return_keyframes=False)([str(videos["mpeg4.avi"])])[0]
     b64 = op(video_src_type="video_base64", video_format="avi", return_keyframes=False)(
-        [base64.b64encode(data).decode(), "###not base64###"])
+        [base64.b64encode(data).decode(), "###not base64###", base64.b64encode(data), "é".encode() * 40])
     binary = op(video_src_type="video_binary", video_format="avi", return_keyframes=False)([data])
-    assert b64[0]["frame_ids"] == binary[0]["frame_ids"] == ref["frame_ids"]
+    assert b64[0]["frame_ids"] == binary[0]["frame_ids"] == ref["frame_ids"] == b64[2]["frame_ids"]
     assert b64[0]["scores"] == pytest.approx(ref["scores"], abs=1e-6)
-    assert b64[1] is None
+    assert b64[1] is None and b64[3] is None  # base64 as bytes is decoded too; non-ASCII bytes are refused
 
 
 def test_bad_videos_mixed_in(videos, tmp_path):

@@ -87,10 +87,16 @@ def test_bytes_and_base64_inputs(videos):
     data = path.read_bytes()
     op = VideoQualityScore(clip_model_name=TINY, device="cpu", count_k=4)
     ref = op(video_paths=[str(path)])[0]
-    got = op(video_binaries=[data, base64.b64encode(data).decode(), b"not a video"],
-             video_formats=["mp4", "mp4", "mp4"])
+    got = op(video_binaries=[data, base64.b64encode(data).decode(), b"not a video", base64.b64encode(data),
+                             base64.b64encode(b"x" * 90)],
+             video_formats=["mp4"] * 5)
     assert got[0] == pytest.approx(ref, abs=1e-6) and got[1] == pytest.approx(ref, abs=1e-6)
     assert got[2] is None
+    # base64 text given as bytes (a base64 column read as binary) is decoded, as a base64 str is
+    assert got[3] == pytest.approx(ref, abs=1e-6) and got[4] is None
+    errors = [r.error for r in op.results(video_binaries=[base64.b64encode(b"x" * 90)])]
+    assert errors == ["<120 bytes of base64>: not a readable video container (Invalid data found when processing "
+                      "input)"]
 
 
 def test_empty_window_is_a_null_with_reason(videos):
