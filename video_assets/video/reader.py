@@ -41,6 +41,7 @@ from video_assets.video.frame_index import (
     listed_frames,
     scan_stream,
     seek_to_start,
+    spans_a_wrap,
 )
 from video_assets.video.limits import Deadline, ReadLimits
 from video_assets.video.orientation import IDENTITY, Orientation, copy_into
@@ -239,7 +240,8 @@ class VideoReader:
                                    f"({w}x{h}) in its header")
         self.limits.check_frame_size(self.description, w, h)
         declared = self._declared_duration()
-        if declared is not None:
+        # The span of timestamps that wrap is no duration: the index's, unwrapped, is checked once it is built.
+        if declared is not None and not spans_a_wrap(declared, self.stream.time_base):
             self.limits.check_duration(self.description, declared)
 
     def _declared_duration(self) -> float | None:

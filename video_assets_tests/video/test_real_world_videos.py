@@ -15,8 +15,8 @@ import av
 import numpy as np
 import pytest
 
-from video_assets.errors import VideoDecodeError
-from video_assets.video import TruncatedVideoWarning, VideoReader, open_source, sample_frames
+from video_assets.errors import LimitExceededError, VideoDecodeError
+from video_assets.video import ReadLimits, TruncatedVideoWarning, VideoReader, open_source, sample_frames
 from video_assets_tests.servers import http_file_server
 from video_assets_tests.video.test_sampler import expected_positions
 from video_assets_tests.videos import (
@@ -233,6 +233,32 @@ def test_flv_with_negative_timestamps_is_read_whole(tmp_path):
     with open_source(path) as opened, VideoReader(opened) as reader:
         assert [read_index(f) for _, f in reader.fetch(np.array([2, 40, 55]))] == [2, 40, 55]
         assert reader.stats.seeks >= 2 and not reader.truncated  # sought past the wrap
+
+
+@pytest.mark.parametrize("start, bframes", [(-0.5, 2), (0.0, 2)])
+def test_flv_without_a_declared_duration_is_read_across_the_wrap(tmp_path, start, bframes):
+    """Without a duration in its metadata (a live recording; ``flvflags=no_duration_filesize``) FFmpeg measures
+    an FLV's duration over its raw timestamps, across the 31-bit wrap of those before 0: 2,147,483.6 s. That
+    failed the duration limit before the scan unwrapped them, for negative timestamps and for a plain 2 s clip
+    whose B-frames put its first decode times before 0."""
+    path = encode_video(tmp_path / "live.flv", start_seconds=start, bframes=bframes,
+                        container_options={"avoid_negative_ts": "disabled", "flvflags": "no_duration_filesize"})
+    with av.open(str(path)) as c:
+        assert c.duration / 1e6 == pytest.approx((1 << 31) / 1000, abs=1)  # what FFmpeg declares
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert [read_index(f) for f in frames] == list(range(60))
+    k = round(start * 30)  # the first frame's number at 30 fps; FLV stores times in 1 ms
+    times = [(round((i + k) * 100 / 3) - round(k * 100 / 3)) / 1000 for i in range(60)]
+    for mode, kw in PLANS + [("by_fps", dict(target_fps=3.0))]:
+        want = expected_positions(times, 2.0, mode, **kw)
+        for source in (str(path), path.read_bytes()):
+            s = _sample(source, mode, kw, video_format="flv")
+            assert s.indices == want and s.num_frames == 60 and not s.truncated and s.warnings == [], (mode, kw)
+            assert s.duration == pytest.approx(2.0) and s.timestamps == pytest.approx([times[i] for i in want])
+            for i, frame in zip(want, s.frames):
+                np.testing.assert_array_equal(frame, frames[i])
+    with pytest.raises(LimitExceededError, match=r"live\.flv: duration 1\.\ds exceeds the limit max_duration_sec=1"):
+        sample_frames(path, limits=ReadLimits(max_duration_sec=1.0))  # unwrapped, by the scan
 
 
 def test_rotation_off_gives_the_stored_picture(corpus):
