@@ -342,6 +342,33 @@ def test_cover_rule_is_one_for_the_default_choice_and_stream_index(corpus):
         sample_frames(path, stream_index=0)
 
 
+def test_cover_track_larger_than_max_pixels_does_not_refuse_the_video(tmp_path):
+    """FFmpeg's own choice is a one-frame picture track flagged default (the MP4 muxer flags each kind's first
+    track; a Matroska's can be flagged so): its header was held to the limits before it was known to be a
+    cover, so a cover larger than ``max_pixels`` refused the video beside it."""
+    limits = ReadLimits(max_pixels=WIDTH * HEIGHT)
+    mkv = encode_video(tmp_path / "unflagged.mkv", cover_track_first=True, cover_size=128)
+    with av.open(str(mkv)) as i, av.open(str(tmp_path / "cover.mkv"), "w") as o:  # the cover flagged default
+        streams = [o.add_stream_from_template(st) for st in i.streams]
+        streams[0].disposition, streams[1].disposition = av.stream.Disposition.default, 0
+        for packet in i.demux():
+            if packet.size:
+                packet.stream = streams[packet.stream.index]
+                o.mux(packet)
+    paths = [encode_video(tmp_path / "cover.mp4", cover_track_first=True, cover_size=128),
+             encode_video(tmp_path / "cover.mov", cover_track_first="png", cover_size=128), tmp_path / "cover.mkv"]
+    for path in paths:
+        with av.open(str(path)) as c:
+            assert c.streams.best("video").index == 0 and c.streams[0].width * c.streams[0].height == 128 * 128
+        s = _sample(path, "by_count_uniform", dict(count_k=4), limits=limits)
+        assert s.stream_index == 1 and s.indices == [7, 22, 37, 52], path.name
+        assert [read_index(f) for f in s.frames] == s.indices and s.warnings == [], path.name
+        with pytest.raises(LimitExceededError, match=rf"{path.name}: frame size 96x64 \(6144 pixels\) exceeds"):
+            sample_frames(path, limits=ReadLimits(max_pixels=WIDTH * HEIGHT - 1))  # the video's own size counts
+        with pytest.raises(VideoDecodeError, match=rf"{path.name}: stream 0 is a cover picture"):
+            sample_frames(path, stream_index=0, limits=limits)  # by number too, by the same rule
+
+
 def test_mov_cover_track_is_known_from_its_sample_table(corpus, corpus_http, monkeypatch):
     """The PNG track's one frame is listed in the MOV's sample table. Counting it by a scan read the whole file
     (over HTTP every byte, where the video's own index comes from the header; 1.5 MB read for a 1.5 MB file
