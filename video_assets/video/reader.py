@@ -316,7 +316,13 @@ class VideoReader:
         return len(self.index) / self.duration if self.duration > 0 else 0.0
 
     def _header_scan(self) -> Scan | None:
-        index = index_from_header(self.container, self.stream)
+        try:
+            index = index_from_header(self.container, self.stream)
+        except av.error.FFmpegError:
+            # The seek back to the start for the scan failed (a sample table that lists nothing to seek by):
+            # the scan starts from a new open instead.
+            self._reopen()
+            return None
         if index is None:
             return None
         self.stats.indexed_from_header = True

@@ -387,6 +387,24 @@ def test_mov_cover_track_is_known_from_its_sample_table(corpus, corpus_http, mon
             assert reader.stream_index == 1 and len(reader.index) == 60 and reader.warnings == []
         assert len(opens) == 1, source
 
+def test_remote_mp4_whose_sample_table_lists_nothing_is_an_error_naming_it(tmp_path):
+    """Over HTTP an MP4 is indexed from its sample table; one that lists no video sample (its count zeroed) has
+    nothing FFmpeg can seek by, and the seek back to the start for the full scan raised PyAV's own
+    PermissionError ('Operation not permitted', as if access were denied, naming no input). Read from a path,
+    the same file is 'video stream has no frames'; over HTTP it must be too."""
+    path = encode_video(tmp_path / "empty_stsz.mp4")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"stsz") + 12  # after the box type, version/flags and the common sample size
+    data[at:at + 4] = bytes(4)  # sample count 0
+    path.write_bytes(bytes(data))
+    with av.open(str(path)) as c, pytest.raises(av.error.PermissionError):
+        c.seek(0)  # what FFmpeg answers
+    with http_file_server(tmp_path) as server:
+        for source in (str(path), server.url(path.name)):
+            with pytest.raises(VideoDecodeError, match=r"empty_stsz\.mp4: video stream has no frames"):
+                sample_frames(source)
+
+
 # ---- Matroska/WebM cut short -------------------------------------------------------------------------------
 
 # The demuxer ends a cut Matroska at its last complete block without an error; the Segment's declared size
