@@ -261,6 +261,33 @@ def test_flv_without_a_declared_duration_is_read_across_the_wrap(tmp_path, start
         sample_frames(path, limits=ReadLimits(max_duration_sec=1.0))  # unwrapped, by the scan
 
 
+def test_flv_pause_is_not_taken_for_a_wrap(tmp_path):
+    """A recording paused for 10 minutes at a keyframe jumps forward by the pause: only a jump within 60 s of a
+    wrap's size is unwrapped, so the frames after it keep their own times, by seeks too."""
+    pause_ms = 600_000
+    src = encode_video(tmp_path / "a.flv", bframes=2)
+    path = tmp_path / "paused.flv"
+    with av.open(str(src)) as i, av.open(str(path), "w") as o:
+        out = o.add_stream_from_template(i.streams.video[0])
+        packets = [p for p in i.demux(video=0) if p.size]
+        resume = [k for k, p in enumerate(packets) if p.is_keyframe][2]  # frame 24 (GOP 12) starts after it
+        for k, p in enumerate(packets):
+            if k >= resume:
+                p.pts, p.dts = p.pts + pause_ms, p.dts + pause_ms
+            p.stream = out
+            o.mux(p)
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    times = [round(i * 100 / 3) / 1000 + (pause_ms / 1000 if i >= 24 else 0) for i in range(60)]
+    for mode, kw in PLANS + [("by_timestamps", dict(timestamps_sec=[0.77, 600.79, 600.8, 601.9]))]:
+        want = expected_positions(times, times[-1] + 1 / 30, mode, **kw)
+        s = _sample(path, mode, kw)
+        assert s.indices == want and s.num_frames == 60 and s.warnings == [], (mode, kw)
+        assert s.timestamps == pytest.approx([times[i] for i in want], abs=1e-6)
+        for i, frame in zip(want, s.frames):
+            np.testing.assert_array_equal(frame, frames[i])
+
+
 def test_rotation_off_gives_the_stored_picture(corpus):
     path = corpus / "portrait_cw90.mp4"
     s = _sample(path, "by_interval_frames", dict(interval_frames=20), apply_rotation=False)
