@@ -16,6 +16,7 @@ import numpy as np
 BLOCK = 16  # pixels per bit block
 GRID = 4  # 4x4 = 16 bits of frame index
 WIDTH, HEIGHT = 96, 64
+COVER_SIZE = 64  # the cover picture's width and height
 
 
 def pattern_frame(index: int, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
@@ -46,13 +47,15 @@ def encode_video(path: Path, n_frames: int = 60, fps: int = 30, codec: str = "li
                  container_options: dict | None = None, pix_fmt: str = "yuv420p",
                  display_rotation: int | None = None, hflip: bool = False, vflip: bool = False,
                  audio_first: bool = False, cover_track_first: bool | str = False, cover_attached: bool = False,
-                 first_frame: int = 0, time_base: Fraction | None = None, first_pattern: int = 0) -> Path:
+                 first_frame: int = 0, time_base: Fraction | None = None, first_pattern: int = 0,
+                 cover_size: int = COVER_SIZE) -> Path:
     """Encode ``n_frames`` pattern frames. ``pts_seconds`` gives explicit (variable) frame times.
 
     Recorded-video traits: ``display_rotation`` (counter-clockwise degrees, PyAV's convention; a phone's
     portrait video is -90) with ``hflip``/``vflip`` writes a display matrix (MP4/MOV ``tkhd``, Matroska
-    projection); ``audio_first`` puts an AAC stream before the video; ``cover_track_first`` a one-frame 64x64
-    MJPEG track before it (stream 0; a codec name instead of True: of that codec, e.g. ``"png"``);
+    projection); ``audio_first`` puts an AAC stream before the video; ``cover_track_first`` a one-frame MJPEG
+    track before it, ``cover_size`` (64) pixels square (stream 0; a codec name instead of True: of that codec,
+    e.g. ``"png"``);
     ``cover_attached`` a cover picture with the ``attached_pic`` disposition (MP4 ``covr``, Matroska
     attachment); ``first_frame`` < 0 encodes that many extra frames before time 0 (pattern index
     ``first_frame``...), which the MP4 muxer hides behind an edit list. ``time_base``: the encoder's (default
@@ -61,8 +64,8 @@ def encode_video(path: Path, n_frames: int = 60, fps: int = 30, codec: str = "li
     """
     out = av.open(str(path), "w", format=container_format, options=container_options or {})
     audio = _add_audio(out) if audio_first else None
-    cover = _add_cover_track(out, "mjpeg" if cover_track_first is True else cover_track_first) if cover_track_first \
-        else None
+    cover = _add_cover_track(out, "mjpeg" if cover_track_first is True else cover_track_first, cover_size) \
+        if cover_track_first else None
     attached = _add_attached_cover(out) if cover_attached else None
     stream = out.add_stream(codec, rate=fps)
     rotated = display_rotation is not None or hflip or vflip
@@ -147,23 +150,20 @@ def _mux_audio_until(out, audio, seconds: float) -> None:
     audio[1] = pos
 
 
-COVER_SIZE = 64
-
-
-def cover_image() -> np.ndarray:
+def cover_image(size: int = COVER_SIZE) -> np.ndarray:
     """The cover picture: a flat grey square, unlike any pattern frame."""
-    return np.full((COVER_SIZE, COVER_SIZE, 3), 200, np.uint8)
+    return np.full((size, size, 3), 200, np.uint8)
 
 
-def _add_cover_track(out, codec: str = "mjpeg"):
+def _add_cover_track(out, codec: str = "mjpeg", size: int = COVER_SIZE):
     stream = out.add_stream(codec, rate=1)
-    stream.width = stream.height = COVER_SIZE
+    stream.width = stream.height = size
     stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "rgb24"
     return stream
 
 
 def _mux_cover(out, stream) -> None:
-    frame = av.VideoFrame.from_ndarray(cover_image(), format="rgb24")
+    frame = av.VideoFrame.from_ndarray(cover_image(stream.width), format="rgb24")
     frame.pts = 0
     for packet in list(stream.encode(frame)) + list(stream.encode()):
         out.mux(packet)

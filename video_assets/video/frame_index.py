@@ -146,7 +146,7 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
     newest = None  # the latest timestamp so far
     wrap = None  # FrameIndex.wrap
     tb = float(stream.time_base or 0)
-    wraps = [1 << b for b in _WRAP_BITS if (1 << b) * tb >= _WRAP_MIN_SEC]
+    wraps = _wrap_sizes(tb)
     slack = _WRAP_SLACK_SEC / tb if tb else 0
     try:
         for packet in container.demux(stream):
@@ -220,6 +220,19 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
         key_a[0] = True  # decoding must start somewhere; FFmpeg recovers from the first packet
     return Scan(FrameIndex(pts_a, key_a, stream.time_base, earliest_ts=earliest, wrap=wrap), decode_order_pts,
                 truncation, notes=notes, starts_untimed=starts_untimed)
+
+
+def _wrap_sizes(tb: float) -> list[int]:
+    """The timestamp wraps, in ticks of a time base of ``tb`` seconds, that the scan unwraps (see _WRAP_BITS)."""
+    return [1 << b for b in _WRAP_BITS if (1 << b) * tb >= _WRAP_MIN_SEC]
+
+
+def spans_a_wrap(seconds: float, time_base) -> bool:
+    """``seconds``, a duration the container declares, is a timestamp wrap's length (to within
+    _WRAP_SLACK_SEC): FFmpeg measured it across a wrap that the scan unwraps. An FLV without a duration in its
+    metadata (a live recording) whose timestamps before 0 were written in 31 bits declares 2,147,483.6 s."""
+    tb = float(time_base or 0)
+    return any(abs(seconds - size * tb) <= _WRAP_SLACK_SEC for size in _wrap_sizes(tb))
 
 
 def _counted_index(times: np.ndarray, time_base: Fraction, earliest_ts: int | None = None) -> FrameIndex:

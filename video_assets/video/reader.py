@@ -41,6 +41,7 @@ from video_assets.video.frame_index import (
     listed_frames,
     scan_stream,
     seek_to_start,
+    spans_a_wrap,
 )
 from video_assets.video.limits import Deadline, ReadLimits
 from video_assets.video.orientation import IDENTITY, Orientation, copy_into
@@ -183,10 +184,15 @@ class VideoReader:
             self.stream = self._choose_stream(stream_index, covers)
             if self.stream.codec_context is None:  # PyAV's sign that FFmpeg has no decoder for this codec
                 raise VideoDecodeError(f"{self.description}: unsupported video codec (no decoder available)")
-            self._check_header()
+            listed = listed_frames(self.container, self.stream)
+            # A picture track that may be a cover is held to the limits once it is known not to be one (a cover
+            # larger than max_pixels refused the video beside it); any other before its scan reads it.
+            maybe_cover = _is_cover(self.stream, 1 if listed is None else listed)
+            if not maybe_cover:
+                self._check_header()
             # A one-sample picture track of an MP4/MOV is a cover by its sample table: scanning it would read
             # the whole file (a remote one over the network) for one frame.
-            scan = None if _is_cover(self.stream, listed_frames(self.container, self.stream)) else (
+            scan = None if _is_cover(self.stream, listed) else (
                 # A remote file would be read whole by the scan; MP4/MOV headers index it without the media.
                 (remote and self._header_scan())
                 or scan_stream(self.container, self.stream, self.limits, self.deadline, self.description))
@@ -197,6 +203,8 @@ class VideoReader:
             covers.add(self.stream.index)
             if scan is not None:
                 self._reopen()  # the scan read to the end
+        if maybe_cover:
+            self._check_header()
         if scan.truncation:
             self.truncated = True
             self.warnings.extend(scan.truncation)
@@ -239,7 +247,8 @@ class VideoReader:
                                    f"({w}x{h}) in its header")
         self.limits.check_frame_size(self.description, w, h)
         declared = self._declared_duration()
-        if declared is not None:
+        # The span of timestamps that wrap is no duration: the index's, unwrapped, is checked once it is built.
+        if declared is not None and not spans_a_wrap(declared, self.stream.time_base):
             self.limits.check_duration(self.description, declared)
 
     def _declared_duration(self) -> float | None:
@@ -307,7 +316,13 @@ class VideoReader:
         return len(self.index) / self.duration if self.duration > 0 else 0.0
 
     def _header_scan(self) -> Scan | None:
-        index = index_from_header(self.container, self.stream)
+        try:
+            index = index_from_header(self.container, self.stream)
+        except av.error.FFmpegError:
+            # The seek back to the start for the scan failed (a sample table that lists nothing to seek by):
+            # the scan starts from a new open instead.
+            self._reopen()
+            return None
         if index is None:
             return None
         self.stats.indexed_from_header = True

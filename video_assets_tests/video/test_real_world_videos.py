@@ -15,8 +15,8 @@ import av
 import numpy as np
 import pytest
 
-from video_assets.errors import VideoDecodeError
-from video_assets.video import TruncatedVideoWarning, VideoReader, open_source, sample_frames
+from video_assets.errors import LimitExceededError, VideoDecodeError
+from video_assets.video import ReadLimits, TruncatedVideoWarning, VideoReader, open_source, sample_frames
 from video_assets_tests.servers import http_file_server
 from video_assets_tests.video.test_sampler import expected_positions
 from video_assets_tests.videos import (
@@ -235,6 +235,59 @@ def test_flv_with_negative_timestamps_is_read_whole(tmp_path):
         assert reader.stats.seeks >= 2 and not reader.truncated  # sought past the wrap
 
 
+@pytest.mark.parametrize("start, bframes", [(-0.5, 2), (0.0, 2)])
+def test_flv_without_a_declared_duration_is_read_across_the_wrap(tmp_path, start, bframes):
+    """Without a duration in its metadata (a live recording; ``flvflags=no_duration_filesize``) FFmpeg measures
+    an FLV's duration over its raw timestamps, across the 31-bit wrap of those before 0: 2,147,483.6 s. That
+    failed the duration limit before the scan unwrapped them, for negative timestamps and for a plain 2 s clip
+    whose B-frames put its first decode times before 0."""
+    path = encode_video(tmp_path / "live.flv", start_seconds=start, bframes=bframes,
+                        container_options={"avoid_negative_ts": "disabled", "flvflags": "no_duration_filesize"})
+    with av.open(str(path)) as c:
+        assert c.duration / 1e6 == pytest.approx((1 << 31) / 1000, abs=1)  # what FFmpeg declares
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert [read_index(f) for f in frames] == list(range(60))
+    k = round(start * 30)  # the first frame's number at 30 fps; FLV stores times in 1 ms
+    times = [(round((i + k) * 100 / 3) - round(k * 100 / 3)) / 1000 for i in range(60)]
+    for mode, kw in PLANS + [("by_fps", dict(target_fps=3.0))]:
+        want = expected_positions(times, 2.0, mode, **kw)
+        for source in (str(path), path.read_bytes()):
+            s = _sample(source, mode, kw, video_format="flv")
+            assert s.indices == want and s.num_frames == 60 and not s.truncated and s.warnings == [], (mode, kw)
+            assert s.duration == pytest.approx(2.0) and s.timestamps == pytest.approx([times[i] for i in want])
+            for i, frame in zip(want, s.frames):
+                np.testing.assert_array_equal(frame, frames[i])
+    with pytest.raises(LimitExceededError, match=r"live\.flv: duration 1\.\ds exceeds the limit max_duration_sec=1"):
+        sample_frames(path, limits=ReadLimits(max_duration_sec=1.0))  # unwrapped, by the scan
+
+
+def test_flv_pause_is_not_taken_for_a_wrap(tmp_path):
+    """A recording paused for 10 minutes at a keyframe jumps forward by the pause: only a jump within 60 s of a
+    wrap's size is unwrapped, so the frames after it keep their own times, by seeks too."""
+    pause_ms = 600_000
+    src = encode_video(tmp_path / "a.flv", bframes=2)
+    path = tmp_path / "paused.flv"
+    with av.open(str(src)) as i, av.open(str(path), "w") as o:
+        out = o.add_stream_from_template(i.streams.video[0])
+        packets = [p for p in i.demux(video=0) if p.size]
+        resume = [k for k, p in enumerate(packets) if p.is_keyframe][2]  # frame 24 (GOP 12) starts after it
+        for k, p in enumerate(packets):
+            if k >= resume:
+                p.pts, p.dts = p.pts + pause_ms, p.dts + pause_ms
+            p.stream = out
+            o.mux(p)
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    times = [round(i * 100 / 3) / 1000 + (pause_ms / 1000 if i >= 24 else 0) for i in range(60)]
+    for mode, kw in PLANS + [("by_timestamps", dict(timestamps_sec=[0.77, 600.79, 600.8, 601.9]))]:
+        want = expected_positions(times, times[-1] + 1 / 30, mode, **kw)
+        s = _sample(path, mode, kw)
+        assert s.indices == want and s.num_frames == 60 and s.warnings == [], (mode, kw)
+        assert s.timestamps == pytest.approx([times[i] for i in want], abs=1e-6)
+        for i, frame in zip(want, s.frames):
+            np.testing.assert_array_equal(frame, frames[i])
+
+
 def test_rotation_off_gives_the_stored_picture(corpus):
     path = corpus / "portrait_cw90.mp4"
     s = _sample(path, "by_interval_frames", dict(interval_frames=20), apply_rotation=False)
@@ -316,6 +369,33 @@ def test_cover_rule_is_one_for_the_default_choice_and_stream_index(corpus):
         sample_frames(path, stream_index=0)
 
 
+def test_cover_track_larger_than_max_pixels_does_not_refuse_the_video(tmp_path):
+    """FFmpeg's own choice is a one-frame picture track flagged default (the MP4 muxer flags each kind's first
+    track; a Matroska's can be flagged so): its header was held to the limits before it was known to be a
+    cover, so a cover larger than ``max_pixels`` refused the video beside it."""
+    limits = ReadLimits(max_pixels=WIDTH * HEIGHT)
+    mkv = encode_video(tmp_path / "unflagged.mkv", cover_track_first=True, cover_size=128)
+    with av.open(str(mkv)) as i, av.open(str(tmp_path / "cover.mkv"), "w") as o:  # the cover flagged default
+        streams = [o.add_stream_from_template(st) for st in i.streams]
+        streams[0].disposition, streams[1].disposition = av.stream.Disposition.default, 0
+        for packet in i.demux():
+            if packet.size:
+                packet.stream = streams[packet.stream.index]
+                o.mux(packet)
+    paths = [encode_video(tmp_path / "cover.mp4", cover_track_first=True, cover_size=128),
+             encode_video(tmp_path / "cover.mov", cover_track_first="png", cover_size=128), tmp_path / "cover.mkv"]
+    for path in paths:
+        with av.open(str(path)) as c:
+            assert c.streams.best("video").index == 0 and c.streams[0].width * c.streams[0].height == 128 * 128
+        s = _sample(path, "by_count_uniform", dict(count_k=4), limits=limits)
+        assert s.stream_index == 1 and s.indices == [7, 22, 37, 52], path.name
+        assert [read_index(f) for f in s.frames] == s.indices and s.warnings == [], path.name
+        with pytest.raises(LimitExceededError, match=rf"{path.name}: frame size 96x64 \(6144 pixels\) exceeds"):
+            sample_frames(path, limits=ReadLimits(max_pixels=WIDTH * HEIGHT - 1))  # the video's own size counts
+        with pytest.raises(VideoDecodeError, match=rf"{path.name}: stream 0 is a cover picture"):
+            sample_frames(path, stream_index=0, limits=limits)  # by number too, by the same rule
+
+
 def test_mov_cover_track_is_known_from_its_sample_table(corpus, corpus_http, monkeypatch):
     """The PNG track's one frame is listed in the MOV's sample table. Counting it by a scan read the whole file
     (over HTTP every byte, where the video's own index comes from the header; 1.5 MB read for a 1.5 MB file
@@ -333,6 +413,24 @@ def test_mov_cover_track_is_known_from_its_sample_table(corpus, corpus_http, mon
         with open_source(source) as opened, VideoReader(opened) as reader:
             assert reader.stream_index == 1 and len(reader.index) == 60 and reader.warnings == []
         assert len(opens) == 1, source
+
+def test_remote_mp4_whose_sample_table_lists_nothing_is_an_error_naming_it(tmp_path):
+    """Over HTTP an MP4 is indexed from its sample table; one that lists no video sample (its count zeroed) has
+    nothing FFmpeg can seek by, and the seek back to the start for the full scan raised PyAV's own
+    PermissionError ('Operation not permitted', as if access were denied, naming no input). Read from a path,
+    the same file is 'video stream has no frames'; over HTTP it must be too."""
+    path = encode_video(tmp_path / "empty_stsz.mp4")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"stsz") + 12  # after the box type, version/flags and the common sample size
+    data[at:at + 4] = bytes(4)  # sample count 0
+    path.write_bytes(bytes(data))
+    with av.open(str(path)) as c, pytest.raises(av.error.PermissionError):
+        c.seek(0)  # what FFmpeg answers
+    with http_file_server(tmp_path) as server:
+        for source in (str(path), server.url(path.name)):
+            with pytest.raises(VideoDecodeError, match=r"empty_stsz\.mp4: video stream has no frames"):
+                sample_frames(source)
+
 
 # ---- Matroska/WebM cut short -------------------------------------------------------------------------------
 

@@ -16,8 +16,9 @@ import av
 import numpy as np
 import pytest
 
-from video_assets.errors import VideoDecodeError
-from video_assets.video import VideoReader, open_source, sample_frames
+from video_assets.errors import LimitExceededError, VideoDecodeError
+from video_assets.video import ReadLimits, VideoReader, open_source, sample_frames
+from video_assets_tests.servers import http_file_server
 from video_assets_tests.video.test_sampler import expected_positions
 from video_assets_tests.videos import encode_video, read_index
 
@@ -212,6 +213,35 @@ def test_reader_counts_and_never_seeks_into_a_counted_stream(clips):
         assert reader.rotation == 0  # the first frame was decoded to read it: the start is reached again
         assert [read_index(rgb) for _, rgb in reader.fetch(np.array([0, 59]))] == [0, 59]
         assert len(reader.index) == 60 and not reader.truncated
+
+
+def test_a_source_is_opened_again_only_for_a_counted_stream_and_its_limits_hold(clips, monkeypatch):
+    """The start of a counted stream is reached by opening the source again (see VideoReader._reopen); an
+    ordinary video is opened once. Over HTTP the second open reads through the same guarded file: its bytes
+    count against max_bytes with the scan's, so a budget of 1.5 times the file refuses the joined Matroska."""
+    opens = []
+    real_open = av.open
+
+    def counting_open(*args, **kwargs):
+        opens.append(args[0])
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(av, "open", counting_open)
+    with http_file_server(clips) as server:
+        for name, times in (("a.mkv", 1), ("joined.mkv", 2), ("bframes.h264", 2)):
+            size = (clips / name).stat().st_size
+            for source in (str(clips / name), (clips / name).read_bytes(), server.url(name)):
+                opens.clear()
+                s = sample_frames(source, count_k=4, video_format=name.split(".")[1])
+                assert len(s.indices) == 4 and not s.truncated and len(opens) == times, (name, type(source))
+            url = server.url(name)
+            with open_source(url) as opened, VideoReader(opened) as reader:
+                assert len(list(reader.fetch(np.array([0, len(reader.index) - 1])))) == 2
+                read = opened.file.bytes_read
+            assert size <= read < 1.5 * size if times == 1 else 2 * size <= read, name
+            if times == 2:
+                with pytest.raises(LimitExceededError, match=rf"{name}: bytes read \d+ exceeds the limit max_bytes"):
+                    sample_frames(url, count_k=4, limits=ReadLimits(max_bytes=int(1.5 * size)))
 
 
 def test_raw_stream_that_cannot_be_timed_exactly_is_an_error_naming_it(clips):
