@@ -1,4 +1,4 @@
-"""Container-level checks the demuxer does not make: a Matroska/WebM file cut short.
+"""Container-level checks the demuxer does not make: a Matroska/WebM or MP4/MOV file cut short.
 
 FFmpeg's Matroska demuxer ends a cut file at its last complete block without an error, and Matroska has no
 list of every frame to count against (MP4's sample table is counted by ``frame_index``). What it does have is
@@ -6,11 +6,17 @@ the size of its Segment, the element that holds everything else, written in the 
 that ends before its Segment does was cut short. A live (streamed) mux writes the size as "unknown" (all ones)
 and then makes no claim to check. Only the EBML header and the Segment's header are read: a few dozen bytes
 from the start, before FFmpeg reads the same bytes (a remote file's first range request serves both).
+
+MP4/MOV (:func:`mp4_truncation`): most encoders write the index (the ``moov`` box) after the media, so a file
+cut short has no index, or half of one, and FFmpeg then fails in words that do not say so ("Invalid data", or a
+"data" stream and no video). Asked only once a video has failed, it walks the top-level boxes (a few small
+reads) and names the box the file ends in.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 
 from video_assets.video.source import OpenedSource
 
@@ -18,6 +24,9 @@ _EBML_ID = 0x1A45DFA3
 _SEGMENT_ID = 0x18538067
 _ID_AND_SIZE = 4 + 8  # a top-level element ID is 4 bytes; a size vint at most 8
 _MAX_EBML_HEADER = 4096  # the EBML header holds a handful of short elements; more is not a real header
+# ISO base media (MP4, MOV, 3GP, fragmented MP4) top-level boxes that can come first
+_MP4_FIRST_BOXES = frozenset({b"ftyp", b"styp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid"})
+_MAX_BOXES = 256  # a fragmented MP4 has a moof/mdat pair per fragment; past this many, no claim
 
 
 def segment_truncation(opened: OpenedSource) -> str | None:
@@ -71,6 +80,52 @@ def _vint(buf: bytes, at: int, keep_marker: bool = False) -> tuple[int | None, i
     return (None if value == (1 << (7 * length)) - 1 else value), at + length
 
 
+def mp4_truncation(opened: OpenedSource) -> str | None:
+    """Why ``opened`` (an MP4/MOV) looks cut short: a top-level box declared to end past the end of the file, or
+    no ``moov`` (nor any ``moof``) box at all. None when the boxes add up, it is not MP4/MOV, its size is
+    unknown, or it cannot be read."""
+    size = opened.size
+    if not size:
+        return None
+    try:
+        with _HeadReader(opened.file) as head:
+            at, seen = 0, set()
+            for _ in range(_MAX_BOXES):
+                if at == size:
+                    break
+                header = head.read_at(at, 16)
+                if len(header) < 8:
+                    return f"the file ends at byte {size} inside a box's header: cut short" if at else None
+                box_size, kind = struct.unpack(">I4s", header[:8])
+                if (not at and kind not in _MP4_FIRST_BOXES) or not all(32 <= c < 127 for c in kind):
+                    return None  # not an MP4/MOV, or not a box boundary: no claim
+                if box_size == 1:  # a 64-bit size follows
+                    if len(header) < 16:
+                        return None
+                    box_size = struct.unpack(">Q", header[8:16])[0]
+                elif box_size == 0:  # the last box, to the end of the file
+                    box_size = size - at
+                if box_size < 8:
+                    return None
+                seen.add(kind)
+                end = at + box_size
+                if end > size:
+                    name = kind.decode("latin-1")
+                    index = "" if b"moov" in seen - {kind} or b"moof" in seen else (
+                        ", its index of the frames" if kind == b"moov" else
+                        ", before its index of the frames (the 'moov' box, written after the media)")
+                    return f"the file ends at byte {size} inside its '{name}' box{index} (declared to end at " \
+                           f"byte {end}): cut short"
+                at = end
+            else:
+                return None  # too many boxes to walk: no claim
+    except OSError:
+        return None
+    if b"moov" not in seen and b"moof" not in seen:
+        return "the MP4 has no 'moov' box (its index of the frames): cut short, or never finished"
+    return None
+
+
 class _HeadReader:
     """Reads the first bytes of an open source (a path, or a seekable file object whose position it puts
     back), as a context manager."""
@@ -88,6 +143,10 @@ class _HeadReader:
             self._pos = self._f.tell()
             self._f.seek(0)
         return self
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        self._f.seek(offset)
+        return self.read(n)
 
     def read(self, n: int) -> bytes:
         out = b""

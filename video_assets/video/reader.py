@@ -30,7 +30,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from video_assets.errors import VideoDecodeError
-from video_assets.video.container_checks import segment_truncation
+from video_assets.video.container_checks import mp4_truncation, segment_truncation
 from video_assets.video.fetch import FrameFetch
 from video_assets.video.fetch import missing_frames_warning as missing_frames_warning  # operators import it here
 from video_assets.video.frame_index import (
@@ -100,6 +100,16 @@ class VideoReader:
             self.warnings.append(cut)
         self._opened = opened  # a counted stream's start is reached by opening it again (see seek_to)
         self._threads = (thread_type, thread_count)
+        try:
+            self._open_stream(opened, stream_index)
+        except VideoDecodeError as e:
+            why = mp4_truncation(opened)  # a cut MP4 fails in FFmpeg's words, which do not say so
+            if why:
+                raise VideoDecodeError(f"{e}; {why}") from None
+            raise
+
+    def _open_stream(self, opened: OpenedSource, stream_index: int | None) -> None:
+        """Open the container, choose and index the stream, and check what the limits decide from them."""
         self.container = self._open(opened)
         try:
             self._check_is_video()

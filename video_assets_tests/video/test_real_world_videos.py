@@ -474,6 +474,56 @@ def test_cut_matroska_is_reported_truncated(tmp_path, cut_clips):
                     assert [read_index(f) for f in s.frames] == s.indices and len(s.indices) == 4, where
 
 
+# ---- MP4 cut short ------------------------------------------------------------------------------------------
+
+def _top_level_boxes(data: bytes) -> dict[str, tuple[int, int]]:
+    """box type -> (start, end) of an MP4's top-level boxes (32-bit sizes: the small test files)."""
+    out, at = {}, 0
+    while at < len(data):
+        size, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8].decode()
+        out[kind] = (at, at + size)
+        at += size
+    return out
+
+
+def test_cut_mp4_error_says_where_the_file_ends(tmp_path):
+    """PyAV's MP4 muxer (like most encoders and phones) writes the index, ``moov``, after the media: a file cut
+    short has none, or half of one, and FFmpeg's own error ("Invalid data", or a "data" stream and no video)
+    does not say so. The error names the box the file ends in, via a path, bytes or HTTP."""
+    data = encode_video(tmp_path / "whole.mp4").read_bytes()
+    boxes = _top_level_boxes(data)
+    assert list(boxes)[-1] == "moov", boxes  # the index last
+    mdat_end, moov_end = boxes["mdat"][1], boxes["moov"][1]
+    cuts = {
+        "in_media.mp4": (mdat_end // 2, rf"inside its 'mdat' box, before its index of the frames \(the 'moov' box, "
+                                        rf"written after the media\) \(declared to end at byte {mdat_end}\): cut short"),
+        "in_index.mp4": (moov_end - 100, rf"inside its 'moov' box, its index of the frames \(declared to end at byte "
+                                         rf"{moov_end}\): cut short"),
+        "in_header.mp4": (mdat_end + 5, r"inside a box's header: cut short"),
+        "no_index.mp4": (mdat_end, r"the MP4 has no 'moov' box \(its index of the frames\): cut short, or never "
+                                   r"finished"),
+    }
+    (tmp_path / "cut").mkdir()
+    for name, (size, _) in cuts.items():
+        (tmp_path / "cut" / name).write_bytes(data[:size])
+    with http_file_server(tmp_path) as server:
+        for name, (size, why) in cuts.items():
+            path = tmp_path / "cut" / name
+            for kind, source in {"path": str(path), "bytes": path.read_bytes(),
+                                 "http": server.url(f"cut/{name}")}.items():
+                with pytest.raises(VideoDecodeError, match=rf"; the file ends at byte {size} {why}$"
+                                   if name != "no_index.mp4" else rf"; {why}$") as err:
+                    sample_frames(source, "by_count_uniform", count_k=4)
+                source_named = str(err.value).split(": ", 1)[0]
+                assert source_named.endswith(name) or source_named == f"<{size} bytes>", (name, kind)
+        # the whole file reads, and a file that is not an MP4 keeps FFmpeg's words alone
+        assert sample_frames(server.url("whole.mp4"), "by_count_uniform", count_k=4).num_frames == 60
+    (tmp_path / "junk.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(VideoDecodeError) as err:
+        sample_frames(str(tmp_path / "junk.mp4"), "by_count_uniform", count_k=4)
+    assert "cut short" not in str(err.value) and "junk.mp4: " in str(err.value)
+
+
 def test_live_matroska_makes_no_size_claim(tmp_path):
     """A live mux writes the Segment's size as unknown (all ones): nothing to check, nothing flagged."""
     path = encode_video(tmp_path / "live.webm", codec="libvpx-vp9", gop=15, bframes=None,
