@@ -136,6 +136,10 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
     untimed = 0  # packets without any timestamp (raw elementary streams: all of them), from the first keyframe
     untimed_lead = 0  # ... and before it
     untimed_durations: set = set()
+    # every packet from the first keyframe, timed or not, and those before it: a stream whose timestamps are
+    # mostly missing is counted (see below)
+    from_key = before_key = 0
+    durations: set = set()
     truncation: list[str] = []
     max_ts = None  # a stream that runs past max_duration_sec is stopped while it is being scanned
     if limits.max_duration_sec is not None and stream.time_base:
@@ -165,6 +169,11 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
                 earliest = t
             if packet.is_discard:
                 continue  # a frame an edit list hides
+            if from_key or packet.is_keyframe:
+                from_key += 1
+                durations.add(packet.duration)
+            else:
+                before_key += 1
             if ts is None:
                 starts_untimed = starts_untimed or not pts
                 if not untimed and not packet.is_keyframe:
@@ -198,6 +207,15 @@ def scan_stream(container, stream, limits: ReadLimits, deadline: Deadline, descr
         return Scan(FrameIndex(np.empty(0, np.int64), np.empty(0, bool), stream.time_base or Fraction(1, 1)),
                     truncation=truncation)
     untimed += untimed_lead
+    if untimed > len(pts):
+        # Most frames have no timestamp (small frames that FFmpeg's MPEG-PS muxer packs several to a PES, only
+        # the first stamped): leaving them out would leave a few frames of the video. The decoder returns them
+        # in presentation order, so they are counted from the start, as a raw stream's are.
+        scan = _untimed_scan(stream, from_key, before_key, durations, description, truncation,
+                             what=f"a {stream.codec_context.name} stream whose frames are mostly without timestamps")
+        scan.notes.insert(0, f"{untimed} of {len(pts) + untimed} frame(s) have no timestamp: frames are counted in "
+                             "decoding order from the start, at the frame rate; sampling decodes from the start")
+        return scan
     notes = [f"{untimed} frame(s) without a timestamp were left out"] if untimed else []
     pts_a = np.asarray(pts, dtype=np.int64)
     key_a = np.asarray(key, dtype=bool)
@@ -245,7 +263,8 @@ def _counted_index(times: np.ndarray, time_base: Fraction, earliest_ts: int | No
     return FrameIndex(np.arange(n, dtype=np.int64), key, time_base, times=times, earliest_ts=earliest_ts)
 
 
-def _untimed_scan(stream, n: int, lead: int, durations: set, description: str, truncation: list[str]) -> Scan:
+def _untimed_scan(stream, n: int, lead: int, durations: set, description: str, truncation: list[str],
+                  what: str | None = None) -> Scan:
     """The counted index of a stream without timestamps (raw Annex-B H.264/HEVC: FFmpeg's parser splits it
     into one packet per picture, and the decoder returns them in presentation order, B-frames reordered by
     their picture order count; the frames themselves carry no timestamp). Each frame lasts the packet duration
@@ -257,7 +276,8 @@ def _untimed_scan(stream, n: int, lead: int, durations: set, description: str, t
     if len(durations) > 1:
         # Packets no longer map one to one onto equally long frames: fields coded as pictures of their own
         # (half a frame each; the decoder joins two into one frame), pulldown, or streams of different rates.
-        raise VideoDecodeError(f"{description}: a raw {stream.codec_context.name} stream without timestamps "
+        what = what or f"a raw {stream.codec_context.name} stream without timestamps"
+        raise VideoDecodeError(f"{description}: {what} "
                                "whose pictures last different times (joined streams of different frame rates, "
                                "separately coded fields, or pulldown): its frames cannot be counted and timed "
                                "exactly")

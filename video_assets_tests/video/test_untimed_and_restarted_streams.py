@@ -1,6 +1,7 @@
 """Streams whose timestamps cannot order their frames: raw Annex-B H.264/HEVC elementary streams (no timestamps
-at all: raspivid, drones, CCTV exports) and streams whose timestamps restart or repeat (two MPEG-TS recordings
-joined with ``cat``, a remux that duplicated a timestamp).
+at all: raspivid, drones, CCTV exports), streams whose timestamps are mostly missing (an MPEG-PS whose small
+frames FFmpeg's muxer packs several to a PES, only the first stamped) and streams whose timestamps restart or
+repeat (two MPEG-TS recordings joined with ``cat``, a remux that duplicated a timestamp).
 
 Each clip is encoded here with PyAV. The ground truth is an exhaustive decode by plain PyAV in the decoder's
 output order, which is the order a player shows them (no sorting by timestamp: the timestamps are what is
@@ -78,6 +79,9 @@ def clips(tmp_path_factory):
     (d / "joined.mkv").write_bytes((d / "a.mkv").read_bytes() + (d / "b.mkv").read_bytes())
     # Matroska written with negative timestamps: it stores none for the 15 frames before 0
     encode_video(d / "negative_ts.mkv", start_seconds=-0.5, container_options={"avoid_negative_ts": "disabled"})
+    # H.264 in MPEG-PS: the muxer packs the small frames of the test pattern several to a PES, and stamps only
+    # the first of each (2 of 60 frames)
+    encode_video(d / "mostly_untimed.mpg", container_format="mpeg", bframes=2)
     # MJPEG remuxed into Matroska with frame 10 stamped like frame 9
     encode_video(d / "mjpeg.mkv", n_frames=30, codec="mjpeg", pix_fmt="yuvj420p", bframes=None)
     _remux(d / "mjpeg.mkv", d / "repeated_pts.mkv", "matroska", repeat_pts_of=9)
@@ -103,6 +107,8 @@ CASES = {
                       ["7 packet(s) before the first keyframe were left out", "30 frame(s) after 1 restart"]),
     "joined.mkv": (120, 0, [round(i / 30, 3) for i in range(120)],
                    ["60 frame(s) after 1 restart(s) of the timestamps (joined recordings?) kept"]),
+    "mostly_untimed.mpg": (60, 0, [i / 30 for i in range(60)],
+                           ["58 of 60 frame(s) have no timestamp: frames are counted in decoding order"]),
     "repeated_pts.mkv": (30, 0, [round(i / 30, 3) if i != 10 else 0.3 for i in range(30)],
                          ["1 frame(s) with a repeated timestamp kept"]),
 }
@@ -117,6 +123,8 @@ def test_frames_are_the_decoders_in_its_output_order(clips, name):
     assert [read_index(f) for f in frames] == list(range(first_pattern, first_pattern + n))
     if name.endswith((".h264", ".hevc")):
         assert set(own_pts) == {None}  # nothing to order or match them by
+    elif name.endswith(".mpg"):
+        assert own_pts.count(None) == 58  # only 2 frames to order or match by: the sampler left out the rest
     elif name.startswith("joined"):
         restart = n - 30 if name.endswith(".ts") else 60
         assert own_pts[restart - 1] > own_pts[restart]  # the second recording's timestamps start again
