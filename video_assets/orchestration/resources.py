@@ -49,6 +49,7 @@ _ENV_OF = {field: var for var, field in SOURCE_ENV.items()}
 _LIST_FIELDS = {"allowed_schemes", "allowed_local_roots", "allowed_buckets", "allowed_hosts"}
 _INT_LIMITS = {field for field, core in _LIMITS.items() if int in typing.get_args(_LIMIT_HINTS[core]) + (
     _LIMIT_HINTS[core],)}
+_OPTIONAL_LIMITS = {field for field, core in _LIMITS.items() if type(None) in typing.get_args(_LIMIT_HINTS[core])}
 
 
 def source_settings_from_env(environ=None) -> dict:
@@ -64,12 +65,16 @@ def source_settings_from_env(environ=None) -> dict:
             out[field] = [v.strip() for v in raw.split(",") if v.strip()]
         elif field == "allow_private_networks":
             out[field] = raw.lower() in ("1", "true", "yes", "on")
-        elif raw.lower() == "none":
+        elif raw.lower() == "none" and field in _OPTIONAL_LIMITS:
             out[field] = None
-        elif field in _INT_LIMITS:
-            out[field] = int(raw)
         else:
-            out[field] = float(raw)
+            kind = int if field in _INT_LIMITS else float
+            try:
+                out[field] = kind(raw)
+            except ValueError:
+                # a limit is part of the source policy: refused by name, never replaced by a default unseen
+                off = " (or 'none' for no limit)" if field in _OPTIONAL_LIMITS else ""
+                raise ValueError(f"${var}={raw!r} is not {'an integer' if kind is int else 'a number'}{off}") from None
     return out
 
 

@@ -195,7 +195,11 @@ def pipeline_source_policy(inbox: str, warehouse: str, *, extra_roots: tuple[str
     for uri in (inbox, warehouse):
         if scheme_of(uri) in ("s3", "s3a", "tos"):
             buckets.append(bucket_of(uri))
-    return SourcePolicy(schemes=tuple(schemes) if schemes else ALL_SCHEMES, local_roots=tuple(roots),
+    if schemes is not None and not schemes:
+        # an empty list once meant every scheme; no scheme at all would read no video
+        raise ValueError("allowed_schemes is empty: no manifest row could be read; list the schemes to allow "
+                         f"(any of {', '.join(ALL_SCHEMES)})")
+    return SourcePolicy(schemes=tuple(schemes) if schemes is not None else ALL_SCHEMES, local_roots=tuple(roots),
                         buckets=tuple(dict.fromkeys(buckets)),
                         hosts=tuple(hosts) if hosts is not None else None,
                         allow_private_networks=allow_private_networks)

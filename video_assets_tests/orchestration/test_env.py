@@ -2,6 +2,8 @@
 
 import logging
 
+import pytest
+
 from video_assets.orchestration.checks import max_failed_share
 from video_assets.orchestration.env import env_number
 from video_assets.orchestration.schedules import SCHEDULE_MAX_FAILURES_ENV, max_failures
@@ -31,3 +33,18 @@ def test_a_bad_value_is_logged_with_the_variable_and_gives_the_default(monkeypat
     assert messages == [f"${SCHEDULE_MAX_FAILURES_ENV}='three' is not an integer; using the default, 3",
                         f"${SENSOR_INTERVAL_ENV}='0' is not an integer >= 1; using the default, 30",
                         "$VIDEO_ASSETS_MAX_FAILED_SHARE='10%' is not a number >= 0; using the default, 0.1"]
+
+
+def test_a_bad_limit_variable_is_refused_by_name():
+    """The source policy's limits are not knobs to fall back on: a typo there stops the code location's load
+    with the variable's name, not with int()'s message."""
+    from video_assets.orchestration.resources import source_settings_from_env
+
+    assert source_settings_from_env({"VIDEO_ASSETS_MAX_PIXELS": " 8294400 "}) == {"max_pixels": 8294400}
+    assert source_settings_from_env({"VIDEO_ASSETS_MAX_PIXELS": "none"}) == {"max_pixels": None}
+    with pytest.raises(ValueError, match=r"^\$VIDEO_ASSETS_MAX_PIXELS='8k' is not an integer \(or 'none' for no "
+                                         r"limit\)$"):
+        source_settings_from_env({"VIDEO_ASSETS_MAX_PIXELS": "8k"})
+    # max_retries cannot be switched off: 0 is no retry, and 'none' is refused as what it is
+    with pytest.raises(ValueError, match=r"^\$VIDEO_ASSETS_MAX_RETRIES='none' is not an integer$"):
+        source_settings_from_env({"VIDEO_ASSETS_MAX_RETRIES": "none"})

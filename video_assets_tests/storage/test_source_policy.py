@@ -208,3 +208,13 @@ def test_a_folder_listed_twice_is_named_once(tmp_path):
     policy = SourcePolicy(local_roots=[str(media), str(media) + "/", str(tmp_path / "media" / ".." / "media")],
                           buckets=["b", "b"])
     assert policy.local_roots == (str(media.resolve()),) and policy.buckets == ("b",)
+
+
+def test_an_empty_scheme_list_is_refused_not_taken_for_every_scheme(tmp_path):
+    """allowed_schemes=[] (a Launchpad list emptied to block sources) used to mean every scheme."""
+    from video_assets.orchestration.resources import WarehouseResource
+
+    wh = WarehouseResource(warehouse=str(tmp_path / "wh"), inbox=str(tmp_path / "inbox"))
+    assert wh.model_copy(update={"allowed_schemes": ["s3"]}).source_policy().schemes == ("s3",)
+    with pytest.raises(ValueError, match="allowed_schemes is empty: no manifest row could be read"):
+        WarehouseResource(warehouse=str(tmp_path / "wh"), allowed_schemes=[]).source_policy()
