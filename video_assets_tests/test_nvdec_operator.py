@@ -8,6 +8,7 @@ bench/nvdec_probe.py on a GPU, not here."""
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -193,3 +194,48 @@ def test_without_pynvvideocodec_use_nvdec_says_why(monkeypatch):
     monkeypatch.setitem(sys.modules, "PyNvVideoCodec", None)
     with pytest.raises(RuntimeError, match="NVDEC is not available: import PyNvVideoCodec failed"):
         nvop.use_nvdec(_quality())
+
+
+BENCH = ["--size", "96x64", "--corpus-videos", "2", "--corpus-seconds", "1", "--seconds", "30", "--segments", "1",
+         "--batch", "2", "--processes", "", "--operators", "quality", "--model", "tiny", "--nvdec", "2"]
+
+
+def test_the_benchmark_records_nvdec_modes_as_unavailable_without_pynvvideocodec(tmp_path, monkeypatch, capsys):
+    """The dry run's case (no PyNvVideoCodec): the nvdec rows say why, the threads figure is measured, exit 0."""
+    from bench import decode_processes
+
+    monkeypatch.setattr(bench_operators(), "CORPUS_DIR", tmp_path / "corpus")
+    monkeypatch.setitem(sys.modules, "PyNvVideoCodec", None)
+    out = tmp_path / "q.json"
+    assert decode_processes.main([*BENCH, "--min-videos", "4", "--nvdec-processes", "1", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["complete"] and data["modes"] == ["threads", "nvdec", "nvdec+1"]
+    assert data["nvdec"]["available"] is False and data["nvdec"]["reason"].startswith("import PyNvVideoCodec failed")
+    threads, *nv = data["rows"]
+    assert threads["mode"] == "threads" and threads["decoder"] == "cpu" and threads["videos"] == 4  # --min-videos
+    assert [(r["mode"], r["available"], r["decode_processes"]) for r in nv] == [("nvdec", False, 0),
+                                                                                ("nvdec+1", False, 1)]
+    assert all(r["reason"] == data["nvdec"]["reason"] for r in nv)
+    decode_processes.summary([out])
+    assert "not measured: import PyNvVideoCodec failed" in capsys.readouterr().out
+
+
+def test_the_benchmark_runs_the_nvdec_mode_through_the_operator(tmp_path, monkeypatch):
+    from bench import decode_processes
+
+    monkeypatch.setattr(bench_operators(), "CORPUS_DIR", tmp_path / "corpus")
+    monkeypatch.setattr(probe, "nvdec_status", lambda: ({"reason": None}, StandIn()))
+    out = tmp_path / "q.json"
+    assert decode_processes.main([*BENCH, "--min-videos", "4", "--json", str(out)]) == 0
+    rows = {r["mode"]: r for r in json.loads(out.read_text())["rows"]}
+    nv = rows["nvdec"]
+    assert nv["decoder"] == "nvdec" and nv["nvdec_sessions"] == 2 and nv["decode_workers"] == 2
+    assert nv["videos"] == 4 and nv["videos_per_s"] > 0
+    assert nv["nvdec_videos"] == 2 + 4 and nv["cpu_fallbacks"] == 0  # the warm-up (the 2 videos), the figure
+    assert rows["threads"]["decoder"] == "cpu" and rows["threads"]["videos"] == 4
+
+
+def bench_operators():
+    import bench.operators
+
+    return bench.operators
