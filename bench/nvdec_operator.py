@@ -40,7 +40,11 @@ The mixed queue (:class:`MixedPrepare`): the loop's N decode worker threads take
 each call checks out one of ``sessions`` NVDEC sessions (an H200 has 7 NVDEC engines) if one is free and runs
 NVDEC, else runs the run's CPU ``prepare`` (a decode process, :class:`~video_assets.operators.decode_processes.
 RemotePrepare`, or the thread path). With ``sessions + processes`` workers, at most ``processes`` run on the CPU
-at once, so the two kinds add their throughputs. :func:`use_nvdec` attaches this to an operator instance by
+at once, so the two kinds add their throughputs. A session's decoder is used by one thread at a time, but not
+always the same thread (the loop starts new worker threads per call; the probe, too, makes its decoders on one
+thread and uses them on others). An input NVDEC cannot take (not a local file) goes to the CPU prepare without
+holding a session; on a worker that is not a decode process's, that call starts an extra decode process for
+the time of the video (``DecodeProcessPool.acquire``). :func:`use_nvdec` attaches this to an operator instance by
 wrapping its ``in_processes`` step (the one place where both operators choose threads or processes), so
 ``details()``/``__call__``/``iter_details`` run unchanged (``bench/decode_processes.py`` modes ``nvdec`` and
 ``nvdec+P``).
@@ -55,7 +59,14 @@ Moving it into ``video_assets/`` once it has run on a GPU (and the probe showed 
   :class:`Decoders` from the probe move with them;
 - the run's metadata records the decoder (``nvdec`` videos, CPU fallbacks by reason), videos/s and GPU busy;
 - a lazy import of PyNvVideoCodec (it needs the driver's NVENC library even to decode) and a CPU-only default
-  that never tries it without a CUDA model.
+  that never tries it without a CUDA model;
+- tests: these stand-in tests move with it, plus a CUDA test (run on the GPU) that rows on NVDEC equal the CPU
+  decoder's within the tolerance the probe measured (scores, not bits: NVDEC's colour conversion differs).
+
+What the GPU run must show first: the probe frame-exact (``best_offsets == [0]``) on the corpus; no
+``fallback_reasons`` or ``mid_video_fallbacks`` on plain H.264 files; and whether the CPU work left per NVDEC
+video (the demux for the frame index, and the first frame decoded on the CPU by ``reader.orientation`` to read
+the display matrix) or the parent's GIL is what limits ``nvdec``.
 """
 
 from __future__ import annotations
@@ -170,7 +181,7 @@ class NvdecPrepare:
         self.cpu = cpu or decode.prepare
         self.chunk = min(stage.chunk_frames for stage in decode.stages)
 
-    def __call__(self, item: VideoInput, emit, slot: int) -> list[Any]:
+    def __call__(self, item: VideoInput, emit, slot: int | None) -> list[Any]:
         if item.error:
             raise VideoSourceError(item.error)
         path = local_path(item)
@@ -226,6 +237,8 @@ class MixedPrepare:
         self.nvdec, self.cpu, self.sessions, self.stats = nvdec, cpu, sessions, stats
 
     def __call__(self, item: VideoInput, emit) -> Any:
+        if item.error or local_path(item) is None:  # NVDEC cannot take it: it holds no session
+            return self.nvdec(item, emit, None)
         slot = self.sessions.checkout()
         if slot is None:
             self.stats.count("cpu")
