@@ -160,7 +160,7 @@ step facts 15 bash -c facts
 step install 30 bash -c install_wheels
 step cuda-tests 40 "$PY" -m pytest -q -p no:cacheprovider -rs --timeout 30 -k "cuda or gpu or different_device" \
     video_assets_tests/models/test_models.py video_assets_tests/operators/test_quality.py \
-    video_assets_tests/compute/test_gpu_busy.py
+    video_assets_tests/compute/test_gpu_busy.py video_assets_tests/test_nvdec_operator.py
 step prepare 60 bash -c prepare
 step nvdec-probe 60 "$PY" -m bench.nvdec_probe $NVDEC --json "$OUT/$PREFIX-nvdec.json"
 bench quality quality 640x360 "$C360" "$B360"

@@ -239,3 +239,28 @@ def bench_operators():
     import bench.operators
 
     return bench.operators
+
+
+def _nvdec_module():
+    st, nvc = probe.nvdec_status()
+    return nvc, st["reason"]
+
+
+@pytest.mark.skipif(_nvdec_module()[0] is None, reason=f"needs NVDEC: {_nvdec_module()[1]}")
+def test_on_a_gpu_nvdec_rows_match_the_cpu_decoder(videos):
+    """The one test with REAL NVDEC (the GPU session's cuda-tests step runs it): the same model on the GPU, fed
+    by the CPU decoder and by NVDEC, gives the same frame indices and nearly the same scores (NVDEC's colour
+    conversion differs by a few levels; 0.02 is a first bound, the probe measures the pixel tolerance)."""
+    paths = [str(videos[n]) for n in ("h264_bframes.mp4", "short_gop.mp4", "hevc.mkv", "vp9.webm")]
+    op = VideoQualityScore(clip_model_name=TINY, device="cuda", count_k=6, decode_processes=0)
+    cpu = op.score_details(video_paths=paths)
+    run = nvop.use_nvdec(op, sessions=2)
+    try:
+        gpu = op.score_details(video_paths=paths)
+    finally:
+        run.close()
+    s = run.summary()
+    assert s["nvdec_videos"] >= 2, s  # the H.264 files at least; HEVC and VP9 may fall back (then said why)
+    for g, c in zip(gpu, cpu):
+        assert g["error"] is None and g["frame_indices"] == c["frame_indices"]
+        assert g["frame_scores"] == pytest.approx(c["frame_scores"], abs=0.02)
