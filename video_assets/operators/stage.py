@@ -163,9 +163,9 @@ def decode_stages(reader: VideoReader, stages: Sequence[Stage], emit: Callable[.
 
     ``fetch(union)`` yields ``(position, frame)`` in ascending order and ``to_rgb(frame)`` makes a frame the
     ``(H, W, 3)`` uint8 RGB pixels a stage copies (called only for frames a stage takes); default: the reader's
-    ``fetch`` and :func:`~video_assets.video.sampler.frame_rgb`. Another decoder (the NVDEC candidate in
-    ``bench/nvdec_operator.py``) passes its own, e.g. torch tensors on a GPU; warnings of the reader's fetch
-    (if it is used) are shared out as usual."""
+    ``fetch`` and :func:`~video_assets.video.sampler.frame_rgb`. Another decoder passes its own, e.g. a GPU
+    decoder's uint8 torch tensors (the stages' chunks are then tensors on that device); warnings of the reader's
+    fetch (if it is used) are shared out as usual."""
     opened_truncated, opened_warnings = reader.truncated, list(reader.warnings)
     out: list[Any] = [None] * len(stages)
     states: list[StageState | None] = []
