@@ -23,13 +23,13 @@ The first call of each operator is a warm-up (model load, process start-up) and 
 stopped early keeps what it measured.
 
 Per row: ``mode`` (threads, processes, nvdec, nvdec+P), ``decoder`` (cpu or nvdec), ``decode_processes``,
-``nvdec_sessions``; for nvdec rows what the NVDEC path did (``nvdec_videos``, ``cpu_videos`` the decode
-processes took from the shared queue, ``cpu_fallbacks`` with ``fallback_reasons`` and ``mid_video_fallbacks``,
-decoders made and reconfigured); ``videos_per_s`` (all segments together), ``segment_videos_per_s`` (each
-slice), ``cpu_s_per_video`` (this process plus its decode processes), ``cpu_cores_busy`` (the whole machine's
-busy cores, /proc/stat), ``gpu_busy_pct`` and ``nvdec_busy_pct`` (nvidia-smi's utilization.gpu and .decoder,
-sampled every 200 ms during the slices, on a CUDA device; None elsewhere), the decode processes' resident memory
-and the videos run.
+``nvdec_sessions``; for nvdec rows what the NVDEC path did, warm-up included (``nvdec_videos``, ``cpu_videos`` the
+decode processes took from the shared queue, ``cpu_fallbacks`` with ``fallback_reasons`` and
+``mid_video_fallbacks``, decoders made and reconfigured); ``videos_per_s`` (all segments together),
+``segment_videos_per_s`` (each slice), ``cpu_s_per_video`` (this process plus its decode processes),
+``cpu_cores_busy`` (the whole machine's busy cores, /proc/stat), ``gpu_busy_pct`` and ``nvdec_busy_pct`` (nvidia-
+smi's utilization.gpu and .decoder, sampled every 200 ms during the slices, on a CUDA device; None elsewhere), the
+decode processes' resident memory and the videos run.
 """
 
 from __future__ import annotations
@@ -144,7 +144,8 @@ def _row_of(s: dict, operator: str, m: Mode, op, args, corpus: dict) -> dict:
 
 def _unavailable_row(operator: str, m: Mode, args, reason: str, corpus: dict) -> dict:
     """An nvdec mode where NVDEC is not usable: recorded, not measured."""
-    return {"operator": operator, "model": _model_name(args.model), "mode": m.label, "decoder": "nvdec",
+    return {"operator": operator, "model": _model_name(args.model), "device": args.device, "mode": m.label,
+            "decoder": "nvdec",
             "decode_processes": m.processes, "nvdec_sessions": m.nvdec, "available": False, "reason": reason,
             "videos": 0, "videos_per_s": None, **corpus}
 
