@@ -27,9 +27,9 @@ Per row: ``mode`` (threads, processes, nvdec, nvdec+P), ``decoder`` (cpu or nvde
 decode processes took from the shared queue, ``cpu_fallbacks`` with ``fallback_reasons`` and
 ``mid_video_fallbacks``, decoders made and reconfigured); ``videos_per_s`` (all segments together),
 ``segment_videos_per_s`` (each slice), ``cpu_s_per_video`` (this process plus its decode processes),
-``cpu_cores_busy`` (the whole machine's busy cores, /proc/stat), ``gpu_busy_pct`` and ``nvdec_busy_pct`` (nvidia-
-smi's utilization.gpu and .decoder, sampled every 200 ms during the slices, on a CUDA device; None elsewhere), the
-decode processes' resident memory and the videos run.
+``cpu_cores_busy`` (the whole machine's busy cores, /proc/stat), ``gpu_busy_pct`` and ``nvdec_busy_pct``
+(nvidia-smi's utilization.gpu and .decoder, sampled every 200 ms during the slices, on a CUDA device; None
+elsewhere), the decode processes' resident memory and the videos run.
 """
 
 from __future__ import annotations
