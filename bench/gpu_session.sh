@@ -4,13 +4,15 @@
 #   run(command="bash bench/gpu_session.sh", carry=[".whl"], timeout_s=540)
 # Steps: facts (GPU, driver, libnvcuvid for NVDEC, cores, versions) -> install the carried wheels -> the CUDA
 # tests -> corpus and random ViT-L/14 -> the NVDEC probe (bench.nvdec_probe: PyNvVideoCodec against the CPU
-# sampler, frame-exactness and throughput) -> bench.decode_processes for quality 360p, quality 1080p and
-# keyframes 1 fps, threads vs decode processes -> a summary table. Each step is time-boxed, all of them end within
+# sampler, frame-exactness and throughput) -> bench.decode_processes for quality 360p, keyframes 1 fps and
+# quality 1080p: threads, 15 decode processes, nvdec (7 NVDEC sessions through the real operator,
+# bench/nvdec_operator.py) and nvdec+15 (both on one queue) -> a summary table. Each step is time-boxed, all of them end within
 # 8.5 min, and a failing one is logged and skipped, so the later ones still run. Everything goes to
 # $OUT/gpu_session.log; nvidia-smi samples GPU and NVDEC use every 200 ms into $OUT/nvidia-smi.csv; the
 # results are $OUT/h200-quality.json, $OUT/h200-quality-1080p.json, $OUT/h200-keyframes.json and
 # $OUT/h200-nvdec.json (6 files).
-# GPU_SESSION_SMOKE=1 (make device-dry-run): the same steps on the CPU with ViT-B/32 and tiny sizes.
+# GPU_SESSION_SMOKE=1 (make device-dry-run): the same steps on the CPU with ViT-B/32 and tiny sizes; the nvdec
+# modes are rows "not measured" with the import's error there.
 # Exit status: the number of failed steps (0: all ran).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,19 +27,23 @@ export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # the project travel
 exec > >(tee -a "$OUT/gpu_session.log") 2>&1
 TEE_PID=$!
 
-# A figure is >= 30 s of steady-state work (the issue's bar: 500 videos or 30 s) in interleaved slices; a
-# details() call takes a batch of videos (several per decode process, so that a call's ramp and drain stay
-# small), and a slice ends after the call that passes its time, so 1080p takes fewer, larger slices.
+# A figure is >= 30 s or >= 500 videos of steady-state work, whichever comes first (the issue's bar), in
+# interleaved slices; a details() call takes a batch of videos (several per decode process, so that a call's ramp
+# and drain stay small), and a slice ends after the call that passes its time or its videos, so 1080p takes
+# fewer, larger slices.
 if [ "${GPU_SESSION_SMOKE:-0}" = 1 ]; then
     # ViT-B/32 with random weights: the real-architecture path (bench/random_models.py) at a CPU's speed
     MODEL=b32 DEVICE=cpu FIGURE_S=2 PROCS=1 LIMIT_SCALE=3  # 2 shared cores, not 16
+    FIGURE="--nvdec 2 --nvdec-processes 1"  # recorded as not measured: no NVDEC here
     C360="--corpus-videos 2 --corpus-seconds 2" C1080="--corpus-videos 2 --corpus-seconds 1"
     B360="--batch 4 --segments 1" B1080="--batch 4 --segments 1"
     # NVDEC is not there: the probe records why, after its CPU side (indices, sample_frames), and passes
     NVDEC="--corpus 640x360:2:2,1920x1080:2:1 --exact-videos 1 --seconds 1 --budget-s 20"
 else
-    # decode processes 8 and 15 of 16 cores (15: what auto picks with a GPU)
-    MODEL=${GPU_SESSION_MODEL:-l14} DEVICE=cuda FIGURE_S=30 PROCS=${GPU_SESSION_PROCESSES:-8,15} LIMIT_SCALE=1
+    # 15 decode processes of 16 cores (what auto picks with a GPU; 8 no longer fits the budget beside NVDEC);
+    # NVDEC: 7 sessions (an H200's NVDEC engines) alone, and in front of 15 decode processes
+    MODEL=${GPU_SESSION_MODEL:-l14} DEVICE=cuda FIGURE_S=30 PROCS=${GPU_SESSION_PROCESSES:-15} LIMIT_SCALE=1
+    FIGURE="--min-videos 500 --nvdec ${GPU_SESSION_NVDEC:-7} --nvdec-processes ${GPU_SESSION_NVDEC_PROCESSES:-15}"
     C360="--corpus-videos 12 --corpus-seconds 20" C1080="--corpus-videos 8 --corpus-seconds 10"
     B360="--batch 64 --segments 3" B1080="--batch 32 --segments 2"
     # the same corpora; 1.5 s per figure x 5 thread counts x 2 plans x 2 sizes, no new work after 50 s
@@ -45,6 +51,8 @@ else
 fi
 # Every step ends by BUDGET_S after the start (the summary gets 10 s more): <= 8.5 min in all. Steps are in
 # order of importance, so a slow one shortens the last (1080p), and a step that ends early leaves its time.
+# Expected (bench/README.md "A GPU session"): ~150 s up to the probe, then ~90 s quality, ~95 s keyframes,
+# ~115 s quality 1080p (4 figures each of <= 30 s, fewer for the fast modes' 500 videos, + ~35 s start-up): ~450.
 BUDGET_S=$((${GPU_SESSION_BUDGET_S:-495} * LIMIT_SCALE))
 
 # a shorter second call can run some steps only, e.g. GPU_SESSION_STEPS="install quality summary"
@@ -134,9 +142,9 @@ prepare() {  # both corpora (encoded in parallel processes) and the random-weigh
     wait "$first"
 }
 
-bench() {  # bench NAME OPERATOR SIZE CORPUS_ARGS BATCH_ARGS: one result file, threads vs decode processes
+bench() {  # bench NAME OPERATOR SIZE CORPUS_ARGS BATCH_ARGS: one result file, threads, processes, nvdec, nvdec+P
     step "$1" 150 "$PY" -m bench.decode_processes --operators "$2" --size "$3" $4 $5 --model "$MODEL" \
-        --device "$DEVICE" --processes "$PROCS" --seconds "$FIGURE_S" --json "$OUT/$PREFIX-$1.json"
+        --device "$DEVICE" --processes "$PROCS" --seconds "$FIGURE_S" $FIGURE --json "$OUT/$PREFIX-$1.json"
 }
 
 SMI_PID=
@@ -152,7 +160,7 @@ step facts 15 bash -c facts
 step install 30 bash -c install_wheels
 step cuda-tests 40 "$PY" -m pytest -q -p no:cacheprovider -rs --timeout 30 -k "cuda or gpu or different_device" \
     video_assets_tests/models/test_models.py video_assets_tests/operators/test_quality.py \
-    video_assets_tests/compute/test_gpu_busy.py
+    video_assets_tests/compute/test_gpu_busy.py video_assets_tests/test_nvdec_operator.py
 step prepare 60 bash -c prepare
 step nvdec-probe 60 "$PY" -m bench.nvdec_probe $NVDEC --json "$OUT/$PREFIX-nvdec.json"
 bench quality quality 640x360 "$C360" "$B360"

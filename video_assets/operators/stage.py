@@ -31,7 +31,7 @@ import copy
 import dataclasses
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
@@ -154,10 +154,18 @@ def _attempt(fn: Callable[[], Any]) -> tuple[Any, Exception | None]:
         return None, e
 
 
-def decode_stages(reader: VideoReader, stages: Sequence[Stage], emit: Callable[..., None]) -> list[Any]:
+def decode_stages(reader: VideoReader, stages: Sequence[Stage], emit: Callable[..., None],
+                  fetch: Callable[[np.ndarray], Iterable[tuple[int, Any]]] | None = None,
+                  to_rgb: Callable[[Any], Any] | None = None) -> list[Any]:
     """Decode the union of the stages' positions from ``reader`` once; ``emit(pixels, stream)`` gets stage
     ``stream``'s chunks. Returns per stage its :meth:`Stage.meta`, or the exception its own pass would have
-    raised. A decode error (the fetch itself fails) raises: every stage's own pass would have failed on it."""
+    raised. A decode error (the fetch itself fails) raises: every stage's own pass would have failed on it.
+
+    ``fetch(union)`` yields ``(position, frame)`` in ascending order and ``to_rgb(frame)`` makes a frame the
+    ``(H, W, 3)`` uint8 RGB pixels a stage copies (called only for frames a stage takes); default: the reader's
+    ``fetch`` and :func:`~video_assets.video.sampler.frame_rgb`. Another decoder passes its own, e.g. a GPU
+    decoder's uint8 torch tensors (the stages' chunks are then tensors on that device); warnings of the reader's
+    fetch (if it is used) are shared out as usual."""
     opened_truncated, opened_warnings = reader.truncated, list(reader.warnings)
     out: list[Any] = [None] * len(stages)
     states: list[StageState | None] = []
@@ -170,12 +178,14 @@ def decode_stages(reader: VideoReader, stages: Sequence[Stage], emit: Callable[.
              else np.empty(0, np.int64))
     got: set[int] = set()
     stopped = False
-    for pos, frame in reader.fetch(union, rgb=False):
+    fetch = fetch or partial(reader.fetch, rgb=False)
+    to_rgb = to_rgb or partial(frame_rgb, reader)
+    for pos, frame in fetch(union):
         got.add(pos)
         takers = [i for i in live if states[i].error is None and pos in states[i].wanted]
         if not takers:
             continue
-        rgb = frame_rgb(reader, frame)  # a view: each stage copies it into its own chunk
+        rgb = to_rgb(frame)  # a view: each stage copies it into its own chunk
         for i in takers:
             try:
                 states[i].add(pos, rgb, emits[i])

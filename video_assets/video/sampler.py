@@ -190,7 +190,8 @@ class FrameChunk(NamedTuple):
 
     indices: list[int]  # 0-based positions in the stream's presentation order
     timestamps: list[float]  # seconds from the first frame
-    frames: np.ndarray  # uint8, (k, H, W, 3), RGB; its own array (unless FrameBuffer(reuse=True) made it)
+    frames: np.ndarray  # uint8, (k, H, W, 3), RGB; its own array (unless FrameBuffer(reuse=True) made it); a
+    # torch tensor when the frames were tensors
 
 
 class FrameBuffer:
@@ -199,6 +200,8 @@ class FrameBuffer:
     :meth:`add` copies a frame into the current chunk's array and returns the chunk when it is full;
     :meth:`flush` returns the last, partial one. ``expected``: how many frames will come at most (a chunk's
     array is never larger). ``indices`` keeps every position added (small: the metadata needs them).
+
+    Frames are numpy arrays, or uint8 torch tensors (then the chunks are tensors on the frames' device).
 
     ``reuse=True``: every chunk is written into one array, allocated with the first frame and kept, so a chunk's
     ``frames`` are valid only until the next :meth:`add`. For callers that are done with a chunk before they
@@ -228,12 +231,15 @@ class FrameBuffer:
             left = self.size if self.expected is None else max(1, self.expected - len(self.indices))
             n = min(self.size, left)
             if not self.reuse:
-                self._out = np.empty((n, hw[0], hw[1], 3), dtype=np.uint8)
+                self._out = _frames_like(rgb, (n, hw[0], hw[1], 3))
             else:
-                if self._kept is None or len(self._kept) < n:
-                    self._kept = np.empty((n, hw[0], hw[1], 3), dtype=np.uint8)
+                if self._kept is None or len(self._kept) < n or type(self._kept) is not type(rgb):
+                    self._kept = _frames_like(rgb, (n, hw[0], hw[1], 3))
                 self._out = self._kept[:n]
-        copy_into(self._out[self._k], rgb)
+        if isinstance(self._out, np.ndarray):
+            copy_into(self._out[self._k], rgb)
+        else:
+            self._out[self._k].copy_(rgb)
         self._k += 1
         self.indices.append(pos)
         return self.flush() if self._k == len(self._out) else None
@@ -253,6 +259,14 @@ class FrameBuffer:
         h, w = self.hw or (self.reader.height, self.reader.width)
         return sampled_result(self.reader, list(self.indices), np.empty((0, h, w, 3), np.uint8), stacklevel + 1,
                               report)
+
+
+def _frames_like(rgb, shape: tuple[int, ...]):
+    """An empty uint8 frame array for frames like ``rgb``: numpy for numpy frames; for a torch tensor (frames
+    decoded on a GPU), a tensor on its device (torch is not imported here: the tensor makes its own)."""
+    if isinstance(rgb, np.ndarray):
+        return np.empty(shape, dtype=np.uint8)
+    return rgb.new_empty(shape)
 
 
 def sample_chunks(reader: VideoReader, plan: SamplePlan, chunk: int = DEFAULT_CHUNK_FRAMES,

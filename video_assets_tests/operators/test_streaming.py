@@ -107,6 +107,28 @@ def test_reused_chunk_array_gives_the_same_frames_and_is_one_array(videos, chunk
     assert [read_index(f) for f in chunks[0][2]] != chunks[0][0] or len(chunks) == 1  # so: only valid until next
 
 
+@pytest.mark.parametrize("reuse", [False, True])
+def test_frame_buffer_takes_torch_frames_into_tensor_chunks(videos, reuse):
+    """Frames given as torch tensors (as a GPU decoder gives them) are gathered into tensor chunks on their
+    device, equal to the numpy chunks of the same frames."""
+    path = str(videos["long_gop.mp4"])
+    whole = sample_frames(path, sample_mode="by_interval_frames", interval_frames=3)
+    with open_source(path, "mp4", None) as opened, VideoReader(opened) as reader:
+        buf = FrameBuffer(reader, 4, len(whole.indices), reuse=reuse)
+        chunks = []
+        for p, f in zip(whole.indices, whole.frames):
+            c = buf.add(p, torch.from_numpy(f))
+            if c is not None:  # taken before the next add, as the operators do (reuse: the array is reused)
+                chunks.append((c.indices, c.frames.clone()))
+        last = buf.flush()
+        if last is not None:
+            chunks.append((last.indices, last.frames.clone()))
+    assert all(isinstance(f, torch.Tensor) and f.dtype == torch.uint8 for _, f in chunks)
+    assert [len(i) for i, _ in chunks][:-1] == [4] * (len(chunks) - 1)
+    assert [i for c, _ in chunks for i in c] == whole.indices
+    assert np.array_equal(torch.cat([f for _, f in chunks]).numpy(), whole.frames)
+
+
 def test_operators_with_pooled_buffers_equal_unpooled(batch, tmp_path, monkeypatch):
     """The reused chunk array and the feature slabs change where bytes live, never a result: the same calls
     with a new array per chunk and the features as the model returned them give the same rows."""
