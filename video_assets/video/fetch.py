@@ -11,6 +11,11 @@ decoder drops non-reference frames, which nothing later needs; only decoders tha
 see ``reader.PER_PACKET_SKIP_DECODERS``). A packet that holds a wanted frame after which a seek follows is
 drained at once, instead of decoding the following packets just to push that frame out.
 
+A short way to the next keyframe is *hopped* instead of sought (local sources, up to :data:`HOP_MAX_FRAMES`
+frames, timestamped streams): the packets before that keyframe are demuxed and not sent, and the decoder is
+neither flushed nor drained, so its frame threads go on working on several wanted frames at once. At 1 fps on a
+GOP of one second every wanted frame is a keyframe: each seek and drain decoded one frame on one core.
+
 What a pass checks, because containers lie about seeks:
 
 - after a seek into the file, the demuxer's timestamps must be the scan's, starting at a keyframe (MPEG-PS
@@ -34,6 +39,9 @@ if TYPE_CHECKING:
 
 # Seeking flushes the decoder and its frame threads; continuing forward through a few frames is cheaper.
 SEEK_MIN_GAIN_FRAMES = 4
+# The most frames whose packets a hop reads without sending (a GOP of two seconds at 30 fps); a remote source
+# seeks instead, so that a range request skips the bytes.
+HOP_MAX_FRAMES = 64
 
 
 class FrameFetch:
@@ -59,12 +67,35 @@ class FrameFetch:
         self.landing = 0  # after a seek into the file: 1 before the first packet is checked, 2 after; else 0
         self.progressed = False  # it has produced a wanted frame
         self.counted = 0  # output-order streams: the position of the next frame the decoder returns
+        # hops need the decoder's every output matched by timestamp (an output-order stream counts them all)
+        self.may_hop = not reader.output_order and not reader.remote
+        self._wanted_at = {p: k for k, p in enumerate(self.want_pts)}
+        self._sent: set[int] = set()  # indexes into ``wanted`` whose packet the decoder has (output or not)
+        self.unsent = 0  # the first of them not sent: what a hop goes to
+
+    def _jump(self, j: int) -> tuple[str, int] | None:
+        """How to get to wanted frame ``j`` when decoding forward from the newest packet sent would decode more
+        frames than starting at its keyframe: ``("hop", keyframe)`` or ``("seek", keyframe)``; None: go on."""
+        kf = self.index.keyframe_at_or_before(self.wanted[j])
+        if not self.reader.seeks_trusted or kf <= self.fed_pos + SEEK_MIN_GAIN_FRAMES:
+            return None
+        return ("hop", kf) if self.may_hop and kf - self.fed_pos <= HOP_MAX_FRAMES else ("seek", kf)
 
     def seek_target(self, j: int) -> int | None:
         """The seek-or-decode-forward decision for wanted frame ``j``: the keyframe to seek to when seeking
-        decodes fewer frames than going on from the newest packet sent (and seeks work), else None."""
-        kf = self.index.keyframe_at_or_before(self.wanted[j])
-        return kf if self.reader.seeks_trusted and kf > self.fed_pos + SEEK_MIN_GAIN_FRAMES else None
+        decodes fewer frames than going on from the newest packet sent (and seeks work), else None (go on,
+        hopping to the keyframe when that is short)."""
+        jump = self._jump(j)
+        return jump[1] if jump is not None and jump[0] == "seek" else None
+
+    def _hopped(self, ts: int | None) -> bool:
+        """The packet stamped ``ts`` lies before the keyframe that the first wanted frame not sent yet is hopped
+        to: not sent. (Every earlier wanted frame is in the decoder with its references, which precede it in
+        decoding order; frame threads may not have returned it yet.)"""
+        if ts is None or self.unsent >= len(self.wanted):
+            return False
+        jump = self._jump(self.unsent)
+        return jump is not None and jump[0] == "hop" and self.index.position_of(ts) < jump[1]
 
     def frames(self) -> Iterator[tuple[int, np.ndarray | av.VideoFrame]]:
         """Yield ``(position, frame)`` for each wanted position that can be decoded; the others are recorded
@@ -100,6 +131,9 @@ class FrameFetch:
             self.demux = self.reader.container.demux(self.reader.stream)
             self.fed_pos = kf - 1
             self.counted = kf
+            # the seek flushed what the decoder had not returned: those frames are sent again from here
+            self._sent = {k for k in self._sent if k < self.next}
+            self.unsent = self.next
         self.landing = 1 if kf is not None and kf > 0 else 0
         self.progressed = False
 
@@ -122,6 +156,9 @@ class FrameFetch:
                         self.retry_from = 0
                         return False
                     self.landing = 2
+                if self._hopped(ts):
+                    reader.stats.packets_hopped += 1
+                    continue
                 next_before = self.next
                 frames, drain = self._send(packet, ts)
                 if frames is None:
@@ -167,6 +204,11 @@ class FrameFetch:
             if reader.skip_nonref:
                 self.cc.skip_frame = "NONREF" if ts < self.want_pts[self.next] else "DEFAULT"
             self.fed_pos = max(self.fed_pos, self.index.position_of(ts))
+            k = self._wanted_at.get(ts)
+            if k is not None:
+                self._sent.add(k)
+                while self.unsent in self._sent:
+                    self.unsent += 1
         elif reader.skip_nonref:
             self.cc.skip_frame = "DEFAULT"  # the flush packet at EOF
         reader.stats.packets_sent += 1

@@ -66,6 +66,7 @@ PER_PACKET_SKIP_DECODERS = frozenset({"h264", "hevc", "mpeg1video", "mpeg2video"
 class DecodeStats:
     frames_decoded: int = 0  # frames the decoder returned (skipped non-reference frames not counted)
     packets_sent: int = 0
+    packets_hopped: int = 0  # demuxed on the way to a keyframe and not sent (video.fetch)
     seeks: int = 0
     decode_errors: int = 0
     indexed_from_header: bool = False  # the index came from the MP4/MOV sample table, not a full scan
@@ -83,6 +84,7 @@ class VideoReader:
         # The display orientation of the frames (from their side data); known once a frame has been decoded.
         self._orientation: Orientation | None = None if self.apply_rotation else IDENTITY
         self.size_bytes = opened.size
+        self.remote = opened.remote  # read over the network: seeks skip bytes, hops would read them (video.fetch)
         self.truncated = False
         self.warnings: list[str] = []
         self.stats = DecodeStats()

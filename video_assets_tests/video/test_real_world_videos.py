@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from video_assets.errors import LimitExceededError, VideoDecodeError
-from video_assets.video import ReadLimits, TruncatedVideoWarning, VideoReader, open_source, sample_frames
+from video_assets.video import ReadLimits, TruncatedVideoWarning, VideoReader, fetch, open_source, sample_frames
 from video_assets_tests.servers import http_file_server
 from video_assets_tests.video.test_sampler import expected_positions
 from video_assets_tests.videos import (
@@ -207,7 +207,7 @@ def test_ts_clips_really_start_before_zero(corpus):
         assert (pts[-1] < 0) == (name == "ts_before_pts_wrap.ts"), name
 
 
-def test_flv_with_negative_timestamps_is_read_whole(tmp_path):
+def test_flv_with_negative_timestamps_is_read_whole(tmp_path, monkeypatch):
     """FFmpeg's FLV muxer writes timestamps in 31 bits: the frames before 0 of a stream with negative timestamps
     are read 2^31 ms (24.9 days) before those after 0, so a 2 s clip lasted 2,147,484 s and failed the duration
     limit. The jump is a wrap: every frame is there, at its own time, by seeks too."""
@@ -230,6 +230,7 @@ def test_flv_with_negative_timestamps_is_read_whole(tmp_path):
             assert s.timestamps == pytest.approx([times[i] for i in want], abs=1e-6)
             for i, frame in zip(want, s.frames):
                 np.testing.assert_array_equal(frame, frames[i])
+    monkeypatch.setattr(fetch, "HOP_MAX_FRAMES", 0)  # seeks, not hops (video.fetch), across the wrap
     with open_source(path) as opened, VideoReader(opened) as reader:
         assert [read_index(f) for _, f in reader.fetch(np.array([2, 40, 55]))] == [2, 40, 55]
         assert reader.stats.seeks >= 2 and not reader.truncated  # sought past the wrap
@@ -495,8 +496,9 @@ def test_cut_mp4_error_says_where_the_file_ends(tmp_path):
     assert list(boxes)[-1] == "moov", boxes  # the index last
     mdat_end, moov_end = boxes["mdat"][1], boxes["moov"][1]
     cuts = {
-        "in_media.mp4": (mdat_end // 2, rf"inside its 'mdat' box, before its index of the frames \(the 'moov' box, "
-                                        rf"written after the media\) \(declared to end at byte {mdat_end}\): cut short"),
+        "in_media.mp4": (mdat_end // 2, rf"inside its 'mdat' box, before its index of the frames \(the 'moov' "
+                                        rf"box, written after the media\) \(declared to end at byte {mdat_end}\): "
+                                        r"cut short"),
         "in_index.mp4": (moov_end - 100, rf"inside its 'moov' box, its index of the frames \(declared to end at byte "
                                          rf"{moov_end}\): cut short"),
         "in_header.mp4": (mdat_end + 5, r"inside a box's header: cut short"),

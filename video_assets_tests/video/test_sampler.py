@@ -119,6 +119,32 @@ def test_short_gop_seeks_to_keyframes(videos):
     assert s.stats.frames_decoded < 10
 
 
+def test_hops_to_near_keyframes_without_seeking(tmp_path, monkeypatch):
+    """At 1 fps on a GOP of 1 s every wanted frame is a keyframe: the packets between them are read and not
+    sent, and the decoder is neither flushed nor drained (its threads work on several frames at once). The
+    frames are those of seeks; a remote source seeks (a range request skips the bytes)."""
+    from video_assets.video import fetch
+    from video_assets_tests.servers import http_file_server
+
+    path = encode_video(tmp_path / "gop30.mp4", n_frames=150, gop=30, bframes=2)
+    hopped = sample_frames(str(path), "by_fps", target_fps=1)
+    assert hopped.indices == [0, 30, 60, 90, 120] and [read_index(f) for f in hopped.frames] == hopped.indices
+    assert hopped.stats.seeks == 1 and hopped.stats.packets_hopped > 0
+    assert hopped.stats.frames_decoded < 5 + 4 * 4  # the wanted ones, and a few before each comes out
+    with http_file_server(tmp_path) as server:
+        remote = sample_frames(server.url("gop30.mp4"), "by_fps", target_fps=1)
+    assert remote.stats.packets_hopped == 0 and remote.stats.seeks == 5 and remote.indices == hopped.indices
+    dense = sample_frames(str(path), "by_interval_frames", interval_frames=7)  # hops and decodes forward
+    monkeypatch.setattr(fetch, "HOP_MAX_FRAMES", 0)  # seeks only
+    sought = sample_frames(str(path), "by_fps", target_fps=1)
+    dense_sought = sample_frames(str(path), "by_interval_frames", interval_frames=7)
+    assert sought.stats.packets_hopped == 0 and sought.stats.seeks == 5
+    for a, b in ((hopped, sought), (remote, sought), (dense, dense_sought)):
+        assert a.indices == b.indices
+        for x, y in zip(a.frames, b.frames, strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
 def test_skips_non_reference_frames_on_the_way(videos):
     # dense-ish plan inside one long GOP: B-frames before each wanted frame are not decoded
     s = sample_frames(videos["long_gop.mp4"], "by_interval_frames", interval_frames=50)
