@@ -119,3 +119,19 @@ while true; do echo "80, 10"; echo "90, 30"; sleep 0.02; done
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return args
+
+
+@pytest.fixture
+def av_opens(monkeypatch) -> list:
+    """What ``av.open`` is called with from now on (each call appends its source): how often a video is opened."""
+    import av
+
+    opens = []
+    real_open = av.open
+
+    def counting_open(*args, **kwargs):
+        opens.append(args[0])
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(av, "open", counting_open)
+    return opens

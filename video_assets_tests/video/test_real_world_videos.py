@@ -397,23 +397,15 @@ def test_cover_track_larger_than_max_pixels_does_not_refuse_the_video(tmp_path):
             sample_frames(path, stream_index=0, limits=limits)  # by number too, by the same rule
 
 
-def test_mov_cover_track_is_known_from_its_sample_table(corpus, corpus_http, monkeypatch):
+def test_mov_cover_track_is_known_from_its_sample_table(corpus, corpus_http, av_opens):
     """The PNG track's one frame is listed in the MOV's sample table. Counting it by a scan read the whole file
     (over HTTP every byte, where the video's own index comes from the header; 1.5 MB read for a 1.5 MB file
     whose plan needs 0.5 MB) and then opened it a second time."""
-    opens = []
-    real_open = av.open
-
-    def counting_open(*args, **kwargs):
-        opens.append(args[0])
-        return real_open(*args, **kwargs)
-
-    monkeypatch.setattr(av, "open", counting_open)
     for source in (str(corpus / "png_cover_first.mov"), corpus_http.url("png_cover_first.mov")):
-        opens.clear()
+        av_opens.clear()
         with open_source(source) as opened, VideoReader(opened) as reader:
             assert reader.stream_index == 1 and len(reader.index) == 60 and reader.warnings == []
-        assert len(opens) == 1, source
+        assert len(av_opens) == 1, source
 
 def test_remote_mp4_whose_sample_table_lists_nothing_is_an_error_naming_it(tmp_path):
     """Over HTTP an MP4 is indexed from its sample table; one that lists no video sample (its count zeroed) has

@@ -223,25 +223,17 @@ def test_reader_counts_and_never_seeks_into_a_counted_stream(clips):
         assert len(reader.index) == 60 and not reader.truncated
 
 
-def test_a_source_is_opened_again_only_for_a_counted_stream_and_its_limits_hold(clips, monkeypatch):
+def test_a_source_is_opened_again_only_for_a_counted_stream_and_its_limits_hold(clips, av_opens):
     """The start of a counted stream is reached by opening the source again (see VideoReader._reopen); an
     ordinary video is opened once. Over HTTP the second open reads through the same guarded file: its bytes
     count against max_bytes with the scan's, so a budget of 1.5 times the file refuses the joined Matroska."""
-    opens = []
-    real_open = av.open
-
-    def counting_open(*args, **kwargs):
-        opens.append(args[0])
-        return real_open(*args, **kwargs)
-
-    monkeypatch.setattr(av, "open", counting_open)
     with http_file_server(clips) as server:
         for name, times in (("a.mkv", 1), ("joined.mkv", 2), ("bframes.h264", 2)):
             size = (clips / name).stat().st_size
             for source in (str(clips / name), (clips / name).read_bytes(), server.url(name)):
-                opens.clear()
+                av_opens.clear()
                 s = sample_frames(source, count_k=4, video_format=name.split(".")[1])
-                assert len(s.indices) == 4 and not s.truncated and len(opens) == times, (name, type(source))
+                assert len(s.indices) == 4 and not s.truncated and len(av_opens) == times, (name, type(source))
             url = server.url(name)
             with open_source(url) as opened, VideoReader(opened) as reader:
                 assert len(list(reader.fetch(np.array([0, len(reader.index) - 1])))) == 2
