@@ -132,7 +132,7 @@ class FrameFetch:
             self.fed_pos = kf - 1
             self.counted = kf
             # the seek flushed what the decoder had not returned: those frames are sent again from here
-            self._sent = {k for k in self._sent if k < self.next}
+            self._sent.clear()
             self.unsent = self.next
         self.landing = 1 if kf is not None and kf > 0 else 0
         self.progressed = False

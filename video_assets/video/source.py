@@ -89,6 +89,26 @@ def decode_base64(s: str, description: str = "<base64 string>") -> bytes:
         raise VideoSourceError(f"{description}: not valid base64 ({e})") from None
 
 
+def _inline_video(source) -> tuple[bytes, str] | None:
+    """``(the video's bytes, its description)`` for a video given inline: bytes, base64 text given as bytes (a
+    base64 column read as binary), or a base64 str; None for a path or URI."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise VideoSourceError(f"<{len(data)} bytes>: empty input (0 bytes)")
+        if not looks_like_base64_bytes(data):
+            return data, f"<{len(data)} bytes>"
+        desc, text = f"<{len(data)} bytes of base64>", data.decode("ascii")
+    elif isinstance(source, str) and _looks_like_base64(source):
+        desc, text = f"<base64 string, {len(source)} chars>", source
+    else:
+        return None
+    data = decode_base64(text, desc)
+    if not data:
+        raise VideoSourceError(f"{desc}: decodes to 0 bytes")
+    return data, desc
+
+
 def _format_hint(video_format: str | None) -> str | None:
     if not video_format:
         return None
@@ -112,32 +132,17 @@ def open_source(source: VideoSource, video_format: str | None = None, storage_op
     The per-video deadline starts now.
     """
     limits = limits or DEFAULT_LIMITS
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        desc = f"<{len(data)} bytes>"
-        if not data:
-            raise VideoSourceError(f"{desc}: empty input (0 bytes)")
-        if looks_like_base64_bytes(data):  # base64 text given as bytes: decoded as a base64 str would be
-            desc = f"<{len(data)} bytes of base64>"
-            data = decode_base64(data.decode("ascii"), desc)
-            if not data:
-                raise VideoSourceError(f"{desc}: decodes to 0 bytes")
+    if isinstance(source, Path):
+        source = str(source)
+    inline = _inline_video(source)
+    if inline is not None:
+        data, desc = inline
         limits.check_bytes(desc, len(data), "input size")
         yield OpenedSource(io.BytesIO(data), desc, _format_hint(video_format), len(data), limits=limits)
         return
-    if isinstance(source, Path):
-        source = str(source)
     if not isinstance(source, str):
         raise VideoSourceError(f"unsupported video source type {type(source).__name__}; "
                                "expected a path, URI, bytes or base64 str")
-    if _looks_like_base64(source):
-        desc = f"<base64 string, {len(source)} chars>"
-        data = decode_base64(source, desc)
-        if not data:
-            raise VideoSourceError(f"{desc}: decodes to 0 bytes")
-        limits.check_bytes(desc, len(data), "input size")
-        yield OpenedSource(io.BytesIO(data), desc, _format_hint(video_format), len(data), limits=limits)
-        return
 
     desc = describe_uri(source)
     scheme = scheme_of(source)
